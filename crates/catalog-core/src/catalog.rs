@@ -1,0 +1,155 @@
+//! The catalog trait every platform client implements.
+
+use std::fmt::Debug;
+
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::{CatalogError, Cursor, Page, PageRequest, PlatformId, Product, Result};
+
+/// Reads a store's catalog.
+///
+/// Object safe: the server and tools hold `Arc<dyn Catalog>` chosen at run time.
+/// Implementations retry what is transient (throttling, 5xx) themselves; an
+/// error reaching the caller means the retry budget is spent or the error is final.
+#[async_trait::async_trait]
+pub trait Catalog: Send + Sync + Debug {
+    /// Which platform this is.
+    fn platform(&self) -> PlatformId;
+
+    /// What this client supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Fetches one product by the platform's id (numeric id, or a global id
+    /// where the platform has them).
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] when the product does not exist, or any other
+    /// [`CatalogError`] when the call fails.
+    async fn get_product(&self, id: &str) -> Result<Product>;
+
+    /// Fetches one page of products.
+    ///
+    /// # Errors
+    /// Any [`CatalogError`]; a cursor from another listing gives
+    /// [`CatalogError::Configuration`].
+    async fn list_page(&self, request: PageRequest) -> Result<Page<Product>>;
+
+    /// Streams every product, fetching pages lazily.
+    ///
+    /// The default walks [`Catalog::list_page`] with its cursors; platforms
+    /// override it with something faster (concurrent pages, bulk export).
+    /// The stream ends after the first error, and also stops (with an error) if
+    /// the platform hands back the same cursor twice, so a misbehaving server
+    /// cannot make it loop forever.
+    fn stream_products(&self) -> BoxStream<'_, Result<Product>> {
+        stream_pages(move |request| self.list_page(request), None)
+    }
+}
+
+/// Builds a product stream from a page-fetching function, following cursors
+/// until the last page. Used by [`Catalog::stream_products`]'s default and
+/// available to platform crates.
+pub fn stream_pages<'a, F, Fut>(fetch: F, limit: Option<u32>) -> BoxStream<'a, Result<Product>>
+where
+    F: Fn(PageRequest) -> Fut + Send + Sync + 'a,
+    Fut: std::future::Future<Output = Result<Page<Product>>> + Send + 'a,
+{
+    struct State<F> {
+        fetch: F,
+        next: Option<Option<Cursor>>,
+        seen: std::collections::HashSet<Cursor>,
+        limit: Option<u32>,
+    }
+    let state = State {
+        fetch,
+        next: Some(None),
+        seen: std::collections::HashSet::new(),
+        limit,
+    };
+    stream::unfold(state, |mut st| async move {
+        let cursor = st.next.take()?;
+        let mut request = PageRequest::first();
+        request.limit = st.limit;
+        request.cursor = cursor;
+        match (st.fetch)(request).await {
+            Ok(page) => {
+                if let Some(next) = &page.next {
+                    if !st.seen.insert(next.clone()) {
+                        let err = CatalogError::Decode {
+                            path: "next".into(),
+                            message: format!("the platform repeated cursor {next}"),
+                        };
+                        let items: Vec<Result<Product>> =
+                            page.items.into_iter().map(Ok).chain([Err(err)]).collect();
+                        return Some((stream::iter(items), st));
+                    }
+                    if !page.items.is_empty() {
+                        st.next = Some(page.next.clone());
+                    }
+                }
+                let items: Vec<Result<Product>> = page.items.into_iter().map(Ok).collect();
+                Some((stream::iter(items), st))
+            }
+            Err(e) => Some((stream::iter(vec![Err(e)]), st)),
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+/// What a platform client supports, for tools that adapt to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// The largest page size the platform accepts.
+    pub max_page_size: u32,
+    /// Whether pages report the total number of products.
+    pub reports_total: bool,
+    /// Whether `stream_products` uses a server-side bulk export.
+    pub bulk_export: bool,
+    /// Whether `stream_products` fetches several pages at once.
+    pub concurrent_pages: bool,
+    /// Whether product ids can also be given as global ids.
+    pub global_ids: bool,
+}
+
+impl Capabilities {
+    /// Capabilities of a plain paged API with the given maximum page size.
+    pub fn paged(max_page_size: u32) -> Self {
+        Self {
+            max_page_size,
+            reports_total: false,
+            bulk_export: false,
+            concurrent_pages: false,
+            global_ids: false,
+        }
+    }
+
+    /// Marks that pages report totals.
+    #[must_use]
+    pub fn with_totals(mut self) -> Self {
+        self.reports_total = true;
+        self
+    }
+
+    /// Marks that streaming uses a bulk export.
+    #[must_use]
+    pub fn with_bulk_export(mut self) -> Self {
+        self.bulk_export = true;
+        self
+    }
+
+    /// Marks that streaming fetches pages concurrently.
+    #[must_use]
+    pub fn with_concurrent_pages(mut self) -> Self {
+        self.concurrent_pages = true;
+        self
+    }
+
+    /// Marks that global ids are accepted.
+    #[must_use]
+    pub fn with_global_ids(mut self) -> Self {
+        self.global_ids = true;
+        self
+    }
+}

@@ -1,0 +1,110 @@
+//! The error type of catalog calls.
+
+use std::time::Duration;
+
+/// A boxed error from a lower layer (HTTP client, I/O).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`CatalogError`] as the default error.
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Why a catalog call failed.
+///
+/// Platform crates map their HTTP and decoding errors into this one type so that
+/// callers match on one enum whatever the platform. No variant ever carries a
+/// credential: platform crates strip URLs (which may carry query-string
+/// credentials) before building [`CatalogError::Transport`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The product (or other resource) does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The credentials were refused (HTTP 401/403 or the platform's equivalent).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The platform throttled us and the retry budget is spent.
+    #[error("rate limited by the platform{}", retry_after_text(.retry_after))]
+    RateLimited {
+        /// How long the platform asked us to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// Any other unsuccessful HTTP status, with the platform's message.
+    #[error("HTTP {status}: {message}")]
+    Http {
+        /// HTTP status code.
+        status: u16,
+        /// The platform's error code, when it sent one (e.g. `woocommerce_rest_product_invalid_id`).
+        code: Option<String>,
+        /// The platform's message, or a short excerpt of the body.
+        message: String,
+    },
+    /// The platform answered with data we could not read.
+    #[error("could not decode platform response at `{path}`: {message}")]
+    Decode {
+        /// The JSON path that failed, e.g. `data.products.nodes[3].variants`.
+        path: String,
+        /// What was wrong there.
+        message: String,
+    },
+    /// The request did not complete (connection, timeout, TLS).
+    #[error("transport error: {0}")]
+    Transport(#[source] BoxError),
+    /// The client was configured wrongly (bad URL, missing credential).
+    #[error("invalid configuration: {0}")]
+    Configuration(String),
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (retry after {:.1}s)", d.as_secs_f64()),
+        None => String::new(),
+    }
+}
+
+impl CatalogError {
+    /// Whether a later retry of the same call could succeed (throttling,
+    /// transport failures, 5xx). Platform clients use this for their retry loops.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::Transport(_) => true,
+            Self::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_readable() {
+        let e = CatalogError::RateLimited {
+            retry_after: Some(Duration::from_millis(2500)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "rate limited by the platform (retry after 2.5s)"
+        );
+        let e = CatalogError::Decode {
+            path: "data.products.nodes[3].id".into(),
+            message: "invalid type".into(),
+        };
+        assert!(e.to_string().contains("data.products.nodes[3].id"));
+    }
+
+    #[test]
+    fn transient_classification() {
+        let http = |status| CatalogError::Http {
+            status,
+            code: None,
+            message: String::new(),
+        };
+        assert!(http(503).is_transient());
+        assert!(http(429).is_transient());
+        assert!(!http(400).is_transient());
+        assert!(!CatalogError::NotFound("x".into()).is_transient());
+        assert!(!CatalogError::Unauthorized("x".into()).is_transient());
+    }
+}

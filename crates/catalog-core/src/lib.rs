@@ -1,0 +1,58 @@
+//! # catalog-core
+//!
+//! The platform-neutral heart of the catalog integration workspace:
+//!
+//! - [`Product`] and friends: one product model that every platform maps into,
+//!   with money as exact decimals ([`Money`]) and ids as strings.
+//! - [`Catalog`]: the object-safe trait each platform client implements
+//!   (get one product, list one page, stream them all).
+//! - [`webhook`]: framework-agnostic webhook verification (HMAC-SHA256 over the
+//!   raw body, constant time, several secrets for rotation) and the
+//!   [`WebhookSource`] trait that turns a verified delivery into a [`CatalogEvent`].
+//! - [`Inbox`]: "insert if new" deduplication, with a bounded in-memory
+//!   implementation ([`MemoryInbox`]).
+//!
+//! No HTTP framework type appears in this crate's API: headers are read through
+//! the one-method [`HeaderLookup`] trait so that actix-web, reqwest or a plain map
+//! can all be used.
+//!
+//! ```
+//! use catalog_core::webhook::{sign, Headers, HmacVerifier};
+//! use secrecy::SecretString;
+//!
+//! let body = br#"{"id":788032119674292922}"#;
+//! let signature = sign(b"old-secret", body);
+//! // During a rotation both the old and the new secret are accepted.
+//! let verifier = HmacVerifier::new([
+//!     SecretString::from("new-secret"),
+//!     SecretString::from("old-secret"),
+//! ])?;
+//! verifier.verify(body, &signature)?;
+//! // One changed byte is rejected.
+//! assert!(verifier.verify(br#"{"id":788032119674292923}"#, &signature).is_err());
+//! # Ok::<(), catalog_core::webhook::WebhookError>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod catalog;
+pub mod error;
+pub mod event;
+pub mod inbox;
+pub mod json;
+pub mod model;
+pub mod money;
+pub mod page;
+pub mod webhook;
+
+pub use async_trait::async_trait;
+pub use catalog::{Capabilities, Catalog};
+pub use error::{CatalogError, Result};
+pub use event::{CatalogEvent, EventId, Topic};
+pub use inbox::{DedupKey, Inbox, InboxError, InsertOutcome, MemoryInbox};
+pub use model::{
+    Category, Image, PlatformId, Product, ProductOption, ProductStatus, SelectedOption, Variant,
+    Weight, WeightUnit,
+};
+pub use money::{CurrencyCode, Money, MoneyError};
+pub use page::{Cursor, Page, PageRequest};
+pub use webhook::{HeaderLookup, WebhookError, WebhookSource};
