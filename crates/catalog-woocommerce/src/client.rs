@@ -1,0 +1,921 @@
+//! The wc/v3 REST client: builder, requests with retries, products.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_core::{
+    Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
+    Product, Result,
+};
+use futures::stream::{self, BoxStream, StreamExt};
+use rand::Rng;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::auth::{AuthMode, Credentials};
+use crate::config::{normalize_store_url, parse_store_url};
+use crate::convert::{has_variations, product_from_wire};
+use crate::pagination::{Keyed, Stitcher, Window};
+use crate::wire::{SettingValue, WireProduct, WireVariation, WpError};
+
+/// The largest `per_page` WooCommerce accepts.
+pub const MAX_PER_PAGE: u32 = 100;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONCURRENCY: usize = 8;
+const DEFAULT_MAX_RETRIES: u32 = 3;
+const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(250);
+const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
+const DEFAULT_OVERLAP: u32 = 5;
+
+/// A WooCommerce wc/v3 catalog client. Cheap to clone (shared state).
+///
+/// ```no_run
+/// use catalog_core::Catalog;
+/// use futures::TryStreamExt;
+/// # async fn run() -> catalog_core::Result<()> {
+/// let client = catalog_woocommerce::WooCommerceClient::builder()
+///     .store_url("https://shop.example.com")
+///     .credentials("ck_…", "cs_…")
+///     .build()?;
+/// let products: Vec<_> = client.stream_products().try_collect().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct WooCommerceClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    api_base: String,
+    store: String,
+    credentials: Credentials,
+    auth: AuthMode,
+    currency: OnceCell<CurrencyCode>,
+    concurrency: usize,
+    limiter: Semaphore,
+    retry: RetryPolicy,
+    per_page: u32,
+    overlap: u32,
+}
+
+impl fmt::Debug for WooCommerceClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WooCommerceClient")
+            .field("store", &self.inner.store)
+            .field("auth", &self.inner.auth)
+            .field("concurrency", &self.inner.concurrency)
+            .field("per_page", &self.inner.per_page)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How transient failures (429, 5xx, transport) are retried.
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    max_retries: u32,
+    base: Duration,
+    max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with "equal jitter": half fixed, half random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+            .min(self.max_delay);
+        let half = exp / 2;
+        let jitter =
+            rand::rng().random_range(0..=half.as_millis().min(u128::from(u64::MAX)) as u64);
+        half + Duration::from_millis(jitter)
+    }
+}
+
+/// Builds a [`WooCommerceClient`]. Every timeout has a default; none can be
+/// switched off.
+#[derive(Debug, Clone)]
+pub struct WooCommerceClientBuilder {
+    store_url: Option<String>,
+    base_url: Option<String>,
+    credentials: Option<Credentials>,
+    auth: AuthMode,
+    currency: Option<CurrencyCode>,
+    timeout: Duration,
+    connect_timeout: Duration,
+    user_agent: String,
+    concurrency: usize,
+    retry: RetryPolicy,
+    per_page: u32,
+    overlap: u32,
+}
+
+impl Default for WooCommerceClientBuilder {
+    fn default() -> Self {
+        Self {
+            store_url: None,
+            base_url: None,
+            credentials: None,
+            auth: AuthMode::Auto,
+            currency: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            user_agent: concat!("catalog-woocommerce/", env!("CARGO_PKG_VERSION")).to_owned(),
+            concurrency: DEFAULT_CONCURRENCY,
+            retry: RetryPolicy {
+                max_retries: DEFAULT_MAX_RETRIES,
+                base: DEFAULT_RETRY_BASE,
+                max_delay: DEFAULT_RETRY_MAX,
+            },
+            per_page: MAX_PER_PAGE,
+            overlap: DEFAULT_OVERLAP,
+        }
+    }
+}
+
+impl WooCommerceClientBuilder {
+    /// The store's site URL: its identity (`Product::store`, matched against
+    /// `X-WC-Webhook-Source`) and, unless [`Self::base_url`] is set, where
+    /// requests go. A bare domain means `https`.
+    #[must_use]
+    pub fn store_url(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
+        self
+    }
+
+    /// Sends requests to this URL instead of the store URL (a proxy, or a
+    /// fake server in tests). Full URL with scheme; a bare domain means https.
+    /// When no store URL is set, this is also the store identity.
+    #[must_use]
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The REST API key pair.
+    #[must_use]
+    pub fn credentials(
+        mut self,
+        consumer_key: impl Into<SecretString>,
+        consumer_secret: impl Into<SecretString>,
+    ) -> Self {
+        self.credentials = Some(Credentials::new(consumer_key, consumer_secret));
+        self
+    }
+
+    /// How to authenticate (default [`AuthMode::Auto`]).
+    #[must_use]
+    pub fn auth_mode(mut self, mode: AuthMode) -> Self {
+        self.auth = mode;
+        self
+    }
+
+    /// The store currency. Without it, the client reads
+    /// `settings/general/woocommerce_currency` once, on first use.
+    #[must_use]
+    pub fn currency(mut self, currency: CurrencyCode) -> Self {
+        self.currency = Some(currency);
+        self
+    }
+
+    /// Whole-request timeout (default 30 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connect timeout (default 10 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header.
+    #[must_use]
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// Most requests in flight at once (default 8, at least 1). `1` gives
+    /// strictly sequential paging.
+    #[must_use]
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Retries of 429, 5xx and transport failures (default 3).
+    #[must_use]
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.retry.max_retries = retries;
+        self
+    }
+
+    /// First backoff delay (default 250 ms), doubled per attempt, with jitter.
+    #[must_use]
+    pub fn retry_base_delay(mut self, delay: Duration) -> Self {
+        self.retry.base = delay;
+        self
+    }
+
+    /// Longest wait between attempts (default 30 s). A `Retry-After` longer
+    /// than this ends the retries with [`CatalogError::RateLimited`].
+    #[must_use]
+    pub fn max_retry_delay(mut self, delay: Duration) -> Self {
+        self.retry.max_delay = delay;
+        self
+    }
+
+    /// Products per request when streaming (2..=100, default 100).
+    #[must_use]
+    pub fn per_page(mut self, per_page: u32) -> Self {
+        self.per_page = per_page;
+        self
+    }
+
+    /// How many products consecutive windows share (default 5, at least 1,
+    /// less than `per_page`). More overlap absorbs more deletions during a
+    /// listing without extra requests (see [`crate::pagination`]).
+    #[must_use]
+    pub fn page_overlap(mut self, overlap: u32) -> Self {
+        self.overlap = overlap;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// [`CatalogError::Configuration`] without a store URL or credentials, or
+    /// with an unusable URL or user agent.
+    pub fn build(self) -> Result<WooCommerceClient> {
+        let store_src = self
+            .store_url
+            .as_deref()
+            .or(self.base_url.as_deref())
+            .ok_or_else(|| CatalogError::Configuration("store_url is required".into()))?;
+        let store = normalize_store_url(store_src).map_err(CatalogError::Configuration)?;
+        let base = match &self.base_url {
+            Some(b) => normalize_store_url(b).map_err(CatalogError::Configuration)?,
+            None => store.clone(),
+        };
+        let scheme = parse_store_url(&base)
+            .map_err(CatalogError::Configuration)?
+            .scheme()
+            .to_owned();
+        let credentials = self.credentials.filter(|c| !c.is_blank()).ok_or_else(|| {
+            CatalogError::Configuration("consumer_key and consumer_secret are required".into())
+        })?;
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
+            .user_agent(self.user_agent)
+            // A redirect would resend query-string credentials to wherever it
+            // points; report it instead (usually http→https or www).
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| {
+                CatalogError::Configuration(format!("HTTP client: {}", e.without_url()))
+            })?;
+        let per_page = self.per_page.clamp(2, MAX_PER_PAGE);
+        let concurrency = self.concurrency.max(1);
+        Ok(WooCommerceClient {
+            inner: Arc::new(Inner {
+                http,
+                api_base: format!("{base}/wp-json/wc/v3/"),
+                store,
+                credentials,
+                auth: self.auth.resolve(&scheme),
+                currency: match self.currency {
+                    Some(c) => OnceCell::new_with(Some(c)),
+                    None => OnceCell::new(),
+                },
+                concurrency,
+                limiter: Semaphore::new(concurrency),
+                retry: self.retry,
+                per_page,
+                overlap: self.overlap.clamp(1, per_page - 1),
+            }),
+        })
+    }
+}
+
+/// A successful response.
+struct Response {
+    body: bytes::Bytes,
+    total: Option<u64>,
+    total_pages: Option<u64>,
+}
+
+/// A product as listed, with its raw JSON.
+struct Listed {
+    wire: WireProduct,
+    raw: serde_json::Value,
+}
+
+impl Keyed for Listed {
+    fn key(&self) -> u64 {
+        self.wire.id
+    }
+}
+
+/// The state a [`Cursor`] from [`WooCommerceClient::list_page`] carries.
+#[derive(Debug, Serialize, Deserialize)]
+struct CursorState {
+    /// Offset of the next window.
+    o: u64,
+    /// Last id returned.
+    l: Option<u64>,
+    /// Window size.
+    n: u32,
+}
+
+impl WooCommerceClient {
+    /// A builder with defaults.
+    pub fn builder() -> WooCommerceClientBuilder {
+        WooCommerceClientBuilder::default()
+    }
+
+    /// The store identity used in [`Product::store`] (normalised site URL).
+    pub fn store(&self) -> &str {
+        &self.inner.store
+    }
+
+    /// The authentication mode in use (`Auto` resolved by scheme).
+    pub fn auth_mode(&self) -> AuthMode {
+        self.inner.auth
+    }
+
+    /// The store currency: configured, or read once from the store settings.
+    ///
+    /// # Errors
+    /// Any request error, or [`CatalogError::Decode`] for an invalid code.
+    pub async fn currency(&self) -> Result<CurrencyCode> {
+        self.inner
+            .currency
+            .get_or_try_init(|| async {
+                let resp = self
+                    .get("settings/general/woocommerce_currency", &[])
+                    .await
+                    .map_err(|e| match e {
+                        CatalogError::Unauthorized(m) => CatalogError::Unauthorized(format!(
+                            "{m} (reading the store currency needs a key whose user can manage \
+                             WooCommerce; or configure the currency)"
+                        )),
+                        other => other,
+                    })?;
+                let setting: SettingValue = catalog_core::json::decode(&resp.body)?;
+                CurrencyCode::new(&setting.value).map_err(|e| CatalogError::Decode {
+                    path: "value".into(),
+                    message: e.to_string(),
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    /// GETs `path` (relative to `/wp-json/wc/v3/`) with retries.
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Response> {
+        let inner = &self.inner;
+        let mut url = Url::parse(&format!("{}{path}", inner.api_base))
+            .map_err(|e| CatalogError::Configuration(format!("request URL: {e}")))?;
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        let mut attempt = 0u32;
+        loop {
+            let outcome = self.attempt(&url).await;
+            let err = match outcome {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            let (err, retry_after) = err;
+            if !err.is_transient() || attempt >= inner.retry.max_retries {
+                return Err(finalize(err, retry_after));
+            }
+            let wait = match retry_after {
+                Some(ra) if ra > inner.retry.max_delay => {
+                    return Err(CatalogError::RateLimited {
+                        retry_after: Some(ra),
+                    });
+                }
+                Some(ra) => ra,
+                None => inner.retry.backoff(attempt),
+            };
+            tracing::debug!(path, attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt. Auth is applied per attempt: OAuth needs a fresh nonce.
+    async fn attempt(&self, url: &Url) -> Result<Response, (CatalogError, Option<Duration>)> {
+        let inner = &self.inner;
+        let _permit = inner
+            .limiter
+            .acquire()
+            .await
+            .map_err(|_| (CatalogError::Configuration("client shut down".into()), None))?;
+        let authorized = inner.credentials.authorize(inner.auth, "GET", url);
+        let mut req = inner.http.get(authorized.url);
+        if let Some(h) = authorized.header {
+            req = req.header(AUTHORIZATION, h);
+        }
+        let resp = req.send().await.map_err(|e| (transport(e), None))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| (transport(e), None))?;
+        tracing::debug!(path = url.path(), status = status.as_u16(), "wc request");
+        if status.is_success() {
+            return Ok(Response {
+                body,
+                total: header_u64(&headers, "x-wp-total"),
+                total_pages: header_u64(&headers, "x-wp-totalpages"),
+            });
+        }
+        let retry_after = retry_after(&headers);
+        Err((
+            error_from_response(status, &body, &inner.credentials),
+            retry_after,
+        ))
+    }
+
+    /// One window of products ordered by id.
+    async fn fetch_window(&self, offset: u64, per_page: u32) -> Result<Window<Listed>> {
+        let resp = self
+            .get(
+                "products",
+                &[
+                    ("per_page", per_page.to_string()),
+                    ("offset", offset.to_string()),
+                    ("orderby", "id".into()),
+                    ("order", "asc".into()),
+                ],
+            )
+            .await?;
+        let values: Vec<serde_json::Value> = catalog_core::json::decode(&resp.body)?;
+        let items = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let wire: WireProduct =
+                    catalog_core::json::decode_value(raw.clone()).map_err(|e| prefix(e, i))?;
+                Ok(Listed { wire, raw })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Window {
+            offset,
+            requested: per_page,
+            items,
+            total: resp.total,
+        })
+    }
+
+    /// All variations of a variable product, every page (pages fetched
+    /// concurrently once the first reports the page count).
+    async fn fetch_variations(&self, product_id: u64) -> Result<Vec<WireVariation>> {
+        let path = format!("products/{product_id}/variations");
+        let page = |n: u64| {
+            let path = path.clone();
+            async move {
+                let resp = self
+                    .get(
+                        &path,
+                        &[
+                            ("per_page", MAX_PER_PAGE.to_string()),
+                            ("page", n.to_string()),
+                            ("orderby", "id".into()),
+                            ("order", "asc".into()),
+                        ],
+                    )
+                    .await?;
+                let vs: Vec<WireVariation> = catalog_core::json::decode(&resp.body)?;
+                Ok::<_, CatalogError>((vs, resp.total_pages))
+            }
+        };
+        let (mut all, pages) = page(1).await?;
+        let pages = pages.unwrap_or(1).min(10_000);
+        if pages > 1 {
+            let rest: Vec<Result<(Vec<WireVariation>, Option<u64>)>> = stream::iter(2..=pages)
+                .map(page)
+                .buffered(self.inner.concurrency)
+                .collect()
+                .await;
+            for r in rest {
+                all.extend(r?.0);
+            }
+        }
+        Ok(all)
+    }
+
+    /// Turns a listed product into a [`Product`], fetching variations.
+    /// `Ok(None)`: the product vanished between listing and variations.
+    async fn complete(&self, item: Listed) -> Result<Option<Product>> {
+        let currency = self.currency().await?;
+        let variations = if has_variations(&item.wire) {
+            match self.fetch_variations(item.wire.id).await {
+                Ok(v) => Some(v),
+                Err(CatalogError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        product_from_wire(
+            &self.inner.store,
+            &currency,
+            item.wire,
+            item.raw,
+            variations,
+        )
+        .map(Some)
+    }
+
+    /// Streams every product in id order, pages fetched concurrently (see
+    /// [`crate::pagination`] for why nothing is skipped or repeated while the
+    /// catalog changes). Ends after the first error.
+    fn stream_all(&self) -> BoxStream<'static, Result<Product>> {
+        let client = self.clone();
+        let per_page = self.inner.per_page;
+        let step = u64::from(per_page - self.inner.overlap);
+        let conc = self.inner.concurrency;
+
+        struct State {
+            client: WooCommerceClient,
+            stitcher: Stitcher,
+            planned: Option<BoxStream<'static, Result<Window<Listed>>>>,
+            done: bool,
+        }
+        let state = State {
+            client: client.clone(),
+            stitcher: Stitcher::new(step, None),
+            planned: None,
+            done: false,
+        };
+        let batches = stream::unfold(state, move |mut st| async move {
+            if st.done {
+                return None;
+            }
+            let window = match st.planned.as_mut() {
+                None => {
+                    let first = st.client.fetch_window(0, per_page).await;
+                    if let Ok(w) = &first {
+                        let total = w.total.unwrap_or(0);
+                        let overlap = u64::from(per_page) - step;
+                        let mut offsets = Vec::new();
+                        let mut o = step;
+                        while o + overlap < total {
+                            offsets.push(o);
+                            o += step;
+                        }
+                        let c = st.client.clone();
+                        st.planned = Some(
+                            stream::iter(offsets)
+                                .map(move |o| {
+                                    let c = c.clone();
+                                    async move { c.fetch_window(o, per_page).await }
+                                })
+                                .buffered(conc)
+                                .boxed(),
+                        );
+                    }
+                    first
+                }
+                Some(planned) => match planned.next().await {
+                    Some(w) => w,
+                    None if st.stitcher.last_full && !st.stitcher.ended => {
+                        let o = st.stitcher.last_offset + step;
+                        st.client.fetch_window(o, per_page).await
+                    }
+                    None => return None,
+                },
+            };
+            let result = match window {
+                Ok(w) => {
+                    let c = st.client.clone();
+                    st.stitcher
+                        .resolve(w, |o| {
+                            let c = c.clone();
+                            async move { c.fetch_window(o, per_page).await }
+                        })
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if result.is_err() || st.stitcher.ended {
+                st.done = true;
+            }
+            Some((result, st))
+        });
+        let products = batches
+            .flat_map(|batch| {
+                stream::iter(match batch {
+                    Ok(items) => items.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            .map(move |item| {
+                let c = client.clone();
+                async move {
+                    match item {
+                        Ok(item) => c.complete(item).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .buffered(conc)
+            .filter_map(|r| async move { r.transpose() });
+        end_after_first_error(products)
+    }
+}
+
+/// Stops a stream after its first error (which is still yielded).
+fn end_after_first_error<T: Send + 'static>(
+    s: impl futures::Stream<Item = Result<T>> + Send + 'static,
+) -> BoxStream<'static, Result<T>> {
+    s.scan(false, |failed, item| {
+        let out = if *failed {
+            None
+        } else {
+            *failed = item.is_err();
+            Some(item)
+        };
+        futures::future::ready(out)
+    })
+    .boxed()
+}
+
+#[async_trait::async_trait]
+impl Catalog for WooCommerceClient {
+    fn platform(&self) -> PlatformId {
+        PlatformId::WOOCOMMERCE
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::paged(MAX_PER_PAGE)
+            .with_totals()
+            .with_concurrent_pages()
+    }
+
+    /// Fetches `/products/{id}`; a variable product's variations too.
+    async fn get_product(&self, id: &str) -> Result<Product> {
+        let Ok(num) = id.trim().parse::<u64>() else {
+            return Err(CatalogError::NotFound(format!(
+                "product {id:?}: WooCommerce product ids are numbers"
+            )));
+        };
+        let resp = self
+            .get(&format!("products/{num}"), &[])
+            .await
+            .map_err(|e| match e {
+                CatalogError::NotFound(m) => CatalogError::NotFound(format!("product {num}: {m}")),
+                other => other,
+            })?;
+        let raw: serde_json::Value = catalog_core::json::decode(&resp.body)?;
+        let wire: WireProduct = catalog_core::json::decode_value(raw.clone())?;
+        if wire.kind == "variation" {
+            return Err(CatalogError::NotFound(format!(
+                "product {num} is a variation of product {}; ask for the parent",
+                wire.parent_id.unwrap_or_default()
+            )));
+        }
+        self.complete(Listed { wire, raw }).await?.ok_or_else(|| {
+            CatalogError::NotFound(format!("product {num}: deleted while being read"))
+        })
+    }
+
+    /// One window of products in id order. The cursor carries the next offset
+    /// and the last id returned, so pages neither skip nor repeat products
+    /// when the catalog changes between calls.
+    async fn list_page(&self, request: PageRequest) -> Result<Page<Product>> {
+        let state = match &request.cursor {
+            Some(c) => c.decode::<CursorState>()?,
+            None => CursorState {
+                o: 0,
+                l: None,
+                n: request
+                    .limit
+                    .unwrap_or(self.inner.per_page)
+                    .clamp(2, MAX_PER_PAGE),
+            },
+        };
+        let per_page = state.n.clamp(2, MAX_PER_PAGE);
+        let overlap = self.inner.overlap.min(per_page - 1).max(1);
+        let step = u64::from(per_page - overlap);
+        let mut stitcher = Stitcher::new(step, state.l);
+        let window = self.fetch_window(state.o, per_page).await?;
+        let total = window.total;
+        let items = stitcher
+            .resolve(window, |o| self.fetch_window(o, per_page))
+            .await?;
+        let products: Vec<Option<Product>> = stream::iter(items)
+            .map(|item| self.complete(item))
+            .buffered(self.inner.concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let next = if stitcher.ended {
+            None
+        } else {
+            Some(Cursor::encode(&CursorState {
+                o: stitcher.last_offset + step,
+                l: stitcher.last,
+                n: per_page,
+            })?)
+        };
+        Ok(Page::new(products.into_iter().flatten().collect(), next).with_total(total))
+    }
+
+    fn stream_products(&self) -> BoxStream<'_, Result<Product>> {
+        self.stream_all()
+    }
+}
+
+/// Adds the list index to a decode error path.
+fn prefix(e: CatalogError, i: usize) -> CatalogError {
+    match e {
+        CatalogError::Decode { path, message } => CatalogError::Decode {
+            path: format!("[{i}].{path}"),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// A transport error without its URL (which may carry credentials).
+fn transport(e: reqwest::Error) -> CatalogError {
+    CatalogError::Transport(Box::new(e.without_url()))
+}
+
+/// Turns a retried-out transient error into its final form.
+fn finalize(err: CatalogError, retry_after: Option<Duration>) -> CatalogError {
+    match err {
+        CatalogError::Http { status: 429, .. } => CatalogError::RateLimited { retry_after },
+        other => other,
+    }
+}
+
+/// Maps an unsuccessful response to the core error, using WordPress's
+/// `{code, message, data.status}` body when there is one.
+fn error_from_response(status: StatusCode, body: &[u8], creds: &Credentials) -> CatalogError {
+    let wp: Option<WpError> = serde_json::from_slice(body).ok();
+    let message = match &wp {
+        Some(e) if !e.message.is_empty() => creds.redact(&e.message),
+        _ => excerpt(body, creds),
+    };
+    let code = wp.map(|e| e.code);
+    match status.as_u16() {
+        401 | 403 => CatalogError::Unauthorized(match &code {
+            Some(c) => format!("{message} ({c})"),
+            None => message,
+        }),
+        404 if matches!(
+            code.as_deref(),
+            Some("woocommerce_rest_product_invalid_id" | "woocommerce_rest_invalid_product_id")
+        ) =>
+        {
+            CatalogError::NotFound(message)
+        }
+        s @ 300..=399 => CatalogError::Http {
+            status: s,
+            code,
+            message: "the store redirected the request; check the store URL (http/https, www)"
+                .into(),
+        },
+        s => CatalogError::Http {
+            status: s,
+            code,
+            message,
+        },
+    }
+}
+
+/// A short, credential-free excerpt of a non-WordPress error body.
+fn excerpt(body: &[u8], creds: &Credentials) -> String {
+    let text = String::from_utf8_lossy(body);
+    let cut: String = text.chars().take(200).collect();
+    let cut = creds.redact(cut.trim());
+    if cut.is_empty() {
+        "(empty body)".into()
+    } else {
+        cut
+    }
+}
+
+fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_mapping() {
+        let creds = Credentials::new("ck_abc", "cs_topsecret");
+        let e = error_from_response(
+            StatusCode::UNAUTHORIZED,
+            br#"{"code":"woocommerce_rest_authentication_error","message":"Consumer secret is invalid.","data":{"status":401}}"#,
+            &creds,
+        );
+        assert!(
+            matches!(&e, CatalogError::Unauthorized(m) if m.contains("Consumer secret is invalid."))
+        );
+        let e = error_from_response(
+            StatusCode::NOT_FOUND,
+            br#"{"code":"woocommerce_rest_product_invalid_id","message":"Invalid ID.","data":{"status":404}}"#,
+            &creds,
+        );
+        assert!(matches!(e, CatalogError::NotFound(_)));
+        let e = error_from_response(
+            StatusCode::NOT_FOUND,
+            br#"{"code":"rest_no_route","message":"No route was found matching the URL and request method","data":{"status":404}}"#,
+            &creds,
+        );
+        assert!(
+            matches!(e, CatalogError::Http { status: 404, code: Some(ref c), .. } if c == "rest_no_route")
+        );
+        let e = error_from_response(
+            StatusCode::BAD_GATEWAY,
+            b"<html>bad gateway for /x?consumer_secret=cs_topsecret</html>",
+            &creds,
+        );
+        assert!(!e.to_string().contains("cs_topsecret"));
+        assert!(e.is_transient());
+    }
+
+    #[test]
+    fn backoff_is_bounded_and_jittered() {
+        let p = RetryPolicy {
+            max_retries: 5,
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for attempt in 0..20 {
+            let d = p.backoff(attempt);
+            assert!(d <= Duration::from_secs(1));
+            let exp = (Duration::from_millis(100) * 2u32.pow(attempt.min(16)))
+                .min(Duration::from_secs(1));
+            assert!(d >= exp / 2);
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn builder_validates() {
+        assert!(WooCommerceClient::builder().build().is_err());
+        assert!(
+            WooCommerceClient::builder()
+                .store_url("shop.example.com")
+                .build()
+                .is_err()
+        );
+        let c = WooCommerceClient::builder()
+            .store_url("Shop.Example.com/")
+            .credentials("ck", "cs")
+            .build()
+            .unwrap();
+        assert_eq!(c.store(), "https://shop.example.com");
+        assert_eq!(c.auth_mode(), AuthMode::Basic);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("cs"), "{dbg}");
+        let c = WooCommerceClient::builder()
+            .store_url("http://shop.test")
+            .credentials("ck", "cs")
+            .build()
+            .unwrap();
+        assert_eq!(c.auth_mode(), AuthMode::OAuth1);
+    }
+}

@@ -1,0 +1,51 @@
+//! # catalog-woocommerce
+//!
+//! A WooCommerce REST API (`wc/v3`) catalog client and a WooCommerce webhook
+//! source, both mapping into the platform-neutral model of [`catalog_core`].
+//!
+//! - [`WooCommerceClient`] implements [`catalog_core::Catalog`]: get one
+//!   product, list a page, stream all products in id order with pages fetched
+//!   concurrently (see [`pagination`] for how the stream neither skips nor
+//!   repeats products while the catalog changes). Variable products get their
+//!   variations as variants. Prices become exact [`catalog_core::Money`] in
+//!   the store currency (configured, or read once from the store settings).
+//! - Authentication ([`AuthMode`]): HTTP Basic over https, query-string keys
+//!   for servers that drop `Authorization`, one-legged OAuth 1.0a
+//!   (HMAC-SHA256) over plain http. Credentials never appear in errors, logs
+//!   or `Debug` output: URLs are stripped from transport errors.
+//! - Retries of 429/5xx/transport failures with exponential backoff, jitter
+//!   and `Retry-After`, bounded and configurable.
+//! - [`WooCommerceWebhookSource`] implements [`catalog_core::WebhookSource`]:
+//!   ping detection, store identity, topics, a content-based dedup key, and
+//!   payload parsing (see [`webhook`]).
+//! - [`WooCommerceConfig`]: serde config for servers and tools.
+//!
+//! ```no_run
+//! use catalog_core::Catalog;
+//! # async fn run() -> catalog_core::Result<()> {
+//! let client = catalog_woocommerce::WooCommerceClient::builder()
+//!     .store_url("https://shop.example.com")
+//!     .credentials("ck_…", "cs_…")
+//!     .concurrency(8)
+//!     .build()?;
+//! let product = client.get_product("794").await?;
+//! println!("{} has {} variants", product.title, product.variants.len());
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+mod client;
+mod config;
+mod convert;
+pub mod pagination;
+pub mod webhook;
+mod wire;
+
+pub use auth::{AuthMode, Credentials};
+pub use client::{MAX_PER_PAGE, WooCommerceClient, WooCommerceClientBuilder};
+pub use config::{WooCommerceConfig, normalize_store_url};
+pub use webhook::WooCommerceWebhookSource;
+
+/// The platform id of this crate (`"woocommerce"`).
+pub const PLATFORM: catalog_core::PlatformId = catalog_core::PlatformId::WOOCOMMERCE;

@@ -1,0 +1,126 @@
+//! Streaming every product: concurrency, order, catalog changes mid-listing.
+
+use std::sync::atomic::Ordering;
+
+use catalog_core::Catalog;
+use catalog_woocommerce::AuthMode;
+use futures::TryStreamExt;
+
+use crate::fake::{Accept, FakeStore};
+use crate::support::{builder, start};
+
+fn ids(products: &[catalog_core::Product]) -> Vec<u64> {
+    products
+        .iter()
+        .map(|p| p.platform_id.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_stream_returns_every_product_once_in_id_order() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    // Insert in scrambled order; the store orders by id.
+    let mut all: Vec<u64> = (1..=1000).map(|i| i * 3 + 1).collect();
+    all.reverse();
+    for &id in &all {
+        if id % 10 == 0 {
+            store.add_variable(id, 2);
+        } else {
+            store.add_simple(id, "9.99");
+        }
+    }
+    all.sort_unstable();
+    let c = builder(&server, AuthMode::Basic)
+        .concurrency(6)
+        .build()
+        .unwrap();
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    assert_eq!(ids(&products), all);
+    let variable = products
+        .iter()
+        .filter(|p| p.product_type.as_deref() == Some("variable"));
+    assert!(variable.clone().count() > 0);
+    assert!(variable.clone().all(|p| p.variants.len() == 2));
+    // 1000 products, windows of 100 stepping by 95: 11 list requests.
+    assert_eq!(store.list_requests.load(Ordering::SeqCst), 11);
+}
+
+#[tokio::test]
+async fn empty_catalog_streams_nothing() {
+    let (server, _store) = start(FakeStore::new(Accept::Https)).await;
+    let c = builder(&server, AuthMode::Basic).build().unwrap();
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    assert!(products.is_empty());
+}
+
+#[tokio::test]
+async fn deletions_during_the_listing_skip_no_survivor() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    let initial: Vec<u64> = (1..=300).collect();
+    for &id in &initial {
+        store.add_simple(id, "1.00");
+    }
+    // After each list request, trash the 8 lowest ids (more than the
+    // overlap): with plain pages this skips products.
+    *store.after_list.lock().unwrap() = Some(Box::new(|_, s: &FakeStore| {
+        let low: Vec<u64> = s
+            .products
+            .lock()
+            .unwrap()
+            .iter()
+            .take(8)
+            .filter_map(|p| p["id"].as_u64())
+            .collect();
+        for id in low {
+            s.remove(id);
+        }
+    }));
+    let c = builder(&server, AuthMode::Basic)
+        .per_page(20)
+        .page_overlap(2)
+        .concurrency(1)
+        .build()
+        .unwrap();
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    let got = ids(&products);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "id order, no repeats");
+    let survivors: Vec<u64> = store
+        .products
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    assert!(survivors.len() < 300);
+    for s in survivors {
+        assert!(got.contains(&s), "survivor {s} skipped");
+    }
+}
+
+#[tokio::test]
+async fn restores_and_additions_during_the_listing_repeat_nothing() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in (1..=200).map(|i| i * 2) {
+        store.add_simple(id, "1.00");
+    }
+    // After each list request, restore an old (odd) id and add a new one.
+    *store.after_list.lock().unwrap() = Some(Box::new(|n, s: &FakeStore| {
+        s.add_simple(2 * n as u64 + 1, "1.00");
+        s.add_simple(10_000 + n as u64, "1.00");
+    }));
+    let c = builder(&server, AuthMode::Basic)
+        .per_page(25)
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    let got = ids(&products);
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing: no repeats"
+    );
+    for id in (1..=200).map(|i| i * 2) {
+        assert!(got.contains(&id), "{id} skipped");
+    }
+    assert!(got.contains(&10_000), "products added at the end are read");
+}

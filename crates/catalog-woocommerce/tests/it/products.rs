@@ -1,0 +1,157 @@
+//! Getting products, variable products with paged variations, currency.
+
+use catalog_core::{Catalog, CatalogError, CurrencyCode, PageRequest, ProductStatus};
+use catalog_woocommerce::AuthMode;
+
+use crate::fake::{Accept, FakeStore};
+use crate::support::{builder, client, start};
+
+#[tokio::test]
+async fn simple_product_from_docs_sample() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.insert(
+        serde_json::from_str(include_str!("../fixtures/product-794.docs-sample.json")).unwrap(),
+    );
+    let c = client(&server, AuthMode::Basic);
+    let p = c.get_product("794").await.unwrap();
+    assert_eq!(p.store, server.uri());
+    assert_eq!(p.id, format!("woocommerce:{}:794", server.uri()));
+    assert_eq!(p.title, "Premium Quality");
+    assert_eq!(p.status, ProductStatus::Active);
+    assert_eq!(p.variants.len(), 1);
+    let price = p.variants[0].price.as_ref().unwrap();
+    assert_eq!(price.amount().to_string(), "21.99");
+    assert_eq!(
+        price.currency().as_str(),
+        "EUR",
+        "read from the settings endpoint"
+    );
+    assert_eq!(
+        p.raw["permalink"],
+        "https://example.com/product/premium-quality-19/"
+    );
+}
+
+#[tokio::test]
+async fn configured_currency_skips_the_settings_call() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.add_simple(5, "");
+    let c = builder(&server, AuthMode::Basic)
+        .currency(CurrencyCode::new("jpy").unwrap())
+        .build()
+        .unwrap();
+    let p = c.get_product("5").await.unwrap();
+    assert_eq!(p.variants[0].price, None, "empty price is no price");
+    let reqs = server.received_requests().await.unwrap();
+    assert!(reqs.iter().all(|r| !r.url.path().contains("settings")));
+    assert_eq!(c.currency().await.unwrap().as_str(), "JPY");
+}
+
+#[tokio::test]
+async fn variable_product_with_paged_variations() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.add_variable(799, 230);
+    let c = client(&server, AuthMode::Basic);
+    let p = c.get_product("799").await.unwrap();
+    assert_eq!(p.product_type.as_deref(), Some("variable"));
+    assert_eq!(p.variants.len(), 230);
+    let ids: Vec<u64> = p.variants.iter().map(|v| v.id.parse().unwrap()).collect();
+    assert_eq!(ids, (799_001..=799_230).collect::<Vec<_>>());
+    assert_eq!(p.variants[0].sku.as_deref(), Some("SKU-799001"));
+    assert_eq!(
+        p.variants[0].price.as_ref().unwrap().amount().to_string(),
+        "1.50"
+    );
+    assert_eq!(p.options[0].name, "Size");
+    let pages: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/variations"))
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "page")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(pages.len(), 3, "{pages:?}");
+}
+
+#[tokio::test]
+async fn missing_product_is_not_found() {
+    let (server, _store) = start(FakeStore::new(Accept::Https)).await;
+    let c = client(&server, AuthMode::Basic);
+    let err = c.get_product("12345").await.unwrap_err();
+    assert!(
+        matches!(&err, CatalogError::NotFound(m) if m.contains("Invalid ID.")),
+        "{err:?}"
+    );
+    let err = c.get_product("abc").await.unwrap_err();
+    assert!(matches!(err, CatalogError::NotFound(_)));
+}
+
+#[tokio::test]
+async fn variation_id_is_not_a_product() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    let mut v: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/variation-732.docs-sample.json")).unwrap();
+    v["type"] = "variation".into();
+    v["parent_id"] = 22.into();
+    store.insert(v);
+    let c = client(&server, AuthMode::Basic);
+    let err = c.get_product("732").await.unwrap_err();
+    assert!(
+        matches!(&err, CatalogError::NotFound(m) if m.contains("variation of product 22")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn list_page_reports_totals_and_follows_cursors() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in (1..=57).map(|i| i * 7) {
+        store.add_simple(id, "3.00");
+    }
+    let c = client(&server, AuthMode::Basic);
+    let mut req = PageRequest::first().with_limit(20);
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = c.list_page(req.clone()).await.unwrap();
+        pages += 1;
+        assert_eq!(page.total, Some(57));
+        seen.extend(
+            page.items
+                .iter()
+                .map(|p| p.platform_id.parse::<u64>().unwrap()),
+        );
+        match page.next {
+            Some(next) => req = PageRequest::first().after(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=57).map(|i| i * 7).collect::<Vec<_>>());
+    assert!((3..=5).contains(&pages), "{pages}");
+    // Foreign cursors are refused.
+    let bad = c
+        .list_page(PageRequest::first().after(catalog_core::Cursor::new("nope")))
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, CatalogError::Configuration(_)));
+}
+
+#[tokio::test]
+async fn reads_and_webhooks_share_the_store_identity() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.add_simple(794, "21.99");
+    let c = builder(&server, AuthMode::Basic)
+        .store_url("https://Shop.Example.com/")
+        .base_url(server.uri())
+        .build()
+        .unwrap();
+    let p = c.get_product("794").await.unwrap();
+    assert_eq!(p.store, "https://shop.example.com");
+    assert_eq!(p.id, "woocommerce:https://shop.example.com:794");
+}

@@ -1,0 +1,314 @@
+//! Webhook deliveries encoded and signed the way WooCommerce sends them.
+
+use catalog_core::webhook::{
+    Headers, HmacVerifier, Inbound, Received, WebhookError, WebhookSource, receive, sign,
+};
+use catalog_core::{CatalogEvent, CurrencyCode, Topic};
+use catalog_woocommerce::WooCommerceWebhookSource;
+use catalog_woocommerce::webhook::{
+    DELIVERY_ID_HEADER, EVENT_HEADER, RESOURCE_HEADER, SIGNATURE_HEADER, SOURCE_HEADER,
+    TOPIC_HEADER, WEBHOOK_ID_HEADER,
+};
+use chrono::Utc;
+use secrecy::SecretString;
+
+use crate::php_json::php_json_encode;
+
+const WEBHOOK_SECRET: &str = "wh-secret-&<>-fake";
+
+fn verifier() -> HmacVerifier {
+    HmacVerifier::new([SecretString::from(WEBHOOK_SECRET)]).unwrap()
+}
+
+fn source() -> WooCommerceWebhookSource {
+    WooCommerceWebhookSource::new().with_store_currency(
+        "https://shop.example.com",
+        CurrencyCode::new("USD").unwrap(),
+    )
+}
+
+/// Headers of a delivery as `WC_Webhook::deliver()` sets them.
+fn headers(topic: &str, delivery_id: &str, body: &[u8]) -> Headers {
+    let (resource, event) = topic.split_once('.').unwrap();
+    Headers::new()
+        .with("User-Agent", "WooCommerce/9.4.0 Hookshot (WordPress/6.7)")
+        .with("Content-Type", "application/json")
+        .with(SOURCE_HEADER, "https://Shop.Example.com/")
+        .with(TOPIC_HEADER, topic)
+        .with(RESOURCE_HEADER, resource)
+        .with(EVENT_HEADER, event)
+        .with(SIGNATURE_HEADER, sign(WEBHOOK_SECRET.as_bytes(), body))
+        .with(WEBHOOK_ID_HEADER, "27")
+        .with(DELIVERY_ID_HEADER, delivery_id)
+}
+
+fn deliver(topic: &str, delivery_id: &str, body: &[u8]) -> Result<Received, WebhookError> {
+    let v = verifier();
+    let src = source();
+    receive(
+        &src,
+        &headers(topic, delivery_id, body),
+        body,
+        &|store| (store == "https://shop.example.com").then_some(&v),
+        Utc::now(),
+    )
+}
+
+fn event(r: Received) -> CatalogEvent {
+    match r {
+        Received::Event(e) => *e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+/// The docs sample 794 with a non-ASCII, slash-bearing name, PHP-encoded.
+fn product_body() -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/product-794.docs-sample.json")).unwrap();
+    v["name"] = "Crème brûlée T-shirt – S/M 😀".into();
+    let pretty = serde_json::to_string_pretty(&v).unwrap();
+    php_json_encode(&pretty).into_bytes()
+}
+
+#[test]
+fn product_updated_from_php_encoded_sample() {
+    let body = product_body();
+    let text = String::from_utf8(body.clone()).unwrap();
+    assert!(
+        text.contains(r#"https:\/\/example.com"#)
+            && text.contains(r"Cr\u00e8me")
+            && text.contains(r"\ud83d\ude00")
+    );
+    let e = event(deliver("product.updated", "039f3155b209b1c591c26f60004d889f", &body).unwrap());
+    assert_eq!(e.topic, Topic::ProductUpdated);
+    assert_eq!(e.store, "https://shop.example.com");
+    assert_eq!(e.product_id.as_deref(), Some("794"));
+    assert_eq!(
+        e.delivery_id.as_deref(),
+        Some("039f3155b209b1c591c26f60004d889f")
+    );
+    assert_eq!(
+        e.raw_body.as_bytes(),
+        &body[..],
+        "raw body kept byte for byte"
+    );
+    let p = e.product.expect("currency known: full product");
+    assert_eq!(p.title, "Crème brûlée T-shirt – S/M 😀");
+    assert_eq!(p.id, "woocommerce:https://shop.example.com:794");
+    assert_eq!(
+        p.variants[0].price.as_ref().unwrap().to_string(),
+        "21.99 USD"
+    );
+}
+
+#[test]
+fn reserialised_body_fails_verification() {
+    let body = product_body();
+    let reencoded =
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).unwrap()).unwrap();
+    let v = verifier();
+    let err = receive(
+        &source(),
+        &headers("product.updated", "d1", &body),
+        &reencoded,
+        &|_| Some(&v),
+        Utc::now(),
+    )
+    .unwrap_err();
+    assert_eq!(err, WebhookError::SignatureMismatch);
+}
+
+#[test]
+fn unknown_currency_gives_id_without_product() {
+    let body = product_body();
+    let v = verifier();
+    let r = receive(
+        &WooCommerceWebhookSource::new(),
+        &headers("product.created", "d1", &body),
+        &body,
+        &|_| Some(&v),
+        Utc::now(),
+    )
+    .unwrap();
+    let e = event(r);
+    assert_eq!(e.topic, Topic::ProductCreated);
+    assert_eq!(e.product_id.as_deref(), Some("794"));
+    assert!(e.product.is_none());
+}
+
+#[test]
+fn ping_is_recognised_strictly() {
+    let src = source();
+    let ping_headers = Headers::new()
+        .with("User-Agent", "WooCommerce/9.4.0 Hookshot (WordPress/6.7)")
+        .with(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        );
+    match src.inspect(&ping_headers, b"webhook_id=27").unwrap() {
+        Inbound::Ping(p) => assert_eq!(p.subscription_id.as_deref(), Some("27")),
+        other => panic!("{other:?}"),
+    }
+    for body in [
+        &b"webhook_id=27&x=1"[..],
+        b"webhook_id=",
+        b"{\"id\":1}",
+        b"",
+    ] {
+        assert_eq!(
+            src.inspect(&ping_headers, body).unwrap_err(),
+            WebhookError::MissingHeader(TOPIC_HEADER)
+        );
+    }
+    // A ping body with a topic header is not a ping: it must be a full delivery.
+    let h = ping_headers.clone().with(TOPIC_HEADER, "product.updated");
+    assert_eq!(
+        src.inspect(&h, b"webhook_id=27").unwrap_err(),
+        WebhookError::MissingHeader(SIGNATURE_HEADER)
+    );
+    // A signature without a topic neither.
+    let h = ping_headers.with(SIGNATURE_HEADER, "abc");
+    assert_eq!(
+        src.inspect(&h, b"webhook_id=27").unwrap_err(),
+        WebhookError::MissingHeader(TOPIC_HEADER)
+    );
+}
+
+#[test]
+fn missing_and_invalid_headers() {
+    let src = source();
+    let body = br#"{"id":794}"#;
+    let full = headers("product.deleted", "d1", body);
+    for name in [SOURCE_HEADER, WEBHOOK_ID_HEADER, DELIVERY_ID_HEADER] {
+        let mut h = Headers::new();
+        for (n, v) in full.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(name)) {
+            h.insert(n, v);
+        }
+        assert_eq!(
+            src.inspect(&h, body).unwrap_err(),
+            WebhookError::MissingHeader(name)
+        );
+    }
+    let mut h = Headers::new();
+    for (n, v) in full.iter() {
+        let v = if n == SOURCE_HEADER { "ftp://nope" } else { v };
+        h.insert(n, v);
+    }
+    assert!(
+        matches!(src.inspect(&h, body), Err(WebhookError::InvalidHeader { name, .. }) if name == SOURCE_HEADER)
+    );
+    let mut h = Headers::new();
+    for (n, v) in full.iter() {
+        let v = if n == EVENT_HEADER { "updated" } else { v };
+        h.insert(n, v);
+    }
+    assert!(
+        matches!(src.inspect(&h, body), Err(WebhookError::InvalidHeader { name, .. }) if name == EVENT_HEADER)
+    );
+}
+
+#[test]
+fn deleted_payload_is_only_the_id() {
+    let e = event(deliver("product.deleted", "d1", br#"{"id":794}"#).unwrap());
+    assert_eq!(e.topic, Topic::ProductDeleted);
+    assert_eq!(e.product_id.as_deref(), Some("794"));
+    assert!(e.product.is_none());
+}
+
+#[test]
+fn restored_product() {
+    let e = event(deliver("product.restored", "d1", &product_body()).unwrap());
+    assert_eq!(e.topic, Topic::ProductRestored);
+    assert!(e.product.is_some());
+}
+
+#[test]
+fn variation_update_points_at_the_parent() {
+    let mut v: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/variation-732.docs-sample.json")).unwrap();
+    // The product.updated payload of a variation is GET /products/732: it
+    // has type and parent_id.
+    v["type"] = "variation".into();
+    v["parent_id"] = 22.into();
+    let body = php_json_encode(&serde_json::to_string(&v).unwrap()).into_bytes();
+    let e = event(deliver("product.updated", "d1", &body).unwrap());
+    assert_eq!(e.topic, Topic::ProductUpdated);
+    assert_eq!(e.product_id.as_deref(), Some("22"), "the parent");
+    assert!(e.product.is_none());
+    assert!(
+        e.raw_body.contains(r#""id":732,"#),
+        "variation id stays visible"
+    );
+}
+
+#[test]
+fn other_topics_are_kept_verbatim() {
+    let e = event(deliver("order.created", "d1", br#"{"id":5,"status":"processing"}"#).unwrap());
+    assert_eq!(e.topic, Topic::Other("order.created".into()));
+    assert!(e.product_id.is_none() && e.product.is_none());
+}
+
+#[test]
+fn error_body_instead_of_product_is_unparseable() {
+    let body = br#"{"code":"woocommerce_rest_product_invalid_id","message":"Invalid ID.","data":{"status":404}}"#;
+    match deliver("product.updated", "d1", body).unwrap() {
+        Received::Unparseable { error, .. } => assert!(
+            error
+                .to_string()
+                .contains("woocommerce_rest_product_invalid_id")
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dedup_keys() {
+    let body = product_body();
+    // WooCommerce's duplicate product.updated: same bytes, new delivery id.
+    let a = event(deliver("product.updated", "aaaa", &body).unwrap());
+    let b = event(deliver("product.updated", "bbbb", &body).unwrap());
+    assert_eq!(a.event_id, b.event_id);
+    assert_eq!(a.dedup_key(), b.dedup_key());
+    // A real change has a new date_modified: new key even with a colliding delivery id.
+    let changed = String::from_utf8(body.clone()).unwrap().replace(
+        r#""date_modified_gmt":"2017-03-23T20:01:14""#,
+        r#""date_modified_gmt":"2017-03-23T20:05:00""#,
+    );
+    assert_ne!(changed.as_bytes(), &body[..]);
+    let c = event(deliver("product.updated", "aaaa", changed.as_bytes()).unwrap());
+    assert_ne!(a.event_id, c.event_id);
+    // Same body, other topic: different events.
+    let d = event(deliver("product.restored", "aaaa", &body).unwrap());
+    assert_ne!(a.event_id, d.event_id);
+    // Id-only bodies: trash, restore, trash again are different deliveries
+    // (different seconds, so different delivery ids)...
+    let del1 = event(deliver("product.deleted", "1111", br#"{"id":794}"#).unwrap());
+    let del2 = event(deliver("product.deleted", "2222", br#"{"id":794}"#).unwrap());
+    assert_ne!(del1.event_id, del2.event_id);
+    // ...while a duplicate within the same second collapses.
+    let del1b = event(deliver("product.deleted", "1111", br#"{"id":794}"#).unwrap());
+    assert_eq!(del1.event_id, del1b.event_id);
+}
+
+#[test]
+fn config_builds_source_and_verifier() {
+    let cfg: catalog_woocommerce::WooCommerceConfig = serde_json::from_str(&format!(
+        r#"{{"store_url":"https://shop.example.com/","consumer_key":"ck","consumer_secret":"cs_hidden_value",
+            "currency":"usd","webhook_secrets":["{WEBHOOK_SECRET}"]}}"#
+    ))
+    .unwrap();
+    let body = product_body();
+    let v = cfg.webhook_verifier().unwrap();
+    let src = cfg.webhook_source().unwrap();
+    let r = receive(
+        &src,
+        &headers("product.updated", "d", &body),
+        &body,
+        &|_| Some(&v),
+        Utc::now(),
+    )
+    .unwrap();
+    assert!(event(r).product.is_some());
+    assert!(!format!("{cfg:?}").contains("cs_hidden_value"));
+    assert!(!format!("{cfg:?}").contains(WEBHOOK_SECRET));
+}
