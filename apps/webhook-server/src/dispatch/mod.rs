@@ -1,0 +1,247 @@
+//! Background dispatch: after a delivery is acknowledged, hand each stored
+//! event to the configured sinks, at least once, in order per product.
+//!
+//! The dispatcher claims due events with a lease ([`EventStore::claim_due`]),
+//! so several dispatchers (threads or replicas) can share one store; the
+//! store only ever returns the oldest pending event of a product, so events of
+//! one product go out in order. A failed attempt is retried with exponential
+//! backoff; after `max_attempts` the event is marked `dead`. Every sink gets
+//! every attempt (a retry may repeat an event to a sink that already took it:
+//! at least once, not exactly once; the event id is stable for deduplication).
+
+pub mod sinks;
+pub mod standard_webhooks;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::metrics::{DispatchResult, Metrics};
+use crate::settings::DispatchSettings;
+use crate::store::{DispatchOutcome, EventStore, StoreError, StoredEvent};
+
+/// A sink's failure; the event will be retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(String);
+
+impl HandlerError {
+    /// An error with a message (never put secrets or bodies in it: it is
+    /// stored as the event's `last_error` and logged).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Something that takes dispatched events: the built-in sinks, or your own.
+#[async_trait::async_trait]
+pub trait EventHandler: Send + Sync + fmt::Debug {
+    /// A short name for logs.
+    fn name(&self) -> &str;
+
+    /// Handles one event. Must be idempotent by `event.event.id`: an event
+    /// can be handed over more than once.
+    ///
+    /// # Errors
+    /// [`HandlerError`] to have the event retried later.
+    async fn handle(&self, event: &StoredEvent) -> Result<(), HandlerError>;
+}
+
+/// Dispatcher tuning.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DispatchConfig {
+    /// This dispatcher's id in leases.
+    pub worker_id: String,
+    /// How long a claim lasts.
+    pub lease: Duration,
+    /// Events claimed per round.
+    pub batch: usize,
+    /// Poll interval when idle.
+    pub poll_interval: Duration,
+    /// Attempts before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+}
+
+impl DispatchConfig {
+    /// From settings, with a fresh worker id.
+    pub fn from_settings(s: &DispatchSettings) -> Self {
+        Self {
+            worker_id: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
+            lease: s.lease(),
+            batch: s.batch,
+            poll_interval: Duration::from_millis(s.poll_interval_ms.max(10)),
+            max_attempts: s.max_attempts.max(1),
+            backoff_base: Duration::from_millis(s.backoff_base_ms),
+            backoff_max: Duration::from_secs(s.backoff_max_secs),
+        }
+    }
+
+    /// The delay before attempt number `attempts + 1` (after `attempts` failures).
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(31));
+        self.backoff_base
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// Hands stored events to sinks.
+#[derive(Debug, Clone)]
+pub struct Dispatcher {
+    store: Arc<dyn EventStore>,
+    handlers: Arc<[Arc<dyn EventHandler>]>,
+    config: DispatchConfig,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+}
+
+/// A running dispatcher.
+#[derive(Debug)]
+pub struct DispatcherHandle {
+    shutdown: watch::Sender<bool>,
+    join: JoinHandle<()>,
+}
+
+impl DispatcherHandle {
+    /// Asks the dispatcher to stop after the round in progress and waits for
+    /// it, at most `timeout`.
+    pub async fn shutdown(self, timeout: Duration) {
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(timeout, self.join).await.is_err() {
+            tracing::warn!(
+                "dispatcher did not finish in time; unfinished events stay leased and will be retried"
+            );
+        }
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher; `wake` is notified after each insert.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        handlers: Vec<Arc<dyn EventHandler>>,
+        config: DispatchConfig,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            handlers: handlers.into(),
+            config,
+            wake,
+            metrics,
+        }
+    }
+
+    /// Runs in the background until shut down.
+    pub fn spawn(self) -> DispatcherHandle {
+        let (shutdown, mut stop) = watch::channel(false);
+        let join = tokio::spawn(async move {
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                match self.run_once().await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "dispatcher could not claim events"),
+                }
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(self.config.poll_interval) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            tracing::info!("dispatcher stopped");
+        });
+        DispatcherHandle { shutdown, join }
+    }
+
+    /// Claims one batch of due events and dispatches them; returns how many.
+    ///
+    /// # Errors
+    /// When the store cannot be reached.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let events = self
+            .store
+            .claim_due(&self.config.worker_id, self.config.lease, self.config.batch)
+            .await?;
+        let n = events.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        self.metrics
+            .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
+        // One event per product in a batch, so they can go concurrently.
+        join_all(events.iter().map(|e| self.dispatch_one(e))).await;
+        self.metrics
+            .dispatch_in_flight(-i64::try_from(n).unwrap_or(0));
+        Ok(n)
+    }
+
+    async fn dispatch_one(&self, event: &StoredEvent) {
+        let mut failure = None;
+        for handler in self.handlers.iter() {
+            if let Err(e) = handler.handle(event).await {
+                failure = Some(format!("{}: {e}", handler.name()));
+                break;
+            }
+        }
+        let attempt = event.attempts.saturating_add(1);
+        let (outcome, result) = match failure {
+            None => (DispatchOutcome::Delivered, DispatchResult::Delivered),
+            Some(error) if attempt >= self.config.max_attempts => {
+                tracing::error!(id = %event.event.id, attempt, error = %error, "event dead-lettered");
+                (DispatchOutcome::Dead { error }, DispatchResult::Dead)
+            }
+            Some(error) => {
+                let delay = self.config.backoff(attempt);
+                tracing::warn!(id = %event.event.id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "dispatch failed; will retry");
+                let at =
+                    Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                (DispatchOutcome::Retry { error, at }, DispatchResult::Retry)
+            }
+        };
+        self.metrics.record_dispatch(result);
+        match self
+            .store
+            .complete(&event.event.id, &self.config.worker_id, outcome)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(id = %event.event.id, "dispatch lease lost; another worker owns the event");
+            }
+            Err(e) => {
+                tracing::warn!(id = %event.event.id, error = %e, "could not record dispatch outcome; the lease will expire and the event go again");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut c = DispatchConfig::from_settings(&crate::settings::Settings::defaults().dispatch);
+        c.backoff_base = Duration::from_millis(100);
+        c.backoff_max = Duration::from_millis(1000);
+        assert_eq!(c.backoff(1), Duration::from_millis(100));
+        assert_eq!(c.backoff(2), Duration::from_millis(200));
+        assert_eq!(c.backoff(3), Duration::from_millis(400));
+        assert_eq!(c.backoff(5), Duration::from_millis(1000));
+        assert_eq!(c.backoff(100), Duration::from_millis(1000));
+    }
+}

@@ -1,0 +1,226 @@
+//! The built-in sinks: a structured log line, a JSON-lines file and HTTP
+//! forwarding signed per Standard Webhooks.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use super::standard_webhooks::Signer;
+use super::{EventHandler, HandlerError};
+use crate::store::StoredEvent;
+
+/// What sinks receive: the normalised event, without the raw body.
+#[derive(Debug, Serialize)]
+pub struct EventPayload<'a> {
+    /// Our event id.
+    pub id: &'a str,
+    /// Platform.
+    pub platform: &'a str,
+    /// Store.
+    pub store: &'a str,
+    /// Canonical topic.
+    pub topic: &'a str,
+    /// Topic as sent.
+    pub raw_topic: &'a str,
+    /// The platform's event key.
+    pub event_id: &'a str,
+    /// The platform's delivery id.
+    pub delivery_id: Option<&'a str>,
+    /// Product id.
+    pub product_id: Option<&'a str>,
+    /// When the platform triggered it.
+    pub triggered_at: Option<chrono::DateTime<Utc>>,
+    /// When we received it.
+    pub received_at: chrono::DateTime<Utc>,
+    /// The normalised product (`null` for deletes and unreadable deliveries).
+    pub product: Option<serde_json::Value>,
+}
+
+impl<'a> EventPayload<'a> {
+    /// The payload of a stored event.
+    ///
+    /// # Errors
+    /// When the stored product JSON cannot be read.
+    pub fn new(e: &'a StoredEvent) -> Result<Self, serde_json::Error> {
+        let ev = &e.event;
+        Ok(Self {
+            id: &ev.id,
+            platform: &ev.platform,
+            store: &ev.store,
+            topic: &ev.topic,
+            raw_topic: &ev.raw_topic,
+            event_id: &ev.event_id,
+            delivery_id: ev.delivery_id.as_deref(),
+            product_id: ev.product_id.as_deref(),
+            triggered_at: ev.triggered_at,
+            received_at: ev.received_at,
+            product: ev
+                .product
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?,
+        })
+    }
+
+    /// The payload as JSON bytes.
+    ///
+    /// # Errors
+    /// As [`EventPayload::new`].
+    pub fn to_json(e: &StoredEvent) -> Result<Vec<u8>, HandlerError> {
+        let payload = EventPayload::new(e).map_err(|err| HandlerError::new(err.to_string()))?;
+        serde_json::to_vec(&payload).map_err(|err| HandlerError::new(err.to_string()))
+    }
+}
+
+/// Logs one structured line per event (ids only, never the body).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogSink;
+
+#[async_trait::async_trait]
+impl EventHandler for LogSink {
+    fn name(&self) -> &str {
+        "log"
+    }
+
+    async fn handle(&self, e: &StoredEvent) -> Result<(), HandlerError> {
+        let ev = &e.event;
+        tracing::info!(
+            target: "catalog_events",
+            id = %ev.id,
+            platform = %ev.platform,
+            store = %ev.store,
+            topic = %ev.topic,
+            product_id = ev.product_id.as_deref().unwrap_or(""),
+            attempt = e.attempts + 1,
+            "catalog event"
+        );
+        Ok(())
+    }
+}
+
+/// Appends one JSON object per line to a file.
+#[derive(Debug, Clone)]
+pub struct JsonlSink {
+    path: PathBuf,
+    // One writer at a time so lines never interleave.
+    lock: Arc<Mutex<()>>,
+}
+
+impl JsonlSink {
+    /// A sink appending to `path` (created if missing).
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for JsonlSink {
+    fn name(&self) -> &str {
+        "file"
+    }
+
+    async fn handle(&self, e: &StoredEvent) -> Result<(), HandlerError> {
+        let mut line = EventPayload::to_json(e)?;
+        line.push(b'\n');
+        let path = self.path.clone();
+        let lock = Arc::clone(&self.lock);
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let _guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(dir) = path.parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.write_all(&line)?;
+            f.flush()
+        })
+        .await
+        .map_err(|err| HandlerError::new(format!("file sink task failed: {err}")))?
+        .map_err(|err| HandlerError::new(format!("file sink: {err}")))
+    }
+}
+
+/// POSTs each event to a downstream URL with Standard Webhooks headers.
+#[derive(Clone)]
+pub struct HttpSink {
+    url: String,
+    signer: Signer,
+    client: reqwest::Client,
+}
+
+impl fmt::Debug for HttpSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSink")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpSink {
+    /// A sink forwarding to `url`.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(url: String, signer: Signer, timeout: Duration) -> Result<Self, HandlerError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!(
+                "catalog-webhook-server/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| HandlerError::new(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            url,
+            signer,
+            client,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl EventHandler for HttpSink {
+    fn name(&self) -> &str {
+        "http"
+    }
+
+    async fn handle(&self, e: &StoredEvent) -> Result<(), HandlerError> {
+        let body = EventPayload::to_json(e)?;
+        let timestamp = Utc::now().timestamp();
+        let signature = self.signer.sign(&e.event.id, timestamp, &body);
+        let res = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &e.event.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|err| HandlerError::new(format!("http sink: {}", err.without_url())))?;
+        let status = res.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(HandlerError::new(format!(
+                "http sink: downstream answered {status}"
+            )))
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The server's error type: logged in detail, answered with an opaque body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use crate::store::StoreError;
+
+/// `Result` with the server [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a request was refused. The response carries only a short code
+/// (`{"error":"unauthorized"}`); the detail goes to the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed request (400).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The route's topic differs from the topic header (400).
+    #[error("topic mismatch: route expects {expected}, header says {got}")]
+    TopicMismatch {
+        /// The route's topic.
+        expected: String,
+        /// The header's topic (canonical form).
+        got: String,
+    },
+    /// Signature, store or token refused (401).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// No such route or resource (404).
+    #[error("not found")]
+    NotFound,
+    /// Body not received in time (408).
+    #[error("request body not received in time")]
+    Timeout,
+    /// Body larger than the limit (413).
+    #[error("payload larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Too many requests from one address (429).
+    #[error("rate limited")]
+    RateLimited,
+    /// The platform has no secret configured (503: the platform retries, and
+    /// the operator can configure it meanwhile).
+    #[error("platform {0} has no webhook secret configured")]
+    NotConfigured(String),
+    /// The store failed (503: the platform retries).
+    #[error("store failure: {0}")]
+    Store(#[from] StoreError),
+    /// Anything else (500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The short code sent to the client.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::TopicMismatch { .. } => "topic_mismatch",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::Timeout => "timeout",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::NotConfigured(_) | Self::Store(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::TopicMismatch { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotConfigured(_) | Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, "request refused");
+        }
+        let mut res = HttpResponse::build(status);
+        if matches!(self, Self::Unauthorized(_)) {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if matches!(self, Self::RateLimited) {
+            res.insert_header(("Retry-After", "1"));
+        }
+        res.json(serde_json::json!({ "error": self.code() }))
+    }
+}

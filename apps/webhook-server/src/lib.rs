@@ -1,0 +1,200 @@
+//! # webhook-server
+//!
+//! The production webhook receiver of the catalog workspace: it verifies
+//! Shopify and WooCommerce product webhooks over their raw bytes, stores each
+//! event once (durably, before answering 200) and hands stored events to sinks
+//! in the background.
+//!
+//! The library half holds everything but process start-up, so tests and other
+//! binaries can mount the routes on their own `App`:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix_web::{App, HttpServer};
+//! use webhook_server::{AppState, configure, platforms::Platforms, settings::Settings, store::MemoryStore};
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let settings = Settings::load(None)?;
+//! let platforms = Platforms::from_settings(&settings)?;
+//! let state = AppState::new(&settings, platforms, Arc::new(MemoryStore::default()));
+//! HttpServer::new(move || App::new().configure(|c| configure(c, state.clone())))
+//!     .bind(("127.0.0.1", 8050))?
+//!     .run()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`settings`] (configuration), [`platforms`] (feature-gated
+//! registry of sources and per-store secrets), [`pipeline`] (the ordered
+//! delivery steps), [`store`] (the [`store::EventStore`] trait, SQLite and
+//! memory), [`dispatch`] (sinks and the dispatcher), [`routes`], [`metrics`],
+//! [`error`].
+
+pub mod dispatch;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod platforms;
+pub mod ratelimit;
+pub mod routes;
+pub mod settings;
+pub mod store;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::HeaderMap;
+use actix_web::web;
+use anyhow::Context as _;
+use catalog_core::webhook::HeaderLookup;
+use secrecy::SecretString;
+use tokio::sync::Notify;
+
+use crate::dispatch::sinks::{HttpSink, JsonlSink, LogSink};
+use crate::dispatch::standard_webhooks::Signer;
+use crate::dispatch::{DispatchConfig, Dispatcher, EventHandler};
+use crate::metrics::Metrics;
+use crate::platforms::Platforms;
+use crate::ratelimit::RateLimiter;
+use crate::settings::{Settings, StoreKind};
+use crate::store::{EventStore, MemoryStore, SqliteStore};
+
+pub use error::{Error, Result};
+
+/// Actix's header map seen through [`HeaderLookup`]: first value,
+/// case-insensitive, `None` for values that are not UTF-8.
+#[derive(Debug, Clone, Copy)]
+pub struct ActixHeaders<'a>(pub &'a HeaderMap);
+
+impl HeaderLookup for ActixHeaders<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name)?.to_str().ok()
+    }
+}
+
+/// Everything the routes share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Platforms and their secrets.
+    pub platforms: Arc<Platforms>,
+    /// The event store.
+    pub store: Arc<dyn EventStore>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Notified after each insert, to wake the dispatcher.
+    pub wake: Arc<Notify>,
+    /// Largest accepted body.
+    pub body_limit: usize,
+    /// Time allowed to read a body.
+    pub body_timeout: Duration,
+    /// The admin token; `None` disables the admin API.
+    pub admin_token: Option<SecretString>,
+    /// Per-address rate limiting.
+    pub limiter: Option<Arc<RateLimiter>>,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("platforms", &self.platforms)
+            .field("store", &self.store.describe())
+            .field("body_limit", &self.body_limit)
+            .field("admin", &self.admin_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State from settings, platforms and a store.
+    pub fn new(settings: &Settings, platforms: Platforms, store: Arc<dyn EventStore>) -> Self {
+        Self {
+            platforms: Arc::new(platforms),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            wake: Arc::new(Notify::new()),
+            body_limit: settings.server.body_limit,
+            body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
+            admin_token: settings.admin.token.clone(),
+            limiter: settings.rate_limit.enabled.then(|| {
+                Arc::new(RateLimiter::new(
+                    settings.rate_limit.per_second,
+                    settings.rate_limit.burst,
+                ))
+            }),
+        }
+    }
+
+    /// A dispatcher over this state's store with the given sinks.
+    pub fn dispatcher(
+        &self,
+        config: DispatchConfig,
+        handlers: Vec<Arc<dyn EventHandler>>,
+    ) -> Dispatcher {
+        Dispatcher::new(
+            Arc::clone(&self.store),
+            handlers,
+            config,
+            Arc::clone(&self.wake),
+            Arc::clone(&self.metrics),
+        )
+    }
+}
+
+/// Mounts every route on an actix `App` (or scope).
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    routes::configure(cfg, web::Data::new(state));
+}
+
+/// Opens the configured store (running migrations).
+///
+/// # Errors
+/// When the SQLite file cannot be opened or migrated.
+pub fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(match settings.database.kind()? {
+        StoreKind::Memory => Arc::new(MemoryStore::new(
+            settings.database.memory_max_events,
+            settings.database.memory_max_keys,
+        )),
+        StoreKind::Sqlite(path) => Arc::new(
+            SqliteStore::open(
+                &path,
+                settings.database.durability,
+                settings.database.batch_max,
+            )
+            .with_context(|| {
+                format!(
+                    "database.url: cannot open SQLite store at {}",
+                    path.display()
+                )
+            })?,
+        ),
+    })
+}
+
+/// The sinks the settings ask for.
+///
+/// # Errors
+/// When the HTTP sink's secret or client is bad.
+pub fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn EventHandler>>> {
+    let d = &settings.dispatch;
+    let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
+    if d.log {
+        handlers.push(Arc::new(LogSink));
+    }
+    if let Some(path) = &d.file {
+        handlers.push(Arc::new(JsonlSink::new(path.clone())));
+    }
+    if let Some(http) = &d.http {
+        let signer = Signer::new(&http.secret).context("dispatch.http.secret")?;
+        handlers.push(Arc::new(
+            HttpSink::new(
+                http.url.clone(),
+                signer,
+                Duration::from_millis(http.timeout_ms),
+            )
+            .context("dispatch.http")?,
+        ));
+    }
+    Ok(handlers)
+}

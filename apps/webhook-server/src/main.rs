@@ -1,0 +1,121 @@
+//! `webhook-server [--config FILE]`: loads settings, starts tracing, runs the
+//! HTTP server and the dispatcher, and drains both on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use anyhow::{Context as _, bail};
+use tracing_subscriber::EnvFilter;
+use webhook_server::dispatch::DispatchConfig;
+use webhook_server::platforms::Platforms;
+use webhook_server::settings::{LogFormat, Settings};
+use webhook_server::{AppState, build_handlers, configure, open_store};
+
+fn config_path() -> anyhow::Result<Option<PathBuf>> {
+    let mut args = std::env::args().skip(1);
+    let mut path = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                path = Some(PathBuf::from(
+                    args.next().context("--config needs a file name")?,
+                ));
+            }
+            s if s.starts_with("--config=") => {
+                path = Some(PathBuf::from(&s["--config=".len()..]));
+            }
+            other => bail!("unknown argument {other:?}; usage: webhook-server [--config FILE]"),
+        }
+    }
+    Ok(path)
+}
+
+fn init_tracing(settings: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load(config_path()?.as_deref())?;
+    init_tracing(&settings);
+
+    let platforms = Platforms::from_settings(&settings)?;
+    let store = open_store(&settings)?;
+    let handlers = build_handlers(&settings)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        store = %store.describe(),
+        "webhook-server starting"
+    );
+    for p in platforms.iter() {
+        tracing::info!(platform = %p.id(), stores = %p.verifiers.describe(), "platform enabled");
+    }
+    if platforms.iter().next().is_none() {
+        tracing::warn!("no platform compiled in: every webhook route answers 404");
+    }
+    let state = AppState::new(&settings, platforms, store);
+    let dispatcher = if settings.dispatch.enabled {
+        let names: Vec<&str> = handlers.iter().map(|h| h.name()).collect();
+        tracing::info!(sinks = ?names, "dispatcher enabled");
+        Some(
+            state
+                .dispatcher(DispatchConfig::from_settings(&settings.dispatch), handlers)
+                .spawn(),
+        )
+    } else {
+        tracing::info!("dispatcher disabled");
+        None
+    };
+    tracing::info!(
+        admin = state.admin_token.is_some(),
+        rate_limit = settings.rate_limit.enabled,
+        "admin API {}",
+        if state.admin_token.is_some() {
+            "enabled"
+        } else {
+            "disabled (set CATALOG_ADMIN_TOKEN)"
+        }
+    );
+
+    let app_state = state.clone();
+    let mut server =
+        HttpServer::new(move || App::new().configure(|c| configure(c, app_state.clone())))
+            .client_request_timeout(Duration::from_millis(
+                settings.server.client_request_timeout_ms,
+            ))
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server
+        .bind((settings.server.host.as_str(), settings.server.port))
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} (server.host / server.port, APP_HOST / APP_PORT)",
+                settings.server.host, settings.server.port
+            )
+        })?;
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening");
+    }
+    // Runs until SIGINT/SIGTERM; actix then stops accepting and waits up to
+    // shutdown_timeout for in-flight requests.
+    server.run().await.context("HTTP server failed")?;
+    tracing::info!("HTTP server stopped; draining dispatcher");
+    if let Some(d) = dispatcher {
+        d.shutdown(Duration::from_secs(settings.server.shutdown_timeout_secs))
+            .await;
+    }
+    state.store.close().await;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! The ordered steps of a delivery, independent of actix:
+//!
+//! 1. identify the store (`WebhookSource::inspect`; pings stop here, answered 200);
+//! 2. verify the signature over the raw bytes with that store's secrets (401,
+//!    nothing recorded, no dedup entry);
+//! 3. check the route's topic against the header (400);
+//! 4. parse and normalise (an unreadable verified body is kept as `failed`);
+//! 5. insert if new, durably, before answering 200 (store errors: 503).
+//!
+//! The body size limit and read timeout come before step 1, in the route.
+
+use bytes::Bytes;
+use catalog_core::webhook::{HeaderLookup, Inbound, WebhookError};
+use catalog_core::{InsertOutcome, Topic};
+use chrono::Utc;
+
+use crate::error::Error;
+use crate::platforms::{PlatformEntry, VerifierLookup};
+use crate::store::{EventStore, NewEvent};
+
+/// A delivery that was answered 200.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Accepted {
+    /// A ping: nothing stored.
+    Ping,
+    /// A new event, stored durably.
+    Stored {
+        /// Our event id.
+        id: String,
+        /// Canonical topic.
+        topic: String,
+    },
+    /// Already stored: nothing changed.
+    Duplicate {
+        /// Our event id.
+        id: String,
+        /// Canonical topic.
+        topic: String,
+    },
+    /// Verified but unreadable: stored as failed with its raw body.
+    Unparseable {
+        /// Our event id.
+        id: String,
+        /// Canonical topic.
+        topic: String,
+    },
+}
+
+impl Accepted {
+    /// The canonical topic, when known.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            Self::Ping => None,
+            Self::Stored { topic, .. }
+            | Self::Duplicate { topic, .. }
+            | Self::Unparseable { topic, .. } => Some(topic),
+        }
+    }
+}
+
+/// Maps an inspection or verification error to 400 or 401. A missing or empty
+/// signature header counts as an authentication failure.
+fn reject(err: &WebhookError, platform: &PlatformEntry, headers: &dyn HeaderLookup) -> Error {
+    let signature_absent_or_blank = platform
+        .signature_headers
+        .iter()
+        .all(|h| headers.get(h).is_none_or(|v| v.trim().is_empty()));
+    let about_signature = match err {
+        WebhookError::MissingHeader(name) | WebhookError::InvalidHeader { name, .. } => platform
+            .signature_headers
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name)),
+        _ => false,
+    };
+    if err.is_authentication_failure() || (about_signature && signature_absent_or_blank) {
+        Error::Unauthorized(err.to_string())
+    } else {
+        Error::BadRequest(err.to_string())
+    }
+}
+
+/// Runs steps 1 to 5 for one delivery whose body was read within the limits.
+///
+/// `expected` is the route's topic (`None` on `/webhooks/{platform}`, where the
+/// header decides).
+///
+/// # Errors
+/// The [`Error`] to answer with; nothing was stored then (except that a store
+/// error leaves it unknown whether the insert happened, which is why it is a 503).
+pub async fn process(
+    platform: &PlatformEntry,
+    store: &dyn EventStore,
+    expected: Option<&Topic>,
+    headers: &dyn HeaderLookup,
+    body: Bytes,
+) -> Result<Accepted, Error> {
+    let received_at = Utc::now();
+    let source = &*platform.source;
+    let delivery = match source.inspect(headers, &body) {
+        Ok(Inbound::Ping(_)) => return Ok(Accepted::Ping),
+        Ok(Inbound::Delivery(d)) => d,
+        Err(e) => return Err(reject(&e, platform, headers)),
+    };
+    let verifier = match platform.verifiers.for_store(&delivery.meta.store) {
+        Ok(v) => v,
+        Err(VerifierLookup::Unconfigured) => {
+            tracing::warn!(
+                platform = %platform.id(),
+                "delivery refused: no webhook secret configured for this platform"
+            );
+            return Err(Error::NotConfigured(platform.id().as_str().to_owned()));
+        }
+        Err(VerifierLookup::UnknownStore) => {
+            return Err(Error::Unauthorized(format!(
+                "store {:?} is not configured",
+                delivery.meta.store
+            )));
+        }
+    };
+    let verified = delivery
+        .verify(&body, verifier)
+        .map_err(|e| reject(&e, platform, headers))?;
+    let meta = verified.meta();
+    if let Some(expected) = expected
+        && *expected != meta.topic
+    {
+        return Err(Error::TopicMismatch {
+            expected: expected.as_str().to_owned(),
+            got: meta.topic.as_str().to_owned(),
+        });
+    }
+    let topic = meta.topic.as_str().to_owned();
+    let (record, parsed) = match source.parse(&verified, &body, received_at) {
+        Ok(event) => (
+            NewEvent::from_event(&event, body)
+                .map_err(|e| Error::Internal(format!("cannot serialise product: {e}")))?,
+            true,
+        ),
+        Err(err) => {
+            tracing::warn!(
+                platform = %meta.platform,
+                store = %meta.store,
+                topic = %topic,
+                error = %err,
+                "verified delivery could not be parsed; stored as failed"
+            );
+            (NewEvent::unparseable(meta, body, &err, received_at), false)
+        }
+    };
+    let id = record.id.clone();
+    match store.insert(record).await? {
+        InsertOutcome::Duplicate => Ok(Accepted::Duplicate { id, topic }),
+        InsertOutcome::Inserted if parsed => Ok(Accepted::Stored { id, topic }),
+        InsertOutcome::Inserted => Ok(Accepted::Unparseable { id, topic }),
+    }
+}

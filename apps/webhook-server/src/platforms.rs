@@ -1,0 +1,292 @@
+//! The platforms compiled in (cargo features `shopify`, `woocommerce`), each
+//! with its webhook source and the secrets of the stores it accepts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use catalog_core::webhook::{HmacVerifier, WebhookSource};
+use catalog_core::{PlatformId, Topic};
+
+use crate::settings::{PlatformSettings, Settings};
+
+/// Which secrets authenticate which store.
+#[derive(Debug, Clone)]
+pub enum Verifiers {
+    /// No secret configured: every delivery is refused (503), never accepted unsigned.
+    Unconfigured,
+    /// Only the platform-wide secret: any store signed with it is accepted.
+    AnyStore(HmacVerifier),
+    /// Listed stores only, by normalised store id.
+    Stores(HashMap<String, HmacVerifier>),
+}
+
+/// Why no verifier was found for a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifierLookup {
+    /// No secret at all for the platform.
+    Unconfigured,
+    /// Stores are listed and this one is not.
+    UnknownStore,
+}
+
+/// Normalises a store id for comparison: trimmed, lower-case, no trailing `/`.
+pub fn normalise_store(store: &str) -> String {
+    store.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
+impl Verifiers {
+    /// Builds the verifiers from a platform's settings.
+    ///
+    /// # Errors
+    /// When a secret is empty (names the key).
+    pub fn from_settings(name: &str, s: &PlatformSettings) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
+        let shared = s
+            .webhook_secret
+            .as_ref()
+            .filter(|v| !v.expose_secret().is_empty());
+        if s.stores.is_empty() {
+            return Ok(match shared {
+                Some(secret) => Self::AnyStore(
+                    HmacVerifier::new([secret.clone()])
+                        .map_err(|e| anyhow::anyhow!("{name}.webhook_secret: {e}"))?,
+                ),
+                None => Self::Unconfigured,
+            });
+        }
+        let mut map = HashMap::new();
+        for (i, store) in s.stores.iter().enumerate() {
+            let secrets = if store.secrets.is_empty() {
+                shared.into_iter().cloned().collect::<Vec<_>>()
+            } else {
+                store.secrets.clone()
+            };
+            let verifier = HmacVerifier::new(secrets).map_err(|e| {
+                anyhow::anyhow!(
+                    "{name}.stores[{i}].secrets: {e} (give the store secrets or set {name}.webhook_secret)"
+                )
+            })?;
+            map.insert(normalise_store(&store.id), verifier);
+        }
+        Ok(Self::Stores(map))
+    }
+
+    /// The verifier for a claimed store.
+    ///
+    /// # Errors
+    /// [`VerifierLookup`] when the store cannot be authenticated.
+    pub fn for_store(&self, store: &str) -> Result<&HmacVerifier, VerifierLookup> {
+        match self {
+            Self::Unconfigured => Err(VerifierLookup::Unconfigured),
+            Self::AnyStore(v) => Ok(v),
+            Self::Stores(map) => map
+                .get(&normalise_store(store))
+                .ok_or(VerifierLookup::UnknownStore),
+        }
+    }
+
+    /// A description for the start-up log (store ids, never secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Unconfigured => "no secret configured: deliveries refused".to_owned(),
+            Self::AnyStore(v) => format!(
+                "any store signed with the platform secret ({} secret)",
+                v.secret_count()
+            ),
+            Self::Stores(map) => {
+                let mut ids: Vec<_> = map
+                    .iter()
+                    .map(|(id, v)| format!("{id} ({} secrets)", v.secret_count()))
+                    .collect();
+                ids.sort();
+                format!("stores: {}", ids.join(", "))
+            }
+        }
+    }
+}
+
+/// One platform: how to read its deliveries and whom to trust.
+#[derive(Clone)]
+pub struct PlatformEntry {
+    /// The platform's source.
+    pub source: Arc<dyn WebhookSource>,
+    /// Route actions accepted under `/webhooks/{platform}/products/{action}`.
+    pub actions: &'static [&'static str],
+    /// Signature header names (lower case); a request repeating one is refused.
+    pub signature_headers: &'static [&'static str],
+    /// Secrets per store.
+    pub verifiers: Verifiers,
+}
+
+impl fmt::Debug for PlatformEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlatformEntry")
+            .field("platform", &self.source.platform())
+            .field("actions", &self.actions)
+            .field("verifiers", &self.verifiers.describe())
+            .finish()
+    }
+}
+
+impl PlatformEntry {
+    /// An entry.
+    pub fn new(
+        source: Arc<dyn WebhookSource>,
+        actions: &'static [&'static str],
+        signature_headers: &'static [&'static str],
+        verifiers: Verifiers,
+    ) -> Self {
+        Self {
+            source,
+            actions,
+            signature_headers,
+            verifiers,
+        }
+    }
+
+    /// The platform id.
+    pub fn id(&self) -> PlatformId {
+        self.source.platform()
+    }
+
+    /// The topic of a route action, if this platform has that route.
+    pub fn topic_for_action(&self, action: &str) -> Option<Topic> {
+        if self.actions.contains(&action) {
+            Topic::from_action(action)
+        } else {
+            None
+        }
+    }
+}
+
+/// The platforms this server accepts, looked up by id.
+#[derive(Debug, Clone, Default)]
+pub struct Platforms {
+    entries: Vec<PlatformEntry>,
+}
+
+/// Shopify's route actions.
+pub const SHOPIFY_ACTIONS: &[&str] = &["create", "update", "delete"];
+/// Shopify's signature headers (classic and the newer unprefixed one).
+pub const SHOPIFY_SIGNATURE_HEADERS: &[&str] = &["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
+/// WooCommerce's route actions.
+pub const WOOCOMMERCE_ACTIONS: &[&str] = &["create", "update", "delete", "restore"];
+/// WooCommerce's signature header.
+pub const WOOCOMMERCE_SIGNATURE_HEADERS: &[&str] = &["x-wc-webhook-signature"];
+
+impl Platforms {
+    /// The platforms from explicit entries (tests, library users).
+    pub fn new(entries: Vec<PlatformEntry>) -> Self {
+        Self { entries }
+    }
+
+    /// Every compiled-in platform, with the configured secrets.
+    ///
+    /// # Errors
+    /// When a platform is configured but was compiled out, or a secret is bad.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        #[cfg_attr(
+            not(any(feature = "shopify", feature = "woocommerce")),
+            allow(unused_mut)
+        )]
+        let mut entries = Vec::new();
+        #[cfg(feature = "shopify")]
+        entries.push(PlatformEntry::new(
+            Arc::new(shopify_source()),
+            SHOPIFY_ACTIONS,
+            SHOPIFY_SIGNATURE_HEADERS,
+            Verifiers::from_settings("shopify", &settings.shopify)?,
+        ));
+        #[cfg(not(feature = "shopify"))]
+        if settings.shopify.is_configured() {
+            anyhow::bail!(
+                "[shopify] is configured (shopify.* keys or SHOPIFY_WEBHOOK_SECRET) but webhook-server was built without the `shopify` feature"
+            );
+        }
+        #[cfg(feature = "woocommerce")]
+        entries.push(PlatformEntry::new(
+            Arc::new(woocommerce_source()),
+            WOOCOMMERCE_ACTIONS,
+            WOOCOMMERCE_SIGNATURE_HEADERS,
+            Verifiers::from_settings("woocommerce", &settings.woocommerce)?,
+        ));
+        #[cfg(not(feature = "woocommerce"))]
+        if settings.woocommerce.is_configured() {
+            anyhow::bail!(
+                "[woocommerce] is configured (woocommerce.* keys or WOOCOMMERCE_WEBHOOK_SECRET) but webhook-server was built without the `woocommerce` feature"
+            );
+        }
+        let _ = settings;
+        Ok(Self { entries })
+    }
+
+    /// The platform with this id.
+    pub fn get(&self, id: &str) -> Option<&PlatformEntry> {
+        self.entries.iter().find(|e| e.id().as_str() == id)
+    }
+
+    /// All platforms.
+    pub fn iter(&self) -> impl Iterator<Item = &PlatformEntry> {
+        self.entries.iter()
+    }
+}
+
+#[cfg(feature = "shopify")]
+fn shopify_source() -> catalog_shopify::ShopifyWebhookSource {
+    catalog_shopify::ShopifyWebhookSource::default()
+}
+
+#[cfg(feature = "woocommerce")]
+fn woocommerce_source() -> catalog_woocommerce::WooCommerceWebhookSource {
+    catalog_woocommerce::WooCommerceWebhookSource::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::StoreSettings;
+
+    #[test]
+    fn store_lists_restrict_and_fall_back_to_the_shared_secret() {
+        let mut s = PlatformSettings::default();
+        assert!(matches!(
+            Verifiers::from_settings("shopify", &s).unwrap(),
+            Verifiers::Unconfigured
+        ));
+        s.webhook_secret = Some("shared".into());
+        let any = Verifiers::from_settings("shopify", &s).unwrap();
+        assert!(any.for_store("whatever.myshopify.com").is_ok());
+        s.stores = vec![
+            StoreSettings::new("A.myshopify.com", vec![]),
+            StoreSettings::new("https://b.example/", vec!["x".into(), "y".into()]),
+        ];
+        let listed = Verifiers::from_settings("shopify", &s).unwrap();
+        assert_eq!(
+            listed.for_store("a.myshopify.com").unwrap().secret_count(),
+            1
+        );
+        assert_eq!(
+            listed
+                .for_store("https://b.example")
+                .unwrap()
+                .secret_count(),
+            2
+        );
+        assert_eq!(
+            listed.for_store("c.myshopify.com").unwrap_err(),
+            VerifierLookup::UnknownStore
+        );
+        assert!(!listed.describe().contains("shared"));
+    }
+
+    #[test]
+    fn a_listed_store_without_any_secret_is_a_config_error() {
+        let s = PlatformSettings {
+            webhook_secret: None,
+            stores: vec![StoreSettings::new("a.myshopify.com", vec![])],
+        };
+        let err = Verifiers::from_settings("shopify", &s).unwrap_err();
+        assert!(err.to_string().contains("shopify.stores[0].secrets"));
+    }
+}

@@ -1,0 +1,161 @@
+//! The admin API (`/admin/...`), mounted only when `CATALOG_ADMIN_TOKEN` is
+//! set, and guarded by `Authorization: Bearer <token>`.
+
+use actix_web::ResponseError as _;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::error::Error;
+use crate::store::{EventFilter, EventStatus, StoredEvent};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 500;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/events", web::get().to(list))
+        .route("/events/{id}", web::get().to(get))
+        .route("/events/{id}/replay", web::post().to(replay));
+}
+
+/// Compares the bearer token in constant time (over SHA-256 digests, so the
+/// token's length does not leak either).
+pub(crate) async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let ok = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.admin_token.as_ref())
+        .is_some_and(|token| {
+            let given = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            let a = Sha256::digest(given.trim().as_bytes());
+            let b = Sha256::digest(token.expose_secret().trim().as_bytes());
+            bool::from(a.ct_eq(&b)) && !given.trim().is_empty()
+        });
+    if !ok {
+        return Ok(req
+            .into_response(Error::Unauthorized("admin token".into()).error_response())
+            .map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    platform: Option<String>,
+    store: Option<String>,
+    topic: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn event_json(e: &StoredEvent, with_body: bool) -> serde_json::Value {
+    let ev = &e.event;
+    let product = ev
+        .product
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let mut v = serde_json::json!({
+        "id": ev.id,
+        "platform": ev.platform,
+        "store": ev.store,
+        "topic": ev.topic,
+        "raw_topic": ev.raw_topic,
+        "event_id": ev.event_id,
+        "delivery_id": ev.delivery_id,
+        "product_id": ev.product_id,
+        "status": ev.status,
+        "attempts": e.attempts,
+        "last_error": e.last_error,
+        "error": ev.error,
+        "triggered_at": ev.triggered_at,
+        "received_at": ev.received_at,
+        "next_attempt_at": e.next_attempt_at,
+        "product": product,
+    });
+    if with_body && let Some(obj) = v.as_object_mut() {
+        match std::str::from_utf8(&ev.raw_body) {
+            Ok(text) => {
+                obj.insert("raw_body".into(), text.into());
+            }
+            Err(_) => {
+                obj.insert(
+                    "raw_body_base64".into(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&ev.raw_body)
+                        .into(),
+                );
+            }
+        }
+    }
+    v
+}
+
+async fn list(
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let q = query.into_inner();
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            EventStatus::parse(s)
+                .ok_or_else(|| Error::BadRequest(format!("unknown status {s:?}")))?,
+        ),
+    };
+    let before = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| Error::BadRequest("invalid cursor".into()))?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let filter = EventFilter {
+        platform: q.platform,
+        store: q.store,
+        topic: q.topic,
+        status,
+    };
+    let page = state.store.list(&filter, before, limit).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "events": page.events.iter().map(|e| event_json(e, false)).collect::<Vec<_>>(),
+        "next": page.next.map(|n| n.to_string()),
+    })))
+}
+
+async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let event = state.store.get(&path).await?.ok_or(Error::NotFound)?;
+    Ok(HttpResponse::Ok().json(event_json(&event, true)))
+}
+
+async fn replay(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    if !state.store.replay(&path).await? {
+        return Err(Error::NotFound);
+    }
+    tracing::info!(id = %path, "event queued for replay");
+    state.wake.notify_one();
+    Ok(HttpResponse::Accepted()
+        .json(serde_json::json!({ "id": path.as_str(), "status": "pending" })))
+}

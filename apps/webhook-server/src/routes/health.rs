@@ -1,0 +1,52 @@
+//! `GET /`, `GET /healthz`, `GET /readyz`.
+
+use actix_web::{HttpResponse, web};
+
+use crate::AppState;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+/// Service status: version, platforms (with how stores are authenticated,
+/// never secrets), store, admin on or off.
+async fn index(state: web::Data<AppState>) -> HttpResponse {
+    let platforms: Vec<_> = state
+        .platforms
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "id": p.id().as_str(),
+                "stores": p.verifiers.describe(),
+                "routes": p.actions.iter().map(|a| format!("/webhooks/{}/products/{a}", p.id())).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({
+        "service": "webhook-server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "platforms": platforms,
+        "store": state.store.describe(),
+        "admin": state.admin_token.is_some(),
+        "docs": "/docs/",
+    }))
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the store answers.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: store unavailable");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({ "status": "store_unavailable" }))
+        }
+    }
+}

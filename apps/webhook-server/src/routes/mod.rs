@@ -1,0 +1,64 @@
+//! HTTP routes.
+
+pub mod admin;
+pub mod docs;
+pub mod health;
+pub mod metrics;
+pub mod webhooks;
+
+use actix_web::ResponseError as _;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
+use actix_web::web;
+
+use crate::AppState;
+use crate::error::Error;
+
+/// Mounts every route.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let admin_enabled = state.admin_token.is_some();
+    cfg.app_data(state);
+    health::configure(cfg);
+    metrics::configure(cfg);
+    docs::configure(cfg);
+    cfg.service(
+        web::scope("/webhooks")
+            .wrap(from_fn(rate_limit))
+            .configure(webhooks::configure),
+    );
+    if admin_enabled {
+        cfg.service(
+            web::scope("/admin")
+                .wrap(from_fn(admin::require_token))
+                .wrap(from_fn(rate_limit))
+                .configure(admin::configure),
+        );
+    }
+}
+
+/// Refuses requests over the per-address budget with 429.
+async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if let Some(state) = req.app_data::<web::Data<AppState>>()
+        && let Some(limiter) = &state.limiter
+        && let Some(peer) = req.peer_addr()
+        && !limiter.check(peer.ip())
+    {
+        let platform = req.path().split('/').nth(2).unwrap_or("other");
+        state.metrics.record_delivery(
+            platform,
+            None,
+            crate::metrics::Outcome::RateLimited,
+            std::time::Duration::ZERO,
+        );
+        return Ok(req
+            .into_response(Error::RateLimited.error_response())
+            .map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}

@@ -1,0 +1,146 @@
+//! `POST /webhooks/{platform}` (topic from the headers) and
+//! `POST /webhooks/{platform}/products/{action}` (the seed's routes).
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+
+use crate::error::Error;
+use crate::metrics::Outcome;
+use crate::pipeline::{self, Accepted};
+use crate::{ActixHeaders, AppState};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/{platform}", web::post().to(by_header))
+        .route("/{platform}/products/{action}", web::post().to(by_route));
+}
+
+async fn by_header(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    handle(&req, &path, None, payload, &state).await
+}
+
+async fn by_route(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let (platform, action) = path.into_inner();
+    handle(&req, &platform, Some(&action), payload, &state).await
+}
+
+/// Reads the body within the size limit (413, also without Content-Length)
+/// and the time limit (408, so a trickled body cannot hold a worker).
+///
+/// # Errors
+/// [`Error::PayloadTooLarge`], [`Error::Timeout`], [`Error::BadRequest`].
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Error> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let capacity = declared.map_or(8192, |n| usize::try_from(n).unwrap_or(limit));
+    let read = async move {
+        let mut buf = BytesMut::with_capacity(capacity.min(limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| Error::BadRequest(format!("body: {e}")))?;
+            if buf.len() + chunk.len() > limit {
+                return Err(Error::PayloadTooLarge { limit });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| Error::Timeout)?
+}
+
+fn outcome_of(result: &Result<Accepted, Error>) -> Outcome {
+    match result {
+        Ok(Accepted::Ping) => Outcome::Ping,
+        Ok(Accepted::Stored { .. }) => Outcome::Stored,
+        Ok(Accepted::Duplicate { .. }) => Outcome::Duplicate,
+        Ok(Accepted::Unparseable { .. }) => Outcome::Unparseable,
+        Err(Error::Unauthorized(_)) => Outcome::Unauthorized,
+        Err(Error::PayloadTooLarge { .. }) => Outcome::TooLarge,
+        Err(Error::Timeout) => Outcome::Timeout,
+        Err(Error::RateLimited) => Outcome::RateLimited,
+        Err(Error::NotConfigured(_) | Error::Store(_) | Error::Internal(_)) => Outcome::Unavailable,
+        Err(_) => Outcome::BadRequest,
+    }
+}
+
+async fn handle(
+    req: &HttpRequest,
+    platform: &str,
+    action: Option<&str>,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, Error> {
+    let started = Instant::now();
+    let entry = state.platforms.get(platform).ok_or(Error::NotFound)?;
+    let expected = match action {
+        Some(a) => Some(entry.topic_for_action(a).ok_or(Error::NotFound)?),
+        None => None,
+    };
+    let result = async {
+        // First-value-wins on a repeated signature header would let a
+        // proxy and us disagree about which one was checked: refuse it.
+        for name in entry.signature_headers {
+            if req.headers().get_all(*name).nth(1).is_some() {
+                return Err(Error::BadRequest(format!("repeated {name} header")));
+            }
+        }
+        let body = read_body(req, payload, state.body_limit, state.body_timeout).await?;
+        pipeline::process(
+            entry,
+            &*state.store,
+            expected.as_ref(),
+            &ActixHeaders(req.headers()),
+            body,
+        )
+        .await
+    }
+    .await;
+    let topic = match &result {
+        Ok(a) => a.topic().map(str::to_owned),
+        Err(Error::TopicMismatch { got, .. }) => Some(got.clone()),
+        Err(_) => expected.as_ref().map(|t| t.as_str().to_owned()),
+    };
+    state.metrics.record_delivery(
+        platform,
+        topic.as_deref(),
+        outcome_of(&result),
+        started.elapsed(),
+    );
+    let accepted = result?;
+    let (status, id) = match &accepted {
+        Accepted::Ping => ("ping", None),
+        Accepted::Stored { id, .. } => {
+            state.wake.notify_one();
+            ("stored", Some(id.as_str()))
+        }
+        Accepted::Duplicate { id, .. } => ("duplicate", Some(id.as_str())),
+        Accepted::Unparseable { id, .. } => ("stored_unparseable", Some(id.as_str())),
+    };
+    tracing::debug!(platform, status, id = id.unwrap_or(""), "delivery accepted");
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": status, "id": id })))
+}

@@ -1,0 +1,546 @@
+//! Configuration: built-in defaults, then an optional TOML file, then the
+//! environment (`CATALOG_<SECTION>__<KEY>`, plus the seed's names such as
+//! `APP_PORT` and `SHOPIFY_WEBHOOK_SECRET`). See `docs/configuration.md`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The built-in defaults, also the reference for every key.
+pub const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Seed-compatible environment variables and the keys they set. They take
+/// precedence over `CATALOG_*` variables and the file.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("APP_HOST", "server.host"),
+    ("APP_PORT", "server.port"),
+    ("SHOPIFY_CLIENT_SECRET", "shopify.webhook_secret"),
+    ("SHOPIFY_WEBHOOK_SECRET", "shopify.webhook_secret"),
+    ("WOOCOMMERCE_WEBHOOK_SECRET", "woocommerce.webhook_secret"),
+    ("CATALOG_DATABASE_URL", "database.url"),
+    ("CATALOG_ADMIN_TOKEN", "admin.token"),
+];
+
+/// All settings.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Settings {
+    /// HTTP listener and request limits.
+    pub server: ServerSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// The event store.
+    pub database: DatabaseSettings,
+    /// The admin API.
+    #[serde(default)]
+    pub admin: AdminSettings,
+    /// Per-address rate limiting.
+    pub rate_limit: RateLimitSettings,
+    /// Background dispatch to sinks.
+    pub dispatch: DispatchSettings,
+    /// Shopify stores and secrets.
+    #[serde(default)]
+    pub shopify: PlatformSettings,
+    /// WooCommerce stores and secrets.
+    #[serde(default)]
+    pub woocommerce: PlatformSettings,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// Address to bind (`APP_HOST`).
+    pub host: String,
+    /// Port to bind (`APP_PORT`).
+    pub port: u16,
+    /// Worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Largest accepted body in bytes (413 above).
+    pub body_limit: usize,
+    /// Time allowed to receive the request head, in milliseconds.
+    pub client_request_timeout_ms: u64,
+    /// Time allowed to receive the whole body, in milliseconds (408 after).
+    pub body_timeout_ms: u64,
+    /// Time allowed for in-flight requests and the dispatcher to finish at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `webhook_server=debug,info`); `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+/// What an acknowledged event survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced before a delivery is acknowledged.
+    PowerLoss,
+    /// `synchronous=NORMAL` in WAL mode: survives a process crash, not a power cut.
+    ProcessCrash,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DatabaseSettings {
+    /// `sqlite://PATH` (or a plain path) or `memory://` (`CATALOG_DATABASE_URL`).
+    pub url: String,
+    /// `power_loss` or `process_crash` (SQLite only).
+    pub durability: Durability,
+    /// Most commands the SQLite writer commits in one transaction.
+    pub batch_max: usize,
+    /// Memory store: most events kept (oldest dropped first).
+    pub memory_max_events: usize,
+    /// Memory store: most deduplication keys kept (oldest forgotten first).
+    pub memory_max_keys: usize,
+}
+
+/// Where events are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// Process memory (tests, benchmarks).
+    Memory,
+}
+
+impl DatabaseSettings {
+    /// Parses [`DatabaseSettings::url`].
+    ///
+    /// # Errors
+    /// When the scheme is not `sqlite:` or `memory:`.
+    pub fn kind(&self) -> anyhow::Result<StoreKind> {
+        let url = self.url.trim();
+        if url == "memory://" || url == "memory:" || url == "memory" {
+            return Ok(StoreKind::Memory);
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() || path.contains("://") {
+            bail!(
+                "database.url (CATALOG_DATABASE_URL): expected sqlite://PATH or memory://, got a URL with another scheme"
+            );
+        }
+        Ok(StoreKind::Sqlite(PathBuf::from(path)))
+    }
+}
+
+/// `[admin]`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdminSettings {
+    /// Bearer token; the admin API is off when unset (`CATALOG_ADMIN_TOKEN`).
+    pub token: Option<SecretString>,
+}
+
+impl fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// `[rate_limit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitSettings {
+    /// Whether to limit at all.
+    pub enabled: bool,
+    /// Sustained requests per second per client address.
+    pub per_second: f64,
+    /// Burst size per client address.
+    pub burst: f64,
+}
+
+/// `[dispatch]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DispatchSettings {
+    /// Whether the background dispatcher runs.
+    pub enabled: bool,
+    /// How long a claim is held before another worker may take the event, seconds.
+    pub lease_secs: u64,
+    /// Events claimed per round.
+    pub batch: usize,
+    /// How often to look for due events when not woken by an insert, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Attempts before an event is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay, milliseconds; doubled each attempt.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, seconds.
+    pub backoff_max_secs: u64,
+    /// Log sink: one structured log line per event.
+    pub log: bool,
+    /// JSON-lines file sink: path of the file to append to.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// HTTP forwarding sink.
+    #[serde(default)]
+    pub http: Option<HttpSinkSettings>,
+}
+
+impl DispatchSettings {
+    /// [`DispatchSettings::lease_secs`] as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+}
+
+/// `[dispatch.http]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpSinkSettings {
+    /// Downstream URL.
+    pub url: String,
+    /// Standard Webhooks secret, `whsec_<base64>`.
+    pub secret: SecretString,
+    /// Request timeout, milliseconds.
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    10_000
+}
+
+impl fmt::Debug for HttpSinkSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSinkSettings")
+            .field("url", &self.url)
+            .field("secret", &"[redacted]")
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// `[shopify]` / `[woocommerce]`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PlatformSettings {
+    /// The seed's single secret (`SHOPIFY_WEBHOOK_SECRET` / `SHOPIFY_CLIENT_SECRET`,
+    /// `WOOCOMMERCE_WEBHOOK_SECRET`). When no store is listed, any store signed
+    /// with it is accepted; listed stores without secrets of their own use it.
+    #[serde(default)]
+    pub webhook_secret: Option<SecretString>,
+    /// Stores accepted, each with its own secrets (several during a rotation).
+    /// When non-empty, deliveries from any other store are refused.
+    #[serde(default)]
+    pub stores: Vec<StoreSettings>,
+}
+
+impl PlatformSettings {
+    /// Whether anything is configured for this platform.
+    pub fn is_configured(&self) -> bool {
+        self.webhook_secret
+            .as_ref()
+            .is_some_and(|s| !s.expose_secret().is_empty())
+            || !self.stores.is_empty()
+    }
+}
+
+impl fmt::Debug for PlatformSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlatformSettings")
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("stores", &self.stores)
+            .finish()
+    }
+}
+
+/// One `[[shopify.stores]]` / `[[woocommerce.stores]]` entry.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreSettings {
+    /// The store as the platform names it: Shopify shop domain
+    /// (`example.myshopify.com`), WooCommerce site URL (`https://shop.example.com`).
+    pub id: String,
+    /// Accepted secrets; empty = the platform's `webhook_secret`.
+    #[serde(default)]
+    pub secrets: Vec<SecretString>,
+}
+
+impl StoreSettings {
+    /// A store entry.
+    pub fn new(id: impl Into<String>, secrets: Vec<SecretString>) -> Self {
+        Self {
+            id: id.into(),
+            secrets,
+        }
+    }
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("id", &self.id)
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
+            .finish()
+    }
+}
+
+impl Settings {
+    /// Loads settings: defaults, then `file` (if any), then the environment.
+    /// Reads `.env` first when present.
+    ///
+    /// # Errors
+    /// When the file is missing or unreadable, or a key has a bad value (the
+    /// message names the key).
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        // A missing .env is normal; a malformed one is worth a failure.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(e).context("failed to read .env"),
+        }
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Loads settings with an explicit environment (for tests).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
+        }
+        let catalog_env: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("CATALOG_"))
+            .cloned()
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("CATALOG")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(catalog_env)),
+        );
+        for (var, key) in ENV_ALIASES {
+            if let Some((_, value)) = env.iter().find(|(k, _)| k == var)
+                && !value.is_empty()
+            {
+                builder = builder
+                    .set_override(*key, value.as_str())
+                    .with_context(|| format!("invalid value for {var} ({key})"))?;
+            }
+        }
+        let settings: Self = builder
+            .build()
+            .context("failed to load configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.server.body_limit == 0 {
+            bail!("server.body_limit must be greater than 0");
+        }
+        if self.server.body_timeout_ms == 0 {
+            bail!("server.body_timeout_ms must be greater than 0");
+        }
+        if self.database.batch_max == 0 {
+            bail!("database.batch_max must be greater than 0");
+        }
+        self.database.kind()?;
+        if self.rate_limit.enabled
+            && (self.rate_limit.per_second.is_nan() || self.rate_limit.per_second <= 0.0)
+        {
+            bail!("rate_limit.per_second must be greater than 0 when rate_limit.enabled");
+        }
+        if self.rate_limit.enabled && self.rate_limit.burst < 1.0 {
+            bail!("rate_limit.burst must be at least 1");
+        }
+        if self.dispatch.batch == 0 {
+            bail!("dispatch.batch must be greater than 0");
+        }
+        if self.dispatch.max_attempts == 0 {
+            bail!("dispatch.max_attempts must be at least 1");
+        }
+        if let Some(http) = &self.dispatch.http {
+            if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
+                bail!("dispatch.http.url must be an http:// or https:// URL");
+            }
+            crate::dispatch::standard_webhooks::Signer::new(&http.secret)
+                .context("dispatch.http.secret must be whsec_<base64>")?;
+        }
+        if let Some(token) = &self.admin.token
+            && token.expose_secret().trim().len() < 16
+        {
+            bail!("admin.token (CATALOG_ADMIN_TOKEN) must be at least 16 characters");
+        }
+        for (name, p) in [
+            ("shopify", &self.shopify),
+            ("woocommerce", &self.woocommerce),
+        ] {
+            for (i, store) in p.stores.iter().enumerate() {
+                if store.id.trim().is_empty() {
+                    bail!("{name}.stores[{i}].id must not be empty");
+                }
+                if store.secrets.iter().any(|s| s.expose_secret().is_empty()) {
+                    bail!("{name}.stores[{i}].secrets must not contain an empty secret");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The defaults alone, for tests.
+    ///
+    /// # Panics
+    /// Never: the embedded defaults are tested to parse.
+    #[allow(clippy::expect_used)]
+    pub fn defaults() -> Self {
+        Self::load_from(None, &[]).expect("embedded defaults parse")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let s = Settings::load_from(None, &[]).unwrap();
+        assert_eq!(s.server.host, "127.0.0.1");
+        assert_eq!(s.server.port, 8050);
+        assert_eq!(s.server.body_limit, 1024 * 1024);
+        assert!(matches!(s.database.kind().unwrap(), StoreKind::Sqlite(_)));
+        assert!(s.admin.token.is_none());
+        assert!(!s.shopify.is_configured());
+    }
+
+    #[test]
+    fn seed_variables_and_catalog_prefix() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("APP_PORT", "9001"),
+                ("APP_HOST", "0.0.0.0"),
+                ("SHOPIFY_CLIENT_SECRET", "shh"),
+                ("WOOCOMMERCE_WEBHOOK_SECRET", "woo"),
+                ("CATALOG_DATABASE_URL", "memory://"),
+                ("CATALOG_ADMIN_TOKEN", "0123456789abcdef"),
+                ("CATALOG_DISPATCH__MAX_ATTEMPTS", "3"),
+                ("CATALOG_LOG__FORMAT", "json"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9001);
+        assert_eq!(s.server.host, "0.0.0.0");
+        assert_eq!(
+            s.shopify.webhook_secret.as_ref().unwrap().expose_secret(),
+            "shh"
+        );
+        assert!(s.woocommerce.is_configured());
+        assert_eq!(s.database.kind().unwrap(), StoreKind::Memory);
+        assert!(s.admin.token.is_some());
+        assert_eq!(s.dispatch.max_attempts, 3);
+        assert_eq!(s.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn webhook_secret_wins_over_client_secret() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                ("SHOPIFY_CLIENT_SECRET", "client"),
+                ("SHOPIFY_WEBHOOK_SECRET", "webhook"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.shopify.webhook_secret.as_ref().unwrap().expose_secret(),
+            "webhook"
+        );
+    }
+
+    #[test]
+    fn file_with_stores_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[shopify.stores]]
+id = "a.myshopify.com"
+secrets = ["new", "old"]
+"#,
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(s.shopify.stores.len(), 1);
+        assert_eq!(s.shopify.stores[0].secrets.len(), 2);
+        // Secrets never show in Debug.
+        assert!(!format!("{s:?}").contains("old"));
+
+        let err = Settings::load_from(None, &env(&[("APP_PORT", "eighty")])).unwrap_err();
+        assert!(format!("{err:#}").contains("server.port"), "{err:#}");
+
+        std::fs::write(&path, "[server]\nbody_limt = 5\n").unwrap();
+        let err = Settings::load_from(Some(&path), &[]).unwrap_err();
+        assert!(format!("{err:#}").contains("body_limt"), "{err:#}");
+
+        let err = Settings::load_from(None, &env(&[("CATALOG_ADMIN_TOKEN", "short")])).unwrap_err();
+        assert!(format!("{err:#}").contains("admin.token"), "{err:#}");
+    }
+}

@@ -1,0 +1,303 @@
+//! A bounded in-memory store for tests and benchmarks. Not durable: a restart
+//! forgets everything.
+//!
+//! Memory stays bounded whatever the traffic: at most `max_events` events are
+//! kept (the oldest dropped first, preferring ones already delivered), and at
+//! most `max_keys` deduplication keys (16 bytes each; the oldest forgotten
+//! first, so a duplicate older than the last `max_keys` events is stored again).
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use catalog_core::InsertOutcome;
+use chrono::Utc;
+
+use super::{
+    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
+    StoreStats, StoredEvent,
+};
+
+/// The in-memory store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    max_events: usize,
+    max_keys: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_seq: i64,
+    events: BTreeMap<i64, Slot>,
+    by_id: HashMap<String, i64>,
+    keys: HashSet<u128>,
+    key_order: VecDeque<u128>,
+    writes: u64,
+    dropped_undelivered: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    stored: StoredEvent,
+    lease: Option<(String, chrono::DateTime<Utc>)>,
+}
+
+/// Our ids are 32 hex characters (128 bits); anything else is hashed down.
+fn key_of(id: &str) -> u128 {
+    u128::from_str_radix(id, 16).unwrap_or_else(|_| {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(id.as_bytes());
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        u128::from_be_bytes(b)
+    })
+}
+
+impl MemoryStore {
+    /// A store keeping at most `max_events` events and `max_keys` keys.
+    pub fn new(max_events: usize, max_keys: usize) -> Self {
+        Self {
+            max_events: max_events.max(1),
+            max_keys: max_keys.max(1),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Events dropped before they were delivered because the store was full.
+    pub fn dropped_undelivered(&self) -> u64 {
+        self.lock().dropped_undelivered
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(10_000, 1_000_000)
+    }
+}
+
+impl State {
+    fn evict_events(&mut self, max: usize) {
+        while self.events.len() > max {
+            // Prefer the oldest finished event; else the oldest of all.
+            let victim = self
+                .events
+                .iter()
+                .take(64)
+                .find(|(_, s)| {
+                    matches!(
+                        s.stored.event.status,
+                        EventStatus::Delivered | EventStatus::Dead
+                    )
+                })
+                .map(|(seq, _)| *seq)
+                .or_else(|| self.events.keys().next().copied());
+            let Some(seq) = victim else { break };
+            if let Some(slot) = self.events.remove(&seq) {
+                if slot.stored.event.status == EventStatus::Pending {
+                    self.dropped_undelivered += 1;
+                }
+                self.by_id.remove(&slot.stored.event.id);
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventStore for MemoryStore {
+    fn describe(&self) -> String {
+        format!(
+            "memory (not durable; at most {} events, {} dedup keys)",
+            self.max_events, self.max_keys
+        )
+    }
+
+    async fn insert(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        let mut s = self.lock();
+        let key = key_of(&event.id);
+        if !s.keys.insert(key) {
+            return Ok(InsertOutcome::Duplicate);
+        }
+        s.key_order.push_back(key);
+        while s.key_order.len() > self.max_keys {
+            if let Some(old) = s.key_order.pop_front() {
+                s.keys.remove(&old);
+            }
+        }
+        s.next_seq += 1;
+        let seq = s.next_seq;
+        s.by_id.insert(event.id.clone(), seq);
+        let next_attempt_at = event.received_at;
+        s.events.insert(
+            seq,
+            Slot {
+                stored: StoredEvent {
+                    seq,
+                    event,
+                    attempts: 0,
+                    last_error: None,
+                    next_attempt_at,
+                },
+                lease: None,
+            },
+        );
+        s.writes += 1;
+        s.evict_events(self.max_events);
+        Ok(InsertOutcome::Inserted)
+    }
+
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let now = Utc::now();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let mut s = self.lock();
+        let mut seen_products: HashSet<(String, String, String)> = HashSet::new();
+        let mut out = Vec::new();
+        for slot in s.events.values_mut() {
+            if out.len() >= limit {
+                break;
+            }
+            let e = &slot.stored.event;
+            if e.status != EventStatus::Pending {
+                continue;
+            }
+            let group = (
+                e.platform.clone(),
+                e.store.clone(),
+                e.product_key().to_owned(),
+            );
+            // Only the oldest pending event of a product may go.
+            if !seen_products.insert(group) {
+                continue;
+            }
+            let leased = slot.lease.as_ref().is_some_and(|(_, until)| *until > now);
+            if leased || slot.stored.next_attempt_at > now {
+                continue;
+            }
+            slot.lease = Some((worker_id.to_owned(), until));
+            out.push(slot.stored.clone());
+        }
+        s.writes += out.len() as u64;
+        Ok(out)
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: DispatchOutcome,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let Some(seq) = s.by_id.get(id).copied() else {
+            return Ok(false);
+        };
+        let Some(slot) = s.events.get_mut(&seq) else {
+            return Ok(false);
+        };
+        let owned = slot.lease.as_ref().is_some_and(|(w, _)| w == worker_id);
+        if !owned || slot.stored.event.status != EventStatus::Pending {
+            return Ok(false);
+        }
+        slot.lease = None;
+        slot.stored.attempts = slot.stored.attempts.saturating_add(1);
+        match outcome {
+            DispatchOutcome::Delivered => slot.stored.event.status = EventStatus::Delivered,
+            DispatchOutcome::Retry { error, at } => {
+                slot.stored.last_error = Some(error);
+                slot.stored.next_attempt_at = at;
+            }
+            DispatchOutcome::Dead { error } => {
+                slot.stored.last_error = Some(error);
+                slot.stored.event.status = EventStatus::Dead;
+            }
+        }
+        s.writes += 1;
+        Ok(true)
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let s = self.lock();
+        let upper = before.unwrap_or(i64::MAX);
+        let mut events: Vec<StoredEvent> = s
+            .events
+            .range(..upper)
+            .rev()
+            .map(|(_, slot)| &slot.stored)
+            .filter(|st| {
+                let e = &st.event;
+                filter.platform.as_ref().is_none_or(|p| *p == e.platform)
+                    && filter.store.as_ref().is_none_or(|v| *v == e.store)
+                    && filter.topic.as_ref().is_none_or(|v| *v == e.topic)
+                    && filter.status.is_none_or(|v| v == e.status)
+            })
+            .take(limit.saturating_add(1))
+            .cloned()
+            .collect();
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let s = self.lock();
+        Ok(s.by_id
+            .get(id)
+            .and_then(|seq| s.events.get(seq))
+            .map(|slot| slot.stored.clone()))
+    }
+
+    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let Some(seq) = s.by_id.get(id).copied() else {
+            return Ok(false);
+        };
+        let Some(slot) = s.events.get_mut(&seq) else {
+            return Ok(false);
+        };
+        slot.lease = None;
+        slot.stored.attempts = 0;
+        slot.stored.next_attempt_at = Utc::now();
+        slot.stored.event.status = EventStatus::Pending;
+        s.writes += 1;
+        Ok(true)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let s = self.lock();
+        Ok(StoreStats {
+            events: s.events.len() as u64,
+            pending: s
+                .events
+                .values()
+                .filter(|e| e.stored.event.status == EventStatus::Pending)
+                .count() as u64,
+            commits: s.writes,
+            writes: s.writes,
+        })
+    }
+
+    async fn close(&self) {}
+}

@@ -1,0 +1,353 @@
+//! Event stores: one trait ([`EventStore`]), an embedded SQLite implementation
+//! and a bounded in-memory one.
+//!
+//! The trait is shaped for a shared database as well (PostgreSQL): inserts are
+//! "insert if new" on a unique key, and dispatch claims events with a lease
+//! ([`EventStore::claim_due`]) so several workers or replicas can share the
+//! queue, an expired lease making the event claimable again.
+
+pub mod memory;
+pub mod sqlite;
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use catalog_core::webhook::{DeliveryMeta, PayloadError};
+use catalog_core::{CatalogEvent, DedupKey, InsertOutcome};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// A store failure: the delivery must not be acknowledged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store is shut down or its writer is gone.
+    #[error("store unavailable")]
+    Unavailable,
+    /// A stored value could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Waiting to be dispatched (possibly after a failed attempt, see `attempts`).
+    Pending,
+    /// Handed to every sink.
+    Delivered,
+    /// Verified but unreadable: kept with its raw body, not dispatched.
+    Failed,
+    /// Dispatch gave up after the last retry.
+    Dead,
+}
+
+impl EventStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Reads the stored text.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            "dead" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// An event about to be stored.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NewEvent {
+    /// Our id: [`DedupKey::fingerprint`] of platform, store and event id.
+    pub id: String,
+    /// The platform.
+    pub platform: String,
+    /// The store.
+    pub store: String,
+    /// Canonical topic (`product.created`).
+    pub topic: String,
+    /// Topic as sent.
+    pub raw_topic: String,
+    /// The platform's deduplication key.
+    pub event_id: String,
+    /// The platform's delivery id.
+    pub delivery_id: Option<String>,
+    /// The product concerned.
+    pub product_id: Option<String>,
+    /// When the platform triggered it.
+    pub triggered_at: Option<DateTime<Utc>>,
+    /// When we received it.
+    pub received_at: DateTime<Utc>,
+    /// The normalised product as JSON text.
+    pub product: Option<String>,
+    /// The body exactly as received.
+    pub raw_body: Bytes,
+    /// `Pending` for events, `Failed` for unreadable deliveries.
+    pub status: EventStatus,
+    /// Why a `Failed` delivery could not be read.
+    pub error: Option<String>,
+}
+
+impl NewEvent {
+    /// A parsed event, pending dispatch.
+    ///
+    /// # Errors
+    /// When the product cannot be serialised (it always can in practice).
+    pub fn from_event(event: &CatalogEvent, raw_body: Bytes) -> Result<Self, serde_json::Error> {
+        let product = event
+            .product
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()?;
+        Ok(Self {
+            id: event.dedup_key().fingerprint(),
+            platform: event.platform.as_str().to_owned(),
+            store: event.store.clone(),
+            topic: event.topic.as_str().to_owned(),
+            raw_topic: event.raw_topic.clone(),
+            event_id: event.event_id.as_str().to_owned(),
+            delivery_id: event.delivery_id.clone(),
+            product_id: event.product_id.clone(),
+            triggered_at: event.triggered_at,
+            received_at: event.received_at,
+            product,
+            raw_body,
+            status: EventStatus::Pending,
+            error: None,
+        })
+    }
+
+    /// A verified delivery that could not be parsed: kept as `Failed`.
+    pub fn unparseable(
+        meta: &DeliveryMeta,
+        raw_body: Bytes,
+        error: &PayloadError,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        let key = DedupKey::new(
+            meta.platform.clone(),
+            meta.store.clone(),
+            meta.event_id.clone(),
+        );
+        Self {
+            id: key.fingerprint(),
+            platform: meta.platform.as_str().to_owned(),
+            store: meta.store.clone(),
+            topic: meta.topic.as_str().to_owned(),
+            raw_topic: meta.raw_topic.clone(),
+            event_id: meta.event_id.as_str().to_owned(),
+            delivery_id: meta.delivery_id.clone(),
+            product_id: None,
+            triggered_at: meta.triggered_at,
+            received_at,
+            product: None,
+            raw_body,
+            status: EventStatus::Failed,
+            error: Some(error.to_string()),
+        }
+    }
+
+    /// The key deliveries of one product are ordered by: the product id, or
+    /// the event's own id when there is none.
+    pub fn product_key(&self) -> &str {
+        self.product_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A stored event with its dispatch state.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StoredEvent {
+    /// Insertion order, unique within a store.
+    pub seq: i64,
+    /// The event as inserted.
+    pub event: NewEvent,
+    /// Dispatch attempts so far.
+    pub attempts: u32,
+    /// The last dispatch error.
+    pub last_error: Option<String>,
+    /// When the next attempt is due.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// The current status.
+    pub fn status(&self) -> EventStatus {
+        self.event.status
+    }
+}
+
+/// Filters for [`EventStore::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct EventFilter {
+    /// Platform.
+    pub platform: Option<String>,
+    /// Store.
+    pub store: Option<String>,
+    /// Canonical topic.
+    pub topic: Option<String>,
+    /// Status.
+    pub status: Option<EventStatus>,
+}
+
+/// One page of [`EventStore::list`], newest first.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EventPage {
+    /// The events.
+    pub events: Vec<StoredEvent>,
+    /// Pass as `before` to get the next (older) page; `None` at the end.
+    pub next: Option<i64>,
+}
+
+/// How a dispatch attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DispatchOutcome {
+    /// Every sink took it.
+    Delivered,
+    /// A sink failed; try again at `at`.
+    Retry {
+        /// Why.
+        error: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// The last attempt failed: dead-letter it.
+    Dead {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Events stored (all statuses) as far as the store knows cheaply.
+    pub events: u64,
+    /// Events waiting for dispatch.
+    pub pending: u64,
+    /// Write transactions committed since start.
+    pub commits: u64,
+    /// Commands written since start (inserts and updates).
+    pub writes: u64,
+}
+
+/// Durable, deduplicating storage of events and their dispatch state.
+///
+/// Implementations must make [`EventStore::insert`] atomic per id (of two
+/// concurrent inserts of one id exactly one is `Inserted`) and durable before
+/// it returns `Ok`: the server acknowledges a delivery on that `Ok`.
+#[async_trait::async_trait]
+pub trait EventStore: Send + Sync + fmt::Debug {
+    /// A short description for logs (`sqlite ./data/catalog.db`).
+    fn describe(&self) -> String;
+
+    /// Stores the event unless one with the same id exists.
+    ///
+    /// # Errors
+    /// [`StoreError`] when nothing is known to be stored.
+    async fn insert(&self, event: NewEvent) -> Result<InsertOutcome, StoreError>;
+
+    /// Claims up to `limit` due events for `worker_id` for `lease`: pending
+    /// events whose next attempt is due and whose lease (if any) expired, and
+    /// only the oldest pending event of each (platform, store, product), so
+    /// events of one product are dispatched in order.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records the outcome of a claimed event's dispatch. Returns `false` when
+    /// the claim was lost (lease expired and taken by another worker).
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: DispatchOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Lists events newest first, older than `before` (a `next` from a
+    /// previous page) when given.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError>;
+
+    /// One event by id.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Makes an event pending again, due now, clearing its lease and attempts.
+    /// Returns `false` when there is no such event.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn replay(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Checks the store answers.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Figures for metrics.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Finishes queued writes and stops accepting new ones.
+    async fn close(&self);
+}
+
+/// Milliseconds since the epoch, as stored.
+pub(crate) fn to_millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// Reads stored milliseconds back.
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}

@@ -1,0 +1,618 @@
+//! The embedded store: SQLite in WAL mode, owned by one writer thread.
+//!
+//! Why rusqlite in a dedicated thread rather than sqlx-sqlite: SQLite allows one
+//! writer at a time anyway, and what makes it fast is committing many inserts in
+//! one transaction (one fsync for the lot). A single thread that owns the
+//! connection, takes every command queued on its channel, runs them in one
+//! transaction and answers each caller only after the commit does exactly that,
+//! with no pool, no async driver and no lock contention. Callers await a
+//! oneshot, so actix workers never block. Reads (admin, claims) go through the
+//! same thread; they are rare and short.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use catalog_core::InsertOutcome;
+use chrono::Utc;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
+    StoreStats, StoredEvent, from_millis, to_millis,
+};
+use crate::settings::Durability;
+
+/// Schema migrations, applied in order at start-up; `PRAGMA user_version`
+/// records how many ran. Only ever append.
+const MIGRATIONS: &[&str] = &[r"
+CREATE TABLE events (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT    NOT NULL UNIQUE,
+    platform        TEXT    NOT NULL,
+    store           TEXT    NOT NULL,
+    topic           TEXT    NOT NULL,
+    raw_topic       TEXT    NOT NULL,
+    event_id        TEXT    NOT NULL,
+    delivery_id     TEXT,
+    product_id      TEXT,
+    product_key     TEXT    NOT NULL,
+    triggered_at    INTEGER,
+    received_at     INTEGER NOT NULL,
+    product         TEXT,
+    raw_body        BLOB    NOT NULL,
+    status          TEXT    NOT NULL,
+    error           TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    next_attempt_at INTEGER NOT NULL,
+    lease_owner     TEXT,
+    lease_until     INTEGER
+);
+CREATE INDEX events_pending ON events (seq) WHERE status = 'pending';
+CREATE INDEX events_pending_product ON events (platform, store, product_key, seq)
+    WHERE status = 'pending';
+"];
+
+const COLUMNS: &str = "seq, id, platform, store, topic, raw_topic, event_id, delivery_id, \
+     product_id, triggered_at, received_at, product, raw_body, status, error, attempts, \
+     last_error, next_attempt_at";
+
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+enum Command {
+    Insert(
+        Box<NewEvent>,
+        oneshot::Sender<Result<InsertOutcome, StoreError>>,
+    ),
+    Claim {
+        worker: String,
+        lease: Duration,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
+    },
+    Complete {
+        id: String,
+        worker: String,
+        outcome: DispatchOutcome,
+        reply: oneshot::Sender<Result<bool, StoreError>>,
+    },
+    List {
+        filter: EventFilter,
+        before: Option<i64>,
+        limit: usize,
+        reply: oneshot::Sender<Result<EventPage, StoreError>>,
+    },
+    Get(
+        String,
+        oneshot::Sender<Result<Option<StoredEvent>, StoreError>>,
+    ),
+    Replay(String, oneshot::Sender<Result<bool, StoreError>>),
+    Stats(oneshot::Sender<Result<StoreStats, StoreError>>),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    durability: Durability,
+    sender: std::sync::Mutex<Option<mpsc::Sender<Command>>>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, runs migrations and starts the
+    /// writer thread.
+    ///
+    /// # Errors
+    /// When the file cannot be opened or migrated.
+    pub fn open(path: &Path, durability: Durability, batch_max: usize) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        configure(&conn, durability)?;
+        migrate(&mut conn)?;
+        let (sender, rx) = mpsc::channel(8192);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = Arc::clone(&counters);
+        let batch_max = batch_max.max(1);
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, batch_max, &thread_counters))
+            .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            durability,
+            sender: std::sync::Mutex::new(Some(sender)),
+            writer: std::sync::Mutex::new(Some(writer)),
+            counters,
+        })
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Unavailable)?;
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::PowerLoss => "FULL",
+            Durability::ProcessCrash => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    // Keep the page cache small and bounded (KiB when negative).
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    if done > MIGRATIONS.len() {
+        return Err(StoreError::Database(format!(
+            "database schema version {done} is newer than this build ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Command>,
+    batch_max: usize,
+    counters: &Counters,
+) {
+    let mut batch = Vec::with_capacity(batch_max);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < batch_max {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, &mut batch, counters);
+    }
+    // Channel closed: everything queued was committed. Checkpoint so the WAL
+    // does not have to be replayed on the next start.
+    if let Err(e) = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE") {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Command>, counters: &Counters) {
+    let n = batch.len() as u64;
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let result = (|| -> Result<(), StoreError> {
+        let tx = conn.transaction()?;
+        for cmd in batch.drain(..) {
+            replies.push(execute(&tx, cmd)?);
+        }
+        tx.commit()?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters.writes.fetch_add(n, Ordering::Relaxed);
+            for reply in replies {
+                reply(None);
+            }
+        }
+        Err(err) => {
+            // The transaction rolled back: nobody in this batch is answered
+            // with success. Commands not yet executed were dropped with the
+            // drained iterator, which closes their reply channels
+            // (Unavailable for the caller).
+            tracing::error!(error = %err, commands = n, "SQLite batch failed; rolled back");
+            batch.clear();
+            for reply in replies {
+                reply(Some(&err));
+            }
+        }
+    }
+}
+
+fn clone_err(err: &StoreError) -> StoreError {
+    StoreError::Database(err.to_string())
+}
+
+/// Runs one command inside the batch transaction and returns how to answer it
+/// once the transaction's fate is known. A statement error aborts the batch.
+fn execute(tx: &Transaction<'_>, cmd: Command) -> Result<Reply, StoreError> {
+    fn answer<T: Send + 'static>(reply: oneshot::Sender<Result<T, StoreError>>, value: T) -> Reply {
+        Box::new(move |err: Option<&StoreError>| {
+            let _ = reply.send(match err {
+                None => Ok(value),
+                Some(e) => Err(clone_err(e)),
+            });
+        })
+    }
+    match cmd {
+        Command::Insert(event, reply) => match insert(tx, &event) {
+            Ok(v) => Ok(answer(reply, v)),
+            Err(e) => {
+                let _ = reply.send(Err(clone_err(&e)));
+                Err(e)
+            }
+        },
+        Command::Claim {
+            worker,
+            lease,
+            limit,
+            reply,
+        } => match claim(tx, &worker, lease, limit) {
+            Ok(v) => Ok(answer(reply, v)),
+            Err(e) => {
+                let _ = reply.send(Err(clone_err(&e)));
+                Err(e)
+            }
+        },
+        Command::Complete {
+            id,
+            worker,
+            outcome,
+            reply,
+        } => match complete(tx, &id, &worker, &outcome) {
+            Ok(v) => Ok(answer(reply, v)),
+            Err(e) => {
+                let _ = reply.send(Err(clone_err(&e)));
+                Err(e)
+            }
+        },
+        // Reads: answer now, they do not depend on the commit. A read error
+        // does not abort the other commands.
+        Command::List {
+            filter,
+            before,
+            limit,
+            reply,
+        } => {
+            let _ = reply.send(list(tx, &filter, before, limit));
+            Ok(Box::new(|_| {}))
+        }
+        Command::Get(id, reply) => {
+            let _ = reply.send(get(tx, &id));
+            Ok(Box::new(|_| {}))
+        }
+        Command::Replay(id, reply) => match replay(tx, &id) {
+            Ok(v) => Ok(answer(reply, v)),
+            Err(e) => {
+                let _ = reply.send(Err(clone_err(&e)));
+                Err(e)
+            }
+        },
+        Command::Stats(reply) => {
+            let _ = reply.send(stats(tx));
+            Ok(Box::new(|_| {}))
+        }
+    }
+}
+
+fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<InsertOutcome, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO events (id, platform, store, topic, raw_topic, event_id, delivery_id, \
+         product_id, product_key, triggered_at, received_at, product, raw_body, status, error, \
+         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+         ?15, ?16) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let changed = stmt.execute(params![
+        e.id,
+        e.platform,
+        e.store,
+        e.topic,
+        e.raw_topic,
+        e.event_id,
+        e.delivery_id,
+        e.product_id,
+        e.product_key(),
+        e.triggered_at.map(to_millis),
+        to_millis(e.received_at),
+        e.product,
+        &e.raw_body[..],
+        e.status.as_str(),
+        e.error,
+        to_millis(e.received_at),
+    ])?;
+    Ok(if changed == 1 {
+        InsertOutcome::Inserted
+    } else {
+        InsertOutcome::Duplicate
+    })
+}
+
+fn read_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let status: String = row.get(13)?;
+    let raw_body: Vec<u8> = row.get(12)?;
+    Ok(StoredEvent {
+        seq: row.get(0)?,
+        event: NewEvent {
+            id: row.get(1)?,
+            platform: row.get(2)?,
+            store: row.get(3)?,
+            topic: row.get(4)?,
+            raw_topic: row.get(5)?,
+            event_id: row.get(6)?,
+            delivery_id: row.get(7)?,
+            product_id: row.get(8)?,
+            triggered_at: row.get::<_, Option<i64>>(9)?.map(from_millis),
+            received_at: from_millis(row.get(10)?),
+            product: row.get(11)?,
+            raw_body: Bytes::from(raw_body),
+            // Unknown text cannot be written by this code; treat as failed.
+            status: EventStatus::parse(&status).unwrap_or(EventStatus::Failed),
+            error: row.get(14)?,
+        },
+        attempts: row.get::<_, i64>(15)?.try_into().unwrap_or(u32::MAX),
+        last_error: row.get(16)?,
+        next_attempt_at: from_millis(row.get(17)?),
+    })
+}
+
+fn claim(
+    tx: &Transaction<'_>,
+    worker: &str,
+    lease: Duration,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let now = to_millis(Utc::now());
+    let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events e \
+         WHERE e.status = 'pending' AND e.next_attempt_at <= ?1 \
+           AND (e.lease_until IS NULL OR e.lease_until <= ?1) \
+           AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
+               AND o.platform = e.platform AND o.store = e.store \
+               AND o.product_key = e.product_key AND o.seq < e.seq) \
+         ORDER BY e.seq LIMIT ?2"
+    ))?;
+    let events = stmt
+        .query_map(
+            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+            read_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut lease_stmt =
+        tx.prepare_cached("UPDATE events SET lease_owner = ?1, lease_until = ?2 WHERE seq = ?3")?;
+    for e in &events {
+        lease_stmt.execute(params![worker, until, e.seq])?;
+    }
+    Ok(events)
+}
+
+fn complete(
+    tx: &Transaction<'_>,
+    id: &str,
+    worker: &str,
+    outcome: &DispatchOutcome,
+) -> Result<bool, StoreError> {
+    let now = to_millis(Utc::now());
+    let (status, error, next) = match outcome {
+        DispatchOutcome::Delivered => (EventStatus::Delivered, None, now),
+        DispatchOutcome::Retry { error, at } => {
+            (EventStatus::Pending, Some(error.as_str()), to_millis(*at))
+        }
+        DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error.as_str()), now),
+    };
+    let mut stmt = tx.prepare_cached(
+        "UPDATE events SET status = ?1, attempts = attempts + 1, \
+         last_error = COALESCE(?2, last_error), next_attempt_at = ?3, lease_owner = NULL, \
+         lease_until = NULL WHERE id = ?4 AND lease_owner = ?5 AND status = 'pending'",
+    )?;
+    Ok(stmt.execute(params![status.as_str(), error, next, id, worker])? == 1)
+}
+
+fn list(
+    tx: &Transaction<'_>,
+    filter: &EventFilter,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<EventPage, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM events WHERE (?1 IS NULL OR platform = ?1) \
+         AND (?2 IS NULL OR store = ?2) AND (?3 IS NULL OR topic = ?3) \
+         AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR seq < ?5) \
+         ORDER BY seq DESC LIMIT ?6"
+    ))?;
+    let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let mut events = stmt
+        .query_map(
+            params![
+                filter.platform,
+                filter.store,
+                filter.topic,
+                filter.status.map(EventStatus::as_str),
+                before,
+                fetch
+            ],
+            read_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(EventPage { events, next })
+}
+
+fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
+    Ok(stmt.query_row(params![id], read_row).optional()?)
+}
+
+fn replay(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
+    let now = to_millis(Utc::now());
+    let mut stmt = tx.prepare_cached(
+        "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?1, \
+         lease_owner = NULL, lease_until = NULL WHERE id = ?2",
+    )?;
+    Ok(stmt.execute(params![now, id])? == 1)
+}
+
+fn stats(tx: &Transaction<'_>) -> Result<StoreStats, StoreError> {
+    // Both are index lookups: MAX(seq) on the primary key, the count on the
+    // partial index of pending events.
+    let events: Option<i64> = tx.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?;
+    let pending: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM events WHERE status = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(StoreStats {
+        events: u64::try_from(events.unwrap_or(0)).unwrap_or(0),
+        pending: u64::try_from(pending).unwrap_or(0),
+        commits: 0,
+        writes: 0,
+    })
+}
+
+#[async_trait::async_trait]
+impl EventStore for SqliteStore {
+    fn describe(&self) -> String {
+        format!(
+            "sqlite {} (WAL, synchronous={})",
+            self.path.display(),
+            match self.durability {
+                Durability::PowerLoss => "FULL",
+                Durability::ProcessCrash => "NORMAL",
+            }
+        )
+    }
+
+    async fn insert(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        self.call(|r| Command::Insert(Box::new(event), r)).await
+    }
+
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let worker = worker_id.to_owned();
+        self.call(|reply| Command::Claim {
+            worker,
+            lease,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: DispatchOutcome,
+    ) -> Result<bool, StoreError> {
+        let (id, worker) = (id.to_owned(), worker_id.to_owned());
+        self.call(|reply| Command::Complete {
+            id,
+            worker,
+            outcome,
+            reply,
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let filter = filter.clone();
+        self.call(|reply| Command::List {
+            filter,
+            before,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.to_owned();
+        self.call(|r| Command::Get(id, r)).await
+    }
+
+    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.call(|r| Command::Replay(id, r)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(Command::Stats).await.map(|_| ())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let mut s = self.call(Command::Stats).await?;
+        s.commits = self.counters.commits.load(Ordering::Relaxed);
+        s.writes = self.counters.writes.load(Ordering::Relaxed);
+        Ok(s)
+    }
+
+    async fn close(&self) {
+        // Refuse new calls; the writer drains what is queued, commits it and
+        // exits when the last sender (ours, or an in-flight call's) is gone.
+        drop(
+            self.sender
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Over real TCP: the app on a bound port (chunked oversize bodies, trickled
+//! bodies, rate limiting), and the real binary killed with SIGKILL mid-burst.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use webhook_server::configure;
+use webhook_server::settings::Settings;
+
+use crate::support::*;
+
+fn start(settings: &Settings) -> (SocketAddr, actix_web::dev::ServerHandle) {
+    let state = state_from(settings, memory(), &single_secret());
+    let server = HttpServer::new(move || App::new().configure(|c| configure(c, state.clone())))
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (addr, handle)
+}
+
+/// Writes raw bytes, then reads the status line (blocking, in a thread).
+async fn raw(addr: SocketAddr, parts: Vec<(Vec<u8>, Duration)>) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for (bytes, pause) in parts {
+            // The server may answer and close before we finish writing.
+            if s.write_all(&bytes).is_err() {
+                break;
+            }
+            std::thread::sleep(pause);
+        }
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    })
+    .await
+    .unwrap()
+}
+
+fn head(extra: &str, body_len: Option<usize>) -> Vec<u8> {
+    let len = body_len
+        .map(|n| format!("Content-Length: {n}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /webhooks/shopify/products/create HTTP/1.1\r\nHost: x\r\nX-Shopify-Topic: products/create\r\n\
+         X-Shopify-Shop-Domain: {STORE}\r\nX-Shopify-Event-Id: raw\r\nX-Shopify-Hmac-Sha256: AAAA\r\n{len}{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+#[actix_web::test]
+async fn chunked_oversize_and_trickled_bodies_over_tcp() {
+    let mut s = settings();
+    s.server.body_limit = 4096;
+    s.server.body_timeout_ms = 300;
+    let (addr, handle) = start(&s);
+
+    // No Content-Length, chunked, 8 KiB in 1 KiB chunks: 413 all the same.
+    let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+    let mut parts = vec![(head("Transfer-Encoding: chunked\r\n", None), Duration::ZERO)];
+    for _ in 0..8 {
+        parts.push((chunk.clone().into_bytes(), Duration::from_millis(5)));
+    }
+    parts.push((b"0\r\n\r\n".to_vec(), Duration::ZERO));
+    let status = raw(addr, parts).await;
+    assert!(status.contains("413"), "{status}");
+
+    // A body that trickles in slower than the body timeout: 408.
+    let parts = vec![
+        (head("", Some(100)), Duration::ZERO),
+        (b"{\"id\":".to_vec(), Duration::from_millis(600)),
+        (b"1".to_vec(), Duration::ZERO),
+    ];
+    let status = raw(addr, parts).await;
+    assert!(status.contains("408"), "{status}");
+
+    // A valid delivery over the same port works.
+    let client = reqwest::Client::new();
+    let b = body(77);
+    let mut req = client.post(format!("http://{addr}/webhooks/shopify/products/create"));
+    for (k, v) in shopify_headers("tcp-1", b.as_bytes(), SECRET) {
+        req = req.header(k, v);
+    }
+    let res = req.body(b.clone()).send().await.unwrap();
+    let status = res.status();
+    assert_eq!(status, 200, "{}", res.text().await.unwrap_or_default());
+    handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn rate_limit_per_client_address() {
+    let mut s = settings();
+    s.rate_limit.enabled = true;
+    s.rate_limit.per_second = 1.0;
+    s.rate_limit.burst = 3.0;
+    let (addr, handle) = start(&s);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let b = body(i);
+        let mut req = client.post(format!("http://{addr}/webhooks/shopify/products/create"));
+        for (k, v) in shopify_headers(&format!("rl-{i}"), b.as_bytes(), SECRET) {
+            req = req.header(k, v);
+        }
+        statuses.push(req.body(b).send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+    // Health checks are not limited.
+    let res = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    handle.stop(true).await;
+}
+
+#[cfg(feature = "shopify")]
+mod crash {
+    //! The real binary with the real Shopify source and a SQLite file.
+
+    use std::collections::HashMap;
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use tokio::sync::Mutex;
+
+    use crate::support::*;
+
+    fn spawn(port: u16, db: &std::path::Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_PORT", port.to_string())
+            .env("SHOPIFY_WEBHOOK_SECRET", SECRET)
+            .env("CATALOG_DATABASE_URL", format!("sqlite://{}", db.display()))
+            .env("CATALOG_RATE_LIMIT__ENABLED", "false")
+            .env("CATALOG_DISPATCH__LOG", "false")
+            .env("CATALOG_LOG__LEVEL", "warn")
+            .current_dir(db.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn wait_ready(port: u16) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigkill_during_a_burst_loses_no_acknowledged_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let port = free_port();
+        let mut child = spawn(port, &db);
+        wait_ready(port).await;
+
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+        let b = SAMPLE.to_owned();
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let (client, acked, b) = (client.clone(), Arc::clone(&acked), b.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10_000 {
+                    let id = format!("crash-{w}-{i}");
+                    let mut req = client.post(format!(
+                        "http://127.0.0.1:{port}/webhooks/shopify/products/create"
+                    ));
+                    for (k, v) in shopify_headers(&id, b.as_bytes(), SECRET) {
+                        req = req.header(k, v);
+                    }
+                    match req.body(b.clone()).send().await {
+                        Ok(r) if r.status() == 200 => acked.lock().await.push(id),
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => return, // the server died
+                    }
+                }
+            }));
+        }
+        // Let the burst run, then kill the server hard.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let acked = acked.lock().await.clone();
+        assert!(
+            acked.len() > 50,
+            "the burst should have been acknowledged in part: {}",
+            acked.len()
+        );
+
+        // Restart on the same file; every acknowledged delivery is there once.
+        let mut child = spawn(port, &db);
+        wait_ready(port).await;
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        let mut stmt = conn
+            .prepare("SELECT event_id, COUNT(*) FROM events GROUP BY event_id")
+            .unwrap();
+        for row in stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .unwrap()
+        {
+            let (k, n) = row.unwrap();
+            counts.insert(k, n);
+        }
+        let mut missing = 0;
+        for id in &acked {
+            let hits: i64 = counts
+                .iter()
+                .filter(|(k, _)| k.ends_with(id.as_str()) || k.contains(&format!("{id}")))
+                .map(|(_, n)| *n)
+                .sum();
+            if hits != 1 {
+                missing += 1;
+            }
+        }
+        assert_eq!(
+            missing,
+            0,
+            "{missing} of {} acknowledged deliveries not stored exactly once",
+            acked.len()
+        );
+        // Redelivering an acknowledged event is a duplicate after the restart.
+        let id = &acked[0];
+        let mut req = client.post(format!(
+            "http://127.0.0.1:{port}/webhooks/shopify/products/create"
+        ));
+        for (k, v) in shopify_headers(id, b.as_bytes(), SECRET) {
+            req = req.header(k, v);
+        }
+        let v: serde_json::Value = req
+            .body(b.clone())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "duplicate");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
