@@ -41,6 +41,19 @@ impl Verifiers {
     /// # Errors
     /// When a secret is empty (names the key).
     pub fn from_settings(name: &str, s: &PlatformSettings) -> anyhow::Result<Self> {
+        Self::from_settings_with(name, s, |id| Ok(id.to_owned()))
+    }
+
+    /// As [`Verifiers::from_settings`], with the platform's own normalisation
+    /// of configured store ids (WooCommerce: a bare domain means `https://`).
+    ///
+    /// # Errors
+    /// When a secret is empty or a store id is invalid (names the key).
+    pub fn from_settings_with(
+        name: &str,
+        s: &PlatformSettings,
+        normalise: impl Fn(&str) -> Result<String, String>,
+    ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
         let shared = s
             .webhook_secret
@@ -67,7 +80,9 @@ impl Verifiers {
                     "{name}.stores[{i}].secrets: {e} (give the store secrets or set {name}.webhook_secret)"
                 )
             })?;
-            map.insert(normalise_store(&store.id), verifier);
+            let id =
+                normalise(&store.id).map_err(|e| anyhow::anyhow!("{name}.stores[{i}].id: {e}"))?;
+            map.insert(normalise_store(&id), verifier);
         }
         Ok(Self::Stores(map))
     }
@@ -185,15 +200,16 @@ impl Platforms {
     ///
     /// # Errors
     /// When a platform is configured but was compiled out, or a secret is bad.
+    #[allow(clippy::vec_init_then_push)] // the pushes depend on features
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         #[cfg_attr(
             not(any(feature = "shopify", feature = "woocommerce")),
             allow(unused_mut)
         )]
-        let mut entries = Vec::new();
+        let mut entries: Vec<PlatformEntry> = Vec::with_capacity(2);
         #[cfg(feature = "shopify")]
         entries.push(PlatformEntry::new(
-            Arc::new(shopify_source()),
+            Arc::new(shopify_source(&settings.shopify)?),
             SHOPIFY_ACTIONS,
             SHOPIFY_SIGNATURE_HEADERS,
             Verifiers::from_settings("shopify", &settings.shopify)?,
@@ -206,10 +222,14 @@ impl Platforms {
         }
         #[cfg(feature = "woocommerce")]
         entries.push(PlatformEntry::new(
-            Arc::new(woocommerce_source()),
+            Arc::new(woocommerce_source(&settings.woocommerce)?),
             WOOCOMMERCE_ACTIONS,
             WOOCOMMERCE_SIGNATURE_HEADERS,
-            Verifiers::from_settings("woocommerce", &settings.woocommerce)?,
+            Verifiers::from_settings_with(
+                "woocommerce",
+                &settings.woocommerce,
+                catalog_woocommerce::normalize_store_url,
+            )?,
         ));
         #[cfg(not(feature = "woocommerce"))]
         if settings.woocommerce.is_configured() {
@@ -233,13 +253,45 @@ impl Platforms {
 }
 
 #[cfg(feature = "shopify")]
-fn shopify_source() -> catalog_shopify::ShopifyWebhookSource {
-    catalog_shopify::ShopifyWebhookSource::default()
+fn shopify_source(s: &PlatformSettings) -> anyhow::Result<catalog_shopify::ShopifyWebhookSource> {
+    let mut source = catalog_shopify::ShopifyWebhookSource::new();
+    if let Some(code) = &s.default_currency {
+        source = source
+            .with_default_currency(code)
+            .map_err(|e| anyhow::anyhow!("shopify.default_currency: {e}"))?;
+    }
+    for (i, store) in s.stores.iter().enumerate() {
+        if let Some(code) = &store.currency {
+            source = source
+                .with_store_currency(&store.id, code)
+                .map_err(|e| anyhow::anyhow!("shopify.stores[{i}].currency: {e}"))?;
+        }
+    }
+    Ok(source)
 }
 
 #[cfg(feature = "woocommerce")]
-fn woocommerce_source() -> catalog_woocommerce::WooCommerceWebhookSource {
-    catalog_woocommerce::WooCommerceWebhookSource::default()
+fn woocommerce_source(
+    s: &PlatformSettings,
+) -> anyhow::Result<catalog_woocommerce::WooCommerceWebhookSource> {
+    use catalog_core::CurrencyCode;
+    let currency = |key: String, code: &str| {
+        CurrencyCode::new(code).map_err(|e| anyhow::anyhow!("{key}: {e}"))
+    };
+    let mut source = catalog_woocommerce::WooCommerceWebhookSource::new();
+    if let Some(code) = &s.default_currency {
+        source =
+            source.with_default_currency(currency("woocommerce.default_currency".into(), code)?);
+    }
+    for (i, store) in s.stores.iter().enumerate() {
+        if let Some(code) = &store.currency {
+            source = source.with_store_currency(
+                &store.id,
+                currency(format!("woocommerce.stores[{i}].currency"), code)?,
+            );
+        }
+    }
+    Ok(source)
 }
 
 #[cfg(test)]
@@ -283,10 +335,45 @@ mod tests {
     #[test]
     fn a_listed_store_without_any_secret_is_a_config_error() {
         let s = PlatformSettings {
-            webhook_secret: None,
             stores: vec![StoreSettings::new("a.myshopify.com", vec![])],
+            ..PlatformSettings::default()
         };
         let err = Verifiers::from_settings("shopify", &s).unwrap_err();
         assert!(err.to_string().contains("shopify.stores[0].secrets"));
+    }
+
+    #[cfg(not(feature = "shopify"))]
+    #[test]
+    fn configuring_compiled_out_shopify_stops_start_up() {
+        let env = vec![("SHOPIFY_WEBHOOK_SECRET".to_owned(), "x".to_owned())];
+        let s = Settings::load_from(None, &env).unwrap();
+        let err = Platforms::from_settings(&s).unwrap_err();
+        assert!(
+            err.to_string().contains("without the `shopify` feature"),
+            "{err}"
+        );
+        // A [shopify] table in the file counts too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[shopify.stores]]\nid = \"a.myshopify.com\"\nsecrets = [\"s\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert!(Platforms::from_settings(&s).is_err());
+    }
+
+    #[cfg(not(feature = "woocommerce"))]
+    #[test]
+    fn configuring_compiled_out_woocommerce_stops_start_up() {
+        let env = vec![("WOOCOMMERCE_WEBHOOK_SECRET".to_owned(), "x".to_owned())];
+        let s = Settings::load_from(None, &env).unwrap();
+        let err = Platforms::from_settings(&s).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("without the `woocommerce` feature"),
+            "{err}"
+        );
     }
 }

@@ -259,6 +259,10 @@ pub struct PlatformSettings {
     /// When non-empty, deliveries from any other store are refused.
     #[serde(default)]
     pub stores: Vec<StoreSettings>,
+    /// WooCommerce: ISO 4217 currency of stores without their own `currency`
+    /// (payload prices carry none; without it events have no normalised product).
+    #[serde(default)]
+    pub default_currency: Option<String>,
 }
 
 impl PlatformSettings {
@@ -279,6 +283,7 @@ impl fmt::Debug for PlatformSettings {
                 &self.webhook_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("stores", &self.stores)
+            .field("default_currency", &self.default_currency)
             .finish()
     }
 }
@@ -294,6 +299,9 @@ pub struct StoreSettings {
     /// Accepted secrets; empty = the platform's `webhook_secret`.
     #[serde(default)]
     pub secrets: Vec<SecretString>,
+    /// WooCommerce: the store's ISO 4217 currency.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 impl StoreSettings {
@@ -302,6 +310,7 @@ impl StoreSettings {
         Self {
             id: id.into(),
             secrets,
+            currency: None,
         }
     }
 }
@@ -432,6 +441,14 @@ impl Settings {
                 if store.secrets.iter().any(|s| s.expose_secret().is_empty()) {
                     bail!("{name}.stores[{i}].secrets must not contain an empty secret");
                 }
+                if let Some(c) = &store.currency {
+                    catalog_core::CurrencyCode::new(c)
+                        .map_err(|e| anyhow::anyhow!("{name}.stores[{i}].currency: {e}"))?;
+                }
+            }
+            if let Some(c) = &p.default_currency {
+                catalog_core::CurrencyCode::new(c)
+                    .map_err(|e| anyhow::anyhow!("{name}.default_currency: {e}"))?;
             }
         }
         Ok(())

@@ -7,3 +7,5 @@ mod process;
 mod store;
 mod support;
 mod webhooks;
+#[cfg(feature = "woocommerce")]
+mod woocommerce;
