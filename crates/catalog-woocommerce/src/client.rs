@@ -540,6 +540,24 @@ impl WooCommerceClient {
         .map(Some)
     }
 
+    /// Completes a batch concurrently (the limiter bounds the requests), in
+    /// order, dropping products that vanished, and stopping at the first error.
+    async fn complete_all(&self, items: Vec<Listed>) -> Vec<Result<Product>> {
+        let results = futures::future::join_all(items.into_iter().map(|i| self.complete(i))).await;
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            match r {
+                Ok(Some(p)) => out.push(Ok(p)),
+                Ok(None) => {}
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// Streams every product in id order, pages fetched concurrently (see
     /// [`crate::pagination`] for why nothing is skipped or repeated while the
     /// catalog changes). Ends after the first error.
@@ -616,24 +634,24 @@ impl WooCommerceClient {
             }
             Some((result, st))
         });
+        // Batches (one window each) are completed concurrently: every
+        // variable product of a batch asks for its variations at once, and
+        // up to `concurrency` batches are in progress, so the request limiter
+        // (not the stream's ordering) is what bounds throughput. Buffering
+        // single products instead would let one slow variable product at the
+        // head hold every slot.
         let products = batches
-            .flat_map(|batch| {
-                stream::iter(match batch {
-                    Ok(items) => items.into_iter().map(Ok).collect::<Vec<_>>(),
-                    Err(e) => vec![Err(e)],
-                })
-            })
-            .map(move |item| {
+            .map(move |batch| {
                 let c = client.clone();
                 async move {
-                    match item {
-                        Ok(item) => c.complete(item).await,
-                        Err(e) => Err(e),
+                    match batch {
+                        Ok(items) => c.complete_all(items).await,
+                        Err(e) => vec![Err(e)],
                     }
                 }
             })
             .buffered(conc)
-            .filter_map(|r| async move { r.transpose() });
+            .flat_map(stream::iter);
         end_after_first_error(products)
     }
 }
@@ -717,13 +735,11 @@ impl Catalog for WooCommerceClient {
         let items = stitcher
             .resolve(window, |o| self.fetch_window(o, per_page))
             .await?;
-        let products: Vec<Option<Product>> = stream::iter(items)
-            .map(|item| self.complete(item))
-            .buffered(self.inner.concurrency)
-            .collect::<Vec<_>>()
+        let products = self
+            .complete_all(items)
             .await
             .into_iter()
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?;
         let next = if stitcher.ended {
             None
         } else {
@@ -733,7 +749,7 @@ impl Catalog for WooCommerceClient {
                 n: per_page,
             })?)
         };
-        Ok(Page::new(products.into_iter().flatten().collect(), next).with_total(total))
+        Ok(Page::new(products, next).with_total(total))
     }
 
     fn stream_products(&self) -> BoxStream<'_, Result<Product>> {
