@@ -1,0 +1,1054 @@
+//! The client: builder, HTTP with retries, GraphQL calls and product reads.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog_core::catalog::stream_pages;
+use catalog_core::{
+    Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
+    Product, Result,
+};
+use futures::stream::BoxStream;
+use rand::Rng;
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::auth::TokenProvider;
+use crate::config::{DEFAULT_API_VERSION, ShopifyAuth, ShopifyConfig};
+use crate::convert::{Context, numeric_id, product_from_graphql};
+use crate::graphql::{self, GraphqlError, MediaNode, ProductNode, VariantNode, op};
+use crate::throttle::{self, CostBucket, MAX_QUERY_COST, QueryCost, ThrottleStatus};
+
+/// Header carrying the Admin API access token.
+pub const ACCESS_TOKEN_HEADER: &str = "X-Shopify-Access-Token";
+
+/// Largest `first` Shopify accepts on a connection.
+pub const MAX_PAGE_SIZE: u32 = 250;
+
+/// Page size of the follow-up queries that complete a product's variants or media.
+const FOLLOW_UP_PAGE: u32 = 250;
+
+/// Longest wait a `Retry-After` header can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+// ---- retries ----------------------------------------------------------------
+
+/// Retry budget and backoff shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryPolicy {
+    max_retries: u32,
+    base: Duration,
+    max: Duration,
+}
+
+/// The retry budget of one call: throttling, 429, 5xx and transport failures
+/// all draw from it.
+#[derive(Debug)]
+pub(crate) struct Retries {
+    policy: RetryPolicy,
+    used: u32,
+}
+
+impl Retries {
+    /// The wait before the next attempt (`hint` when the server named one,
+    /// else exponential backoff with jitter), or `None` when the budget is spent.
+    pub(crate) fn next(&mut self, hint: Option<Duration>) -> Option<Duration> {
+        if self.used >= self.policy.max_retries {
+            return None;
+        }
+        let exp = self
+            .policy
+            .base
+            .saturating_mul(1u32 << self.used.min(16))
+            .min(self.policy.max);
+        self.used += 1;
+        Some(hint.unwrap_or_else(|| {
+            // "Equal jitter": half fixed, half random, so waits still grow
+            // but concurrent callers spread out.
+            let half = exp / 2;
+            half + half.mul_f64(rand::rng().random::<f64>())
+        }))
+    }
+}
+
+/// The HTTP client with its retry policy.
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    policy: RetryPolicy,
+}
+
+pub(crate) fn transport(e: reqwest::Error) -> CatalogError {
+    // Signed download URLs and proxy URLs must not leak into logs.
+    CatalogError::Transport(Box::new(e.without_url()))
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+}
+
+impl Http {
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    pub(crate) fn retries(&self) -> Retries {
+        Retries {
+            policy: self.policy,
+            used: 0,
+        }
+    }
+
+    /// Sends a request, retrying 429 (after `Retry-After`), 5xx and transport
+    /// failures with backoff. Requests that are not `idempotent` are only
+    /// retried when the server cannot have acted on them (429, refused connection).
+    /// Returns any other response for the caller to judge.
+    pub(crate) async fn send(
+        &self,
+        retries: &mut Retries,
+        idempotent: bool,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response> {
+        loop {
+            let (error, hint) = match build().send().await {
+                Err(e) => {
+                    let retryable = idempotent || e.is_connect();
+                    if !retryable {
+                        return Err(transport(e));
+                    }
+                    (transport(e), None)
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        let after = retry_after(&response);
+                        (CatalogError::RateLimited { retry_after: after }, after)
+                    } else if status.is_server_error() && idempotent {
+                        let message = error_message(response).await;
+                        (
+                            CatalogError::Http {
+                                status: status.as_u16(),
+                                code: None,
+                                message,
+                            },
+                            None,
+                        )
+                    } else {
+                        return Ok(response);
+                    }
+                }
+            };
+            let Some(wait) = retries.next(hint) else {
+                return Err(error);
+            };
+            tracing::debug!(%error, wait_ms = wait.as_millis(), "retrying Shopify request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// A short, credential-free description of an error response body.
+async fn error_message(response: Response) -> String {
+    #[derive(Deserialize)]
+    struct Body {
+        errors: Value,
+    }
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap_or_default();
+    let text = match serde_json::from_slice::<Body>(&bytes) {
+        Ok(Body {
+            errors: Value::String(s),
+        }) => s,
+        Ok(Body { errors }) => errors.to_string(),
+        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let text: String = text.chars().take(300).collect();
+    if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    }
+}
+
+// ---- builder ----------------------------------------------------------------
+
+/// How [`Catalog::stream_products`] reads the whole catalog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamMode {
+    /// Cursor-paged `products` queries, paced by the cost bucket (the default:
+    /// starts at once, sees changes up to the moment each page is read).
+    #[default]
+    Paged,
+    /// A bulk operation (`bulkOperationRunQuery`): not rate-limited, best for
+    /// large catalogs, but starts only once Shopify has written the export.
+    Bulk,
+}
+
+/// Builds a [`ShopifyClient`]. Obtain one with [`ShopifyClient::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ShopifyClientBuilder {
+    store_url: Option<String>,
+    base_url: Option<String>,
+    api_version: String,
+    auth: Option<ShopifyAuth>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    user_agent: String,
+    policy: RetryPolicy,
+    page_size: u32,
+    variants_per_product: u32,
+    media_per_product: u32,
+    currency: Option<String>,
+    stream_mode: StreamMode,
+    bulk: BulkOptions,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BulkOptions {
+    pub(crate) poll_interval: Duration,
+    pub(crate) window: usize,
+    pub(crate) group_objects: bool,
+    pub(crate) download_timeout: Duration,
+    pub(crate) max_line_bytes: usize,
+}
+
+impl Default for ShopifyClientBuilder {
+    fn default() -> Self {
+        Self {
+            store_url: None,
+            base_url: None,
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            auth: None,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            user_agent: concat!("catalog-shopify/", env!("CARGO_PKG_VERSION")).to_owned(),
+            policy: RetryPolicy {
+                max_retries: 6,
+                base: Duration::from_millis(500),
+                max: Duration::from_secs(30),
+            },
+            page_size: 25,
+            variants_per_product: 20,
+            media_per_product: 5,
+            currency: None,
+            stream_mode: StreamMode::Paged,
+            bulk: BulkOptions {
+                poll_interval: Duration::from_secs(2),
+                window: 1000,
+                group_objects: false,
+                download_timeout: Duration::from_secs(3600),
+                max_line_bytes: 16 * 1024 * 1024,
+            },
+        }
+    }
+}
+
+impl ShopifyClientBuilder {
+    /// The store: `example.myshopify.com` (HTTPS implied) or a full URL with
+    /// scheme. Its host (lower-cased) is the store identity in products.
+    pub fn store_url(mut self, store: impl Into<String>) -> Self {
+        self.store_url = Some(store.into());
+        self
+    }
+
+    /// Sends requests to this base URL instead of the store's (a fake server
+    /// such as `http://127.0.0.1:PORT`, or a proxy). The store identity still
+    /// comes from [`Self::store_url`] when one is given.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Admin API version (default `2026-01`).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
+    /// Authentication (see [`ShopifyAuth`]).
+    pub fn auth(mut self, auth: ShopifyAuth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// A static Admin API access token.
+    pub fn access_token(self, token: impl Into<secrecy::SecretString>) -> Self {
+        self.auth(ShopifyAuth::access_token(token))
+    }
+
+    /// The client credentials grant.
+    pub fn client_credentials(
+        self,
+        client_id: impl Into<String>,
+        client_secret: impl Into<secrecy::SecretString>,
+    ) -> Self {
+        self.auth(ShopifyAuth::client_credentials(client_id, client_secret))
+    }
+
+    /// TCP/TLS connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Whole-request timeout for API calls (default 30 s). Bulk downloads use
+    /// [`Self::bulk_download_timeout`] instead.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// How many times one call may be retried after throttling (`THROTTLED`,
+    /// 429), 5xx or transport failures before the error reaches the caller
+    /// (default 6).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.policy.max_retries = retries;
+        self
+    }
+
+    /// Backoff for 5xx and transport retries: `base * 2^n` capped at `max`,
+    /// with jitter (defaults 500 ms and 30 s).
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.policy.base = base;
+        self.policy.max = max.max(base);
+        self
+    }
+
+    /// Products per page (default 25, at most 250; lowered if the estimated
+    /// query cost would exceed Shopify's 1000-point limit).
+    pub fn page_size(mut self, size: u32) -> Self {
+        self.page_size = size;
+        self
+    }
+
+    /// Variants fetched with each product (default 20); a product with more
+    /// is completed with follow-up queries.
+    pub fn variants_per_product(mut self, n: u32) -> Self {
+        self.variants_per_product = n;
+        self
+    }
+
+    /// Media fetched with each product (default 5); more are completed with
+    /// follow-up queries.
+    pub fn media_per_product(mut self, n: u32) -> Self {
+        self.media_per_product = n;
+        self
+    }
+
+    /// The store currency (ISO 4217), instead of asking the store for it.
+    pub fn currency(mut self, code: impl Into<String>) -> Self {
+        self.currency = Some(code.into());
+        self
+    }
+
+    /// How [`Catalog::stream_products`] reads the catalog (default [`StreamMode::Paged`]).
+    pub fn stream_mode(mut self, mode: StreamMode) -> Self {
+        self.stream_mode = mode;
+        self
+    }
+
+    /// How often a running bulk operation is polled (default 2 s).
+    pub fn bulk_poll_interval(mut self, interval: Duration) -> Self {
+        self.bulk.poll_interval = interval;
+        self
+    }
+
+    /// How many products the bulk reader keeps open for late child rows
+    /// (default 1000; see [`ShopifyClient::bulk_export`]).
+    pub fn bulk_window(mut self, products: usize) -> Self {
+        self.bulk.window = products.max(1);
+        self
+    }
+
+    /// Ask Shopify to group child rows directly under their parent
+    /// (`groupObjects: true`; slower on Shopify's side, default false).
+    pub fn bulk_group_objects(mut self, group: bool) -> Self {
+        self.bulk.group_objects = group;
+        self
+    }
+
+    /// Whole-download timeout of a bulk result file (default 1 h).
+    pub fn bulk_download_timeout(mut self, timeout: Duration) -> Self {
+        self.bulk.download_timeout = timeout;
+        self
+    }
+
+    /// Builds the client.
+    ///
+    /// # Errors
+    /// [`CatalogError::Configuration`] when the store URL, authentication,
+    /// currency or API version is missing or malformed.
+    pub fn build(self) -> Result<ShopifyClient> {
+        let config_err = |m: String| CatalogError::Configuration(m);
+        let store_url = self.store_url.as_deref().or(self.base_url.as_deref());
+        let store_url =
+            store_url.ok_or_else(|| config_err("a Shopify store URL is required".into()))?;
+        let store_url = parse_base(store_url)?;
+        let base = match &self.base_url {
+            Some(b) => parse_base(b)?,
+            None => store_url.clone(),
+        };
+        let store = store_identity(&store_url)?;
+        let version = self.api_version.trim();
+        if version.is_empty()
+            || !version
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(config_err(format!(
+                "invalid Shopify API version {version:?}"
+            )));
+        }
+        let graphql_url = base
+            .join(&format!("admin/api/{version}/graphql.json"))
+            .map_err(|e| config_err(format!("store URL: {e}")))?;
+        let auth = match self.auth {
+            None => {
+                return Err(config_err(
+                    "Shopify authentication is required (client credentials or access token)"
+                        .into(),
+                ));
+            }
+            Some(ShopifyAuth::AccessToken { access_token }) => TokenProvider::fixed(&access_token)?,
+            Some(ShopifyAuth::ClientCredentials {
+                client_id,
+                client_secret,
+            }) => {
+                let url = base
+                    .join("admin/oauth/access_token")
+                    .map_err(|e| config_err(format!("store URL: {e}")))?;
+                TokenProvider::grant(client_id, client_secret, url)?
+            }
+        };
+        let currency = self
+            .currency
+            .as_deref()
+            .map(CurrencyCode::new)
+            .transpose()
+            .map_err(|e| config_err(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .user_agent(self.user_agent)
+            // Never follow redirects: the access token header is custom, and
+            // reqwest would forward it to whatever host a redirect names.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| config_err(format!("HTTP client: {}", e.without_url())))?;
+        let variants = self.variants_per_product.clamp(1, MAX_PAGE_SIZE);
+        let media = self.media_per_product.clamp(1, MAX_PAGE_SIZE);
+        let max_first = (1..=MAX_PAGE_SIZE)
+            .rev()
+            .find(|&f| throttle::estimated_page_cost(f, variants, media) <= MAX_QUERY_COST)
+            .ok_or_else(|| {
+                config_err(format!(
+                    "variants_per_product {variants} and media_per_product {media} exceed \
+                     Shopify's {MAX_QUERY_COST}-point query cost limit even for one product"
+                ))
+            })?;
+        let bucket = throttle::bucket_for(base.as_str());
+        Ok(ShopifyClient {
+            inner: Arc::new(Inner {
+                http: Http {
+                    client,
+                    policy: self.policy,
+                },
+                store,
+                graphql_url,
+                api_version: version.to_owned(),
+                auth,
+                bucket,
+                page_size: self.page_size.clamp(1, max_first),
+                max_first,
+                variants_per_product: variants,
+                media_per_product: media,
+                currency: tokio::sync::OnceCell::new_with(currency),
+                stream_mode: self.stream_mode,
+                bulk: self.bulk,
+            }),
+        })
+    }
+}
+
+/// `example.myshopify.com` => `https://example.myshopify.com/`; full URLs are
+/// kept (with a trailing `/` so that paths join under them).
+pub(crate) fn parse_base(raw: &str) -> Result<Url> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("https://{raw}")
+    };
+    let mut url = Url::parse(&with_scheme)
+        .map_err(|e| CatalogError::Configuration(format!("invalid store URL {raw:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(CatalogError::Configuration(format!(
+            "store URL {raw:?} must be http(s) with a host"
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(CatalogError::Configuration(
+            "store URL must not carry credentials".into(),
+        ));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// The shop domain: the URL's host, lower-cased, with a non-default port kept.
+pub(crate) fn store_identity(url: &Url) -> Result<String> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| CatalogError::Configuration("store URL has no host".into()))?
+        .to_ascii_lowercase();
+    Ok(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
+// ---- the client -------------------------------------------------------------
+
+/// A Shopify Admin API catalog client.
+///
+/// Cheap to clone: clones share the HTTP connection pool, the access token and
+/// the cost bucket. `Debug` shows no credential.
+#[derive(Clone)]
+pub struct ShopifyClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: Http,
+    pub(crate) store: String,
+    graphql_url: Url,
+    api_version: String,
+    auth: TokenProvider,
+    bucket: Arc<CostBucket>,
+    page_size: u32,
+    max_first: u32,
+    variants_per_product: u32,
+    media_per_product: u32,
+    currency: tokio::sync::OnceCell<CurrencyCode>,
+    stream_mode: StreamMode,
+    pub(crate) bulk: BulkOptions,
+}
+
+impl fmt::Debug for ShopifyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("ShopifyClient")
+            .field("store", &i.store)
+            .field("graphql_url", &i.graphql_url.as_str())
+            .field("auth", &i.auth)
+            .field("page_size", &i.page_size)
+            .field("stream_mode", &i.stream_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    errors: Option<Errors>,
+    #[serde(default)]
+    extensions: Option<Extensions>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Errors {
+    List(Vec<GraphqlError>),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+struct Extensions {
+    #[serde(default)]
+    cost: Option<QueryCost>,
+}
+
+fn prefixed(err: CatalogError, prefix: &str) -> CatalogError {
+    match err {
+        CatalogError::Decode { path, message } => CatalogError::Decode {
+            path: if path.is_empty() || path == "." {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{path}")
+            },
+            message,
+        },
+        other => other,
+    }
+}
+
+impl ShopifyClient {
+    /// A builder with defaults (API version 2026-01, 10 s connect and 30 s
+    /// request timeouts, 6 retries, 25 products per page).
+    pub fn builder() -> ShopifyClientBuilder {
+        ShopifyClientBuilder::default()
+    }
+
+    /// A client from configuration, with default tuning.
+    ///
+    /// # Errors
+    /// As [`ShopifyClientBuilder::build`].
+    pub fn from_config(config: &ShopifyConfig) -> Result<Self> {
+        let mut builder = Self::builder()
+            .store_url(&config.store_url)
+            .api_version(&config.api_version)
+            .auth(config.auth.clone());
+        if let Some(currency) = &config.currency {
+            builder = builder.currency(currency.as_str());
+        }
+        builder.build()
+    }
+
+    /// The shop domain, as it appears in [`Product::store`].
+    pub fn store(&self) -> &str {
+        &self.inner.store
+    }
+
+    /// The Admin API version in use.
+    pub fn api_version(&self) -> &str {
+        &self.inner.api_version
+    }
+
+    /// What the client currently knows about the store's cost bucket
+    /// (`None` before the first response).
+    pub fn throttle_status(&self) -> Option<ThrottleStatus> {
+        self.inner.bucket.status()
+    }
+
+    /// Runs one GraphQL operation and decodes its `data`.
+    ///
+    /// Paces itself with the store's cost bucket, retries `THROTTLED`, 429,
+    /// 5xx and transport failures within the retry budget, and renews a
+    /// client-credentials token once on 401.
+    pub(crate) async fn graphql<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+        idempotent: bool,
+    ) -> Result<T> {
+        let inner = &*self.inner;
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(&json!({ "query": query, "variables": variables }))
+                .map_err(|e| CatalogError::Configuration(format!("GraphQL request: {e}")))?,
+        );
+        let mut retries = inner.http.retries();
+        let mut renewed = false;
+        loop {
+            let permit = inner.bucket.acquire(op).await;
+            let token = inner.auth.token(&inner.http).await?;
+            let response = inner
+                .http
+                .send(&mut retries, idempotent, || {
+                    inner
+                        .http
+                        .client()
+                        .post(inner.graphql_url.clone())
+                        .header(ACCESS_TOKEN_HEADER, token.header.clone())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .body(body.clone())
+                })
+                .await?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED {
+                if inner.auth.renewable() && !renewed {
+                    tracing::debug!("Shopify answered 401: renewing the access token once");
+                    inner.auth.invalidate(token.generation).await;
+                    renewed = true;
+                    continue;
+                }
+                let message = error_message(response).await;
+                return Err(CatalogError::Unauthorized(format!(
+                    "Shopify refused the access token (HTTP 401): {message}"
+                )));
+            }
+            if status == StatusCode::FORBIDDEN {
+                let message = error_message(response).await;
+                return Err(CatalogError::Unauthorized(format!(
+                    "access denied (HTTP 403; does the app have read_products?): {message}"
+                )));
+            }
+            if !status.is_success() {
+                return Err(CatalogError::Http {
+                    status: status.as_u16(),
+                    code: None,
+                    message: error_message(response).await,
+                });
+            }
+            let bytes = response.bytes().await.map_err(transport)?;
+            let envelope: Envelope = catalog_core::json::decode(&bytes)?;
+            let requested = envelope.extensions.and_then(|e| e.cost).map(|cost| {
+                permit.observe(op, &cost);
+                (cost.requested_query_cost, cost.throttle_status.is_some())
+            });
+            let errors = match envelope.errors {
+                None => Vec::new(),
+                Some(Errors::List(list)) => list,
+                Some(Errors::Text(text)) => vec![GraphqlError {
+                    message: text,
+                    extensions: None,
+                }],
+            };
+            if errors.iter().any(|e| e.code() == Some("THROTTLED")) {
+                let wait = requested
+                    .and_then(|(r, _)| r)
+                    .and_then(|r| inner.bucket.time_until(r));
+                let Some(backoff) = retries.next(None) else {
+                    return Err(CatalogError::RateLimited { retry_after: wait });
+                };
+                // With a throttle status the bucket itself waits the time the
+                // restore rate implies before the retry; without one, back off.
+                if !requested.is_some_and(|(_, status)| status) {
+                    tokio::time::sleep(backoff).await;
+                }
+                tracing::debug!(op, "THROTTLED by Shopify; retrying");
+                continue;
+            }
+            if let Some(first) = errors.first() {
+                let code = first.code().map(str::to_owned);
+                let message = first.message.clone();
+                return Err(match code.as_deref() {
+                    Some("ACCESS_DENIED") => CatalogError::Unauthorized(message),
+                    Some("MAX_COST_EXCEEDED") => CatalogError::Configuration(format!(
+                        "{message} (lower page_size, variants_per_product or media_per_product)"
+                    )),
+                    _ => CatalogError::Http {
+                        status: status.as_u16(),
+                        code,
+                        message,
+                    },
+                });
+            }
+            let data = envelope.data.ok_or_else(|| CatalogError::Decode {
+                path: "data".into(),
+                message: "response has neither data nor errors".into(),
+            })?;
+            return catalog_core::json::decode_value(data).map_err(|e| prefixed(e, "data"));
+        }
+    }
+
+    /// The store currency: configured, or asked once and cached.
+    pub(crate) async fn currency(&self) -> Result<CurrencyCode> {
+        self.inner
+            .currency
+            .get_or_try_init(|| async {
+                let data: graphql::ShopData = self
+                    .graphql(op::SHOP_CURRENCY, graphql::SHOP_CURRENCY, json!({}), true)
+                    .await?;
+                CurrencyCode::new(&data.shop.currency_code).map_err(|e| CatalogError::Decode {
+                    path: "data.shop.currencyCode".into(),
+                    message: e.to_string(),
+                })
+            })
+            .await
+            .cloned()
+    }
+
+    fn product_vars(&self) -> (u32, u32) {
+        (
+            self.inner.variants_per_product,
+            self.inner.media_per_product,
+        )
+    }
+
+    /// Maps a product node, completing variants and media past the first page.
+    async fn complete(&self, raw: Value, currency: &CurrencyCode, path: &str) -> Result<Product> {
+        let mut node: ProductNode =
+            catalog_core::json::decode_value(raw.clone()).map_err(|e| prefixed(e, path))?;
+        let mut variants: Vec<VariantNode> = Vec::new();
+        if let Some(conn) = node.variants.take() {
+            let next = conn.next_cursor().map(str::to_owned);
+            variants = conn.nodes;
+            if let Some(cursor) = next {
+                self.rest_of_variants(&node.id, cursor, &mut variants)
+                    .await?;
+            }
+        }
+        let mut media: Vec<MediaNode> = Vec::new();
+        if let Some(conn) = node.media.take() {
+            let next = conn.next_cursor().map(str::to_owned);
+            media = conn.nodes;
+            if let Some(cursor) = next {
+                self.rest_of_media(&node.id, cursor, &mut media).await?;
+            }
+        }
+        let ctx = Context {
+            store: &self.inner.store,
+            currency,
+        };
+        product_from_graphql(node, variants, media, raw, ctx).map_err(|e| prefixed(e, path))
+    }
+
+    async fn rest_of_variants(
+        &self,
+        id: &str,
+        mut cursor: String,
+        out: &mut Vec<VariantNode>,
+    ) -> Result<()> {
+        loop {
+            let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
+            let data: graphql::VariantsData = self
+                .graphql(op::PRODUCT_VARIANTS, graphql::PRODUCT_VARIANTS, vars, true)
+                .await?;
+            let conn = data
+                .product
+                .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
+                .variants;
+            let next = conn.next_cursor().map(str::to_owned);
+            out.extend(conn.nodes);
+            match next {
+                Some(n) if n != cursor => cursor = n,
+                Some(_) => return Err(repeated_cursor("variants")),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn rest_of_media(
+        &self,
+        id: &str,
+        mut cursor: String,
+        out: &mut Vec<MediaNode>,
+    ) -> Result<()> {
+        loop {
+            let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
+            let data: graphql::MediaData = self
+                .graphql(op::PRODUCT_MEDIA, graphql::PRODUCT_MEDIA, vars, true)
+                .await?;
+            let conn = data
+                .product
+                .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
+                .media;
+            let next = conn.next_cursor().map(str::to_owned);
+            out.extend(conn.nodes);
+            match next {
+                Some(n) if n != cursor => cursor = n,
+                Some(_) => return Err(repeated_cursor("media")),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+fn repeated_cursor(what: &str) -> CatalogError {
+    CatalogError::Decode {
+        path: format!("data.product.{what}.pageInfo.endCursor"),
+        message: "Shopify repeated the cursor".into(),
+    }
+}
+
+/// `123` or `gid://shopify/Product/123` => the GID.
+fn product_gid(id: &str) -> Option<String> {
+    let id = id.trim();
+    if id.starts_with("gid://shopify/Product/") && numeric_id(id).is_some() {
+        Some(id.to_owned())
+    } else if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) {
+        Some(format!("gid://shopify/Product/{id}"))
+    } else {
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl Catalog for ShopifyClient {
+    fn platform(&self) -> PlatformId {
+        PlatformId::SHOPIFY
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let caps = Capabilities::paged(self.inner.max_first).with_global_ids();
+        match self.inner.stream_mode {
+            StreamMode::Bulk => caps.with_bulk_export(),
+            StreamMode::Paged => caps,
+        }
+    }
+
+    /// Accepts a numeric id (`788032119674292922`) or a GID
+    /// (`gid://shopify/Product/788032119674292922`); anything else, and
+    /// `product: null`, is [`CatalogError::NotFound`].
+    async fn get_product(&self, id: &str) -> Result<Product> {
+        let gid = product_gid(id)
+            .ok_or_else(|| CatalogError::NotFound(format!("{id:?} is not a Shopify product id")))?;
+        let currency = self.currency().await?;
+        let (variants, media) = self.product_vars();
+        let vars = json!({ "id": gid, "variantsFirst": variants, "mediaFirst": media });
+        let data: graphql::ProductData = self
+            .graphql(op::GET_PRODUCT, &graphql::get_product(), vars, true)
+            .await?;
+        let raw = data
+            .product
+            .filter(|p| !p.is_null())
+            .ok_or_else(|| CatalogError::NotFound(format!("product {gid}")))?;
+        self.complete(raw, &currency, "data.product").await
+    }
+
+    /// One page of products in id order. `limit` is clamped to what fits in
+    /// one query; the cursor is Shopify's `endCursor`.
+    async fn list_page(&self, request: PageRequest) -> Result<Page<Product>> {
+        let first = request
+            .limit
+            .unwrap_or(self.inner.page_size)
+            .clamp(1, self.inner.max_first);
+        let currency = self.currency().await?;
+        let (variants, media) = self.product_vars();
+        let vars = json!({
+            "first": first,
+            "after": request.cursor.as_ref().map(Cursor::as_str),
+            "variantsFirst": variants,
+            "mediaFirst": media,
+        });
+        let data: graphql::ProductsData = self
+            .graphql(op::LIST_PRODUCTS, &graphql::list_products(), vars, true)
+            .await?;
+        let mut items = Vec::with_capacity(data.products.nodes.len());
+        for (i, raw) in data.products.nodes.into_iter().enumerate() {
+            let path = format!("data.products.nodes[{i}]");
+            items.push(self.complete(raw, &currency, &path).await?);
+        }
+        let info = data.products.page_info;
+        let next = info
+            .has_next_page
+            .then_some(info.end_cursor)
+            .flatten()
+            .map(Cursor::new);
+        Ok(Page::new(items, next))
+    }
+
+    /// Paged reads by default; a bulk export when the client was built with
+    /// [`StreamMode::Bulk`].
+    fn stream_products(&self) -> BoxStream<'_, Result<Product>> {
+        match self.inner.stream_mode {
+            StreamMode::Bulk => self.bulk_export(),
+            StreamMode::Paged => stream_pages(move |request| self.list_page(request), None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let u = parse_base("Example.myshopify.com").unwrap();
+        assert_eq!(u.as_str(), "https://example.myshopify.com/");
+        assert_eq!(store_identity(&u).unwrap(), "example.myshopify.com");
+        let u = parse_base("http://127.0.0.1:8080").unwrap();
+        assert_eq!(u.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(store_identity(&u).unwrap(), "127.0.0.1:8080");
+        let u = parse_base("https://proxy.example/shopify").unwrap();
+        assert_eq!(
+            u.join("admin/api/2026-01/graphql.json").unwrap().as_str(),
+            "https://proxy.example/shopify/admin/api/2026-01/graphql.json"
+        );
+        assert!(parse_base("ftp://x").is_err());
+        assert!(parse_base("https://user:pw@x.myshopify.com").is_err());
+    }
+
+    #[test]
+    fn product_ids() {
+        assert_eq!(
+            product_gid("788032119674292922").as_deref(),
+            Some("gid://shopify/Product/788032119674292922")
+        );
+        assert_eq!(
+            product_gid("gid://shopify/Product/1").as_deref(),
+            Some("gid://shopify/Product/1")
+        );
+        assert_eq!(product_gid("gid://shopify/ProductVariant/1"), None);
+        assert_eq!(product_gid("abc"), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stops() {
+        let mut r = Retries {
+            policy: RetryPolicy {
+                max_retries: 3,
+                base: Duration::from_millis(100),
+                max: Duration::from_millis(300),
+            },
+            used: 0,
+        };
+        let a = r.next(None).unwrap();
+        assert!(a >= Duration::from_millis(50) && a <= Duration::from_millis(100));
+        let b = r.next(None).unwrap();
+        assert!(b >= Duration::from_millis(100) && b <= Duration::from_millis(200));
+        assert_eq!(
+            r.next(Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(r.next(None), None);
+    }
+
+    #[test]
+    fn builder_requires_store_and_auth_and_redacts() {
+        assert!(ShopifyClient::builder().access_token("t").build().is_err());
+        assert!(
+            ShopifyClient::builder()
+                .store_url("s.myshopify.com")
+                .build()
+                .is_err()
+        );
+        let c = ShopifyClient::builder()
+            .store_url("S.myshopify.com")
+            .client_credentials("id", "super-secret-value")
+            .build()
+            .unwrap();
+        assert_eq!(c.store(), "s.myshopify.com");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("super-secret-value"), "{dbg}");
+        let c = ShopifyClient::builder()
+            .store_url("s.myshopify.com")
+            .access_token("shpat_abcdef")
+            .build()
+            .unwrap();
+        assert!(!format!("{c:?}").contains("shpat_abcdef"));
+    }
+
+    #[test]
+    fn page_size_is_clamped_under_the_cost_limit() {
+        let c = ShopifyClient::builder()
+            .store_url("s.myshopify.com")
+            .access_token("t")
+            .page_size(250)
+            .build()
+            .unwrap();
+        let (v, m) = c.product_vars();
+        assert!(
+            throttle::estimated_page_cost(c.inner.page_size, v, m) <= MAX_QUERY_COST,
+            "{}",
+            c.inner.page_size
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! # catalog-shopify
+//!
+//! Reads a Shopify store's catalog through the GraphQL Admin API and turns
+//! Shopify product webhooks into [`catalog_core::CatalogEvent`]s.
+//!
+//! - [`ShopifyClient`] implements [`catalog_core::Catalog`]: get one product
+//!   (numeric id or GID), list a page, stream the catalog (cursor pages by
+//!   default, or a [bulk export](ShopifyClient::bulk_export) with
+//!   [`StreamMode::Bulk`]). Products with more variants or media than one page
+//!   holds are completed with follow-up queries on their own connections.
+//! - Authentication is a static Admin API token or the client credentials
+//!   grant, whose 24-hour token is cached, renewed before it expires by a
+//!   single request however many tasks need it, and renewed once more on 401.
+//! - Throttling follows Shopify's cost bucket: every response's
+//!   `extensions.cost` updates a bucket shared by all clients of the store;
+//!   requests wait for the points they will need, `THROTTLED` answers are
+//!   retried after `(requested - available) / restoreRate`, 429 after
+//!   `Retry-After`, 5xx and transport failures with exponential backoff and
+//!   jitter, all within one retry budget per call ([`ShopifyClientBuilder::max_retries`]).
+//! - [`ShopifyWebhookSource`] implements [`catalog_core::WebhookSource`] for
+//!   `products/create`, `products/update` and `products/delete`; see
+//!   [`webhook`] for the deduplication key.
+//!
+//! The store identity in every [`Product::store`](catalog_core::Product::store)
+//! is the shop domain (`example.myshopify.com`), from the store URL for reads
+//! and from `X-Shopify-Shop-Domain` for webhooks, so both agree.
+//!
+//! ## Currency
+//!
+//! Shopify's `price` is a bare decimal. The client asks the shop for its
+//! `currencyCode` once and caches it (or uses [`ShopifyClientBuilder::currency`]);
+//! webhook payloads have no currency at all, so [`ShopifyWebhookSource`] uses
+//! the currency configured per store, `USD` by default.
+//!
+//! ```no_run
+//! use catalog_core::Catalog;
+//! use futures::TryStreamExt;
+//!
+//! # async fn run() -> catalog_core::Result<()> {
+//! let client = catalog_shopify::ShopifyClient::builder()
+//!     .store_url("example.myshopify.com")
+//!     .client_credentials("client-id", "client-secret")
+//!     .build()?;
+//! let product = client.get_product("788032119674292922").await?;
+//! println!("{} has {} variants", product.title, product.variants.len());
+//! let all: Vec<_> = client.stream_products().try_collect().await?;
+//! # let _ = all;
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+pub mod bulk;
+mod client;
+pub mod config;
+mod convert;
+mod graphql;
+pub mod throttle;
+pub mod webhook;
+
+pub use client::{
+    ACCESS_TOKEN_HEADER, MAX_PAGE_SIZE, ShopifyClient, ShopifyClientBuilder, StreamMode,
+};
+pub use config::{DEFAULT_API_VERSION, ShopifyAuth, ShopifyConfig};
+pub use throttle::ThrottleStatus;
+pub use webhook::ShopifyWebhookSource;

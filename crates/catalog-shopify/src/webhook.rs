@@ -1,0 +1,259 @@
+//! Shopify webhooks: header names and the [`WebhookSource`] for product topics.
+//!
+//! # Deduplication key
+//!
+//! The [`EventId`] of a delivery is `"{topic}:{X-Shopify-Event-Id}"`, for
+//! example `products/update:7d5b…`. `X-Shopify-Event-Id` identifies the
+//! merchant action: Shopify repeats it on every retry of a delivery *and* on
+//! the deliveries of the same event to other subscriptions of the same app,
+//! whereas `X-Shopify-Webhook-Id` differs between those subscriptions. Keying
+//! on the Event-Id therefore collapses both retries and duplicate
+//! subscriptions into one event. The topic is part of the key because one
+//! merchant action can produce several topics (creating a product can trigger
+//! `products/create` and `products/update`), and those are distinct events.
+//! Deliveries without an Event-Id (older API versions) fall back to
+//! `"{topic}:webhook-id:{X-Shopify-Webhook-Id}"`, which still catches retries.
+//!
+//! # Currency
+//!
+//! Webhook payloads carry prices without a currency. The source maps them with
+//! the currency configured for the store ([`ShopifyWebhookSource::with_store_currency`]),
+//! or the default currency, `USD` unless changed. Configure it to match the
+//! catalog client (which asks the shop), so both produce equal products.
+
+use std::collections::HashMap;
+
+use catalog_core::webhook::{
+    DeliveryMeta, HeaderLookup, Inbound, PayloadError, UnverifiedDelivery, VerifiedDelivery,
+    WebhookError, WebhookSource, optional_header, required_header,
+};
+use catalog_core::{CatalogEvent, CurrencyCode, EventId, MoneyError, PlatformId, Topic};
+use chrono::{DateTime, Utc};
+
+use crate::convert::{Context, RestDeleted, RestProduct, product_from_rest};
+
+/// Base64 HMAC-SHA256 of the raw body, keyed with the app's client secret.
+pub const HMAC_HEADER: &str = "X-Shopify-Hmac-Sha256";
+/// The topic, e.g. `products/update`.
+pub const TOPIC_HEADER: &str = "X-Shopify-Topic";
+/// The `myshopify.com` domain of the store.
+pub const SHOP_DOMAIN_HEADER: &str = "X-Shopify-Shop-Domain";
+/// Unique per delivery (differs between subscriptions of the same event).
+pub const WEBHOOK_ID_HEADER: &str = "X-Shopify-Webhook-Id";
+/// Shared by all deliveries of one merchant action: the deduplication key.
+pub const EVENT_ID_HEADER: &str = "X-Shopify-Event-Id";
+/// When Shopify triggered the delivery (RFC 3339).
+pub const TRIGGERED_AT_HEADER: &str = "X-Shopify-Triggered-At";
+/// The API version the payload was serialised with.
+pub const API_VERSION_HEADER: &str = "X-Shopify-API-Version";
+
+/// "Events" deliveries (Shopify's newer delivery type) also send unprefixed
+/// headers (`shopify-hmac-sha256`, `shopify-topic`, ...) next to the
+/// `X-Shopify-*` ones; the prefixed names are read first, the unprefixed ones
+/// are the fallback.
+const EVENTS_PREFIX_FALLBACK: &str = "X-";
+
+/// The currency used for stores without one configured.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// Turns Shopify product webhooks into [`CatalogEvent`]s.
+///
+/// Topics `products/create`, `products/update` and `products/delete` become
+/// [`Topic::ProductCreated`], [`Topic::ProductUpdated`] and
+/// [`Topic::ProductDeleted`]; any other topic is kept as [`Topic::Other`] with
+/// the product fields left empty.
+///
+/// ```
+/// use catalog_core::webhook::{receive, sign, Headers, HmacVerifier, Received};
+/// use catalog_core::Topic;
+/// use catalog_shopify::webhook::*;
+/// use secrecy::SecretString;
+///
+/// let body = br#"{"id": 788032119674292922}"#;
+/// let headers = Headers::new()
+///     .with(HMAC_HEADER, sign(b"app-secret", body))
+///     .with(TOPIC_HEADER, "products/delete")
+///     .with(SHOP_DOMAIN_HEADER, "Example.myshopify.com")
+///     .with(EVENT_ID_HEADER, "e-1")
+///     .with(WEBHOOK_ID_HEADER, "w-1");
+/// let verifier = HmacVerifier::new([SecretString::from("app-secret")])?;
+/// let source = ShopifyWebhookSource::new();
+/// let Received::Event(event) =
+///     receive(&source, &headers, body, &|_store| Some(&verifier), chrono::Utc::now())?
+/// else { unreachable!() };
+/// assert_eq!(event.topic, Topic::ProductDeleted);
+/// assert_eq!(event.store, "example.myshopify.com");
+/// assert_eq!(event.event_id.as_str(), "products/delete:e-1");
+/// assert_eq!(event.product_id.as_deref(), Some("788032119674292922"));
+/// # Ok::<(), catalog_core::webhook::WebhookError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShopifyWebhookSource {
+    default_currency: CurrencyCode,
+    currencies: HashMap<String, CurrencyCode>,
+}
+
+impl Default for ShopifyWebhookSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ShopifyWebhookSource {
+    /// A source that prices every store in `USD` until told otherwise.
+    pub fn new() -> Self {
+        Self {
+            default_currency: CurrencyCode::new(DEFAULT_CURRENCY)
+                .unwrap_or_else(|_| unreachable!("USD is a valid code")),
+            currencies: HashMap::new(),
+        }
+    }
+
+    /// Sets the currency for stores without their own.
+    ///
+    /// # Errors
+    /// [`MoneyError::InvalidCurrency`] when `code` is not three letters.
+    pub fn with_default_currency(mut self, code: &str) -> Result<Self, MoneyError> {
+        self.default_currency = CurrencyCode::new(code)?;
+        Ok(self)
+    }
+
+    /// Sets the currency of one store (shop domain, any case).
+    ///
+    /// # Errors
+    /// [`MoneyError::InvalidCurrency`] when `code` is not three letters.
+    pub fn with_store_currency(mut self, store: &str, code: &str) -> Result<Self, MoneyError> {
+        self.currencies
+            .insert(normalise_domain(store), CurrencyCode::new(code)?);
+        Ok(self)
+    }
+
+    /// The currency used for a store.
+    pub fn currency_for(&self, store: &str) -> &CurrencyCode {
+        self.currencies.get(store).unwrap_or(&self.default_currency)
+    }
+}
+
+/// A header by its `X-Shopify-*` name, or its unprefixed Events-delivery name.
+fn lookup<'h>(headers: &'h dyn HeaderLookup, name: &'static str) -> Option<&'h str> {
+    optional_header(headers, name).or_else(|| {
+        name.strip_prefix(EVENTS_PREFIX_FALLBACK)
+            .and_then(|bare| optional_header(headers, bare))
+    })
+}
+
+/// As [`lookup`], for headers that must be there.
+fn require<'h>(headers: &'h dyn HeaderLookup, name: &'static str) -> Result<&'h str, WebhookError> {
+    match lookup(headers, name) {
+        Some(v) => Ok(v),
+        // Reports the classic name (or "empty" when it is blank).
+        None => required_header(headers, name),
+    }
+}
+
+fn normalise_domain(domain: &str) -> String {
+    domain.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Maps a Shopify topic.
+pub fn topic(raw: &str) -> Topic {
+    match raw {
+        "products/create" => Topic::ProductCreated,
+        "products/update" => Topic::ProductUpdated,
+        "products/delete" => Topic::ProductDeleted,
+        other => Topic::Other(other.to_owned()),
+    }
+}
+
+impl WebhookSource for ShopifyWebhookSource {
+    fn platform(&self) -> PlatformId {
+        PlatformId::SHOPIFY
+    }
+
+    fn inspect(&self, headers: &dyn HeaderLookup, _body: &[u8]) -> Result<Inbound, WebhookError> {
+        let signature = require(headers, HMAC_HEADER)?;
+        let raw_topic = require(headers, TOPIC_HEADER)?;
+        let domain = require(headers, SHOP_DOMAIN_HEADER)?;
+        let store = normalise_domain(domain);
+        if store.is_empty()
+            || !store
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(WebhookError::InvalidHeader {
+                name: SHOP_DOMAIN_HEADER,
+                reason: "not a shop domain".into(),
+            });
+        }
+        let webhook_id = lookup(headers, WEBHOOK_ID_HEADER);
+        let event_id = match (lookup(headers, EVENT_ID_HEADER), webhook_id) {
+            (Some(event), _) => EventId::new(format!("{raw_topic}:{event}")),
+            (None, Some(delivery)) => EventId::new(format!("{raw_topic}:webhook-id:{delivery}")),
+            (None, None) => return Err(WebhookError::MissingHeader(EVENT_ID_HEADER)),
+        };
+        let triggered_at = lookup(headers, TRIGGERED_AT_HEADER).and_then(|t| {
+            let parsed = DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc));
+            if parsed.is_err() {
+                // Informational only: a format change must not bounce deliveries.
+                tracing::warn!(value = t, "unreadable {TRIGGERED_AT_HEADER}; ignored");
+            }
+            parsed.ok()
+        });
+        let meta = DeliveryMeta::new(
+            PlatformId::SHOPIFY,
+            store,
+            topic(raw_topic),
+            raw_topic,
+            event_id,
+        )
+        .with_delivery_id(webhook_id.map(str::to_owned))
+        .with_triggered_at(triggered_at)
+        .with_api_version(lookup(headers, API_VERSION_HEADER).map(str::to_owned));
+        Ok(Inbound::Delivery(UnverifiedDelivery {
+            meta,
+            signature: signature.to_owned(),
+        }))
+    }
+
+    fn parse(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<CatalogEvent, PayloadError> {
+        let meta = delivery.meta();
+        let raw_body = std::str::from_utf8(body)
+            .map_err(|e| PayloadError::new("", format!("body is not UTF-8: {e}")))?
+            .to_owned();
+        let (product_id, product) = match meta.topic {
+            Topic::ProductCreated | Topic::ProductUpdated => {
+                let raw: serde_json::Value = catalog_core::json::decode(body)?;
+                let wire: RestProduct = catalog_core::json::decode_value(raw.clone())?;
+                let ctx = Context {
+                    store: &meta.store,
+                    currency: self.currency_for(&meta.store),
+                };
+                let product = product_from_rest(wire, raw, ctx)?;
+                (Some(product.platform_id.clone()), Some(product))
+            }
+            Topic::ProductDeleted => {
+                let wire: RestDeleted = catalog_core::json::decode(body)?;
+                (Some(wire.id.0), None)
+            }
+            _ => (None, None),
+        };
+        Ok(CatalogEvent {
+            platform: PlatformId::SHOPIFY,
+            store: meta.store.clone(),
+            topic: meta.topic.clone(),
+            raw_topic: meta.raw_topic.clone(),
+            event_id: meta.event_id.clone(),
+            delivery_id: meta.delivery_id.clone(),
+            triggered_at: meta.triggered_at,
+            received_at,
+            product_id,
+            product,
+            raw_body,
+        })
+    }
+}

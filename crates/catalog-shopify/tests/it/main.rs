@@ -1,0 +1,10 @@
+//! Integration tests against a fake Shopify (see `fake.rs`).
+
+mod auth;
+mod bulk;
+mod fake;
+mod reads;
+mod retries;
+mod support;
+mod throttle;
+mod webhooks;

@@ -1,0 +1,133 @@
+//! Single product, pages, cursors, streaming, follow-up connections, not found.
+
+use catalog_core::{Catalog, CatalogError, PageRequest, ProductStatus};
+use futures::TryStreamExt;
+
+use crate::fake::{FakeProduct, FakeShopify, Options};
+use crate::support::{STORE, builder, products};
+
+#[tokio::test]
+async fn product_maps_to_the_core_model() {
+    let server = FakeShopify::start(Options {
+        products: products(2, 2, 1),
+        currency: "EUR",
+        ..Options::default()
+    })
+    .await;
+    let client = builder(&server).build().unwrap();
+    let p = client.get_product("7000000000000000002").await.unwrap();
+    assert_eq!(p.id, format!("shopify:{STORE}:7000000000000000002"));
+    assert_eq!(p.platform_id, "7000000000000000002");
+    assert_eq!(
+        p.global_id.as_deref(),
+        Some("gid://shopify/Product/7000000000000000002")
+    );
+    assert_eq!(p.title, "Product 2");
+    assert_eq!(p.status, ProductStatus::Active);
+    assert_eq!(p.tags, vec!["fake", "n2"]);
+    assert_eq!(p.options[0].name, "Size");
+    assert_eq!(p.variants.len(), 2);
+    let v = &p.variants[0];
+    assert_eq!(v.id, "8000000000000002000");
+    assert_eq!(v.sku, None, "blank SKU is None");
+    assert_eq!(p.variants[1].sku.as_deref(), Some("SKU-2-1"));
+    let price = v.price.as_ref().unwrap();
+    assert_eq!(price.amount().to_string(), "10.02");
+    assert_eq!(price.currency().as_str(), "EUR");
+    assert_eq!(p.images.len(), 1);
+    assert_eq!(p.images[0].id.as_deref(), Some("9000000000000002000"));
+    assert_eq!(p.images[0].width, Some(800));
+    // The currency was asked once.
+    client.get_product("7000000000000000001").await.unwrap();
+    assert_eq!(server.fake.op_count("ShopCurrency"), 1);
+}
+
+#[tokio::test]
+async fn product_null_is_not_found() {
+    let server = FakeShopify::start(Options::default()).await;
+    let client = builder(&server).currency("USD").build().unwrap();
+    let err = client.get_product("42").await.unwrap_err();
+    assert!(matches!(err, CatalogError::NotFound(_)), "{err:?}");
+    let err = client.get_product("not-an-id").await.unwrap_err();
+    assert!(matches!(err, CatalogError::NotFound(_)), "{err:?}");
+    // The malformed id never reached the server.
+    assert_eq!(server.fake.op_count("GetProduct"), 1);
+}
+
+#[tokio::test]
+async fn pages_follow_cursors_to_the_end() {
+    let server = FakeShopify::start(Options {
+        products: products(5, 1, 0),
+        ..Options::default()
+    })
+    .await;
+    let client = builder(&server).build().unwrap();
+    let first = client
+        .list_page(PageRequest::first().with_limit(2))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let cursor = first.next.clone().expect("more pages");
+    let second = client
+        .list_page(PageRequest::first().with_limit(2).after(cursor))
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].platform_id, "7000000000000000003");
+    let last = client
+        .list_page(
+            PageRequest::first()
+                .with_limit(2)
+                .after(second.next.unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(last.items.len(), 1);
+    assert!(last.next.is_none());
+}
+
+#[tokio::test]
+async fn stream_reads_every_product_in_order() {
+    let server = FakeShopify::start(Options {
+        products: products(23, 2, 1),
+        ..Options::default()
+    })
+    .await;
+    let client = builder(&server).page_size(5).build().unwrap();
+    let all: Vec<_> = client.stream_products().try_collect().await.unwrap();
+    let ids: Vec<_> = all.iter().map(|p| p.platform_id.clone()).collect();
+    let expected: Vec<_> = (1..=23)
+        .map(|n| (7_000_000_000_000_000_000u64 + n).to_string())
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(server.fake.op_count("ListProducts"), 5);
+}
+
+#[tokio::test]
+async fn large_products_are_completed_with_their_own_connections() {
+    let mut catalog = products(3, 1, 1);
+    catalog[1] = FakeProduct::numbered(2, 300, 7);
+    let server = FakeShopify::start(Options {
+        products: catalog,
+        ..Options::default()
+    })
+    .await;
+    let client = builder(&server)
+        .variants_per_product(10)
+        .media_per_product(2)
+        .build()
+        .unwrap();
+    let all: Vec<_> = client.stream_products().try_collect().await.unwrap();
+    let big = &all[1];
+    assert_eq!(big.variants.len(), 300);
+    let ids: Vec<_> = big.variants.iter().map(|v| v.id.clone()).collect();
+    let expected: Vec<_> = (0..300u64)
+        .map(|v| (8_000_000_000_000_000_000u64 + 2000 + v).to_string())
+        .collect();
+    assert_eq!(ids, expected, "variants complete and in order");
+    assert_eq!(big.images.len(), 7);
+    // 10 on the page, then 250 + 40 in two follow-ups; media 2 then 5 in one.
+    assert_eq!(server.fake.op_count("ProductVariants"), 2);
+    assert_eq!(server.fake.op_count("ProductMedia"), 1);
+    assert_eq!(all[0].variants.len(), 1);
+    assert_eq!(all[2].images.len(), 1);
+}
