@@ -124,3 +124,36 @@ async fn restores_and_additions_during_the_listing_repeat_nothing() {
     }
     assert!(got.contains(&10_000), "products added at the end are read");
 }
+
+#[tokio::test]
+async fn concurrency_is_used_and_bounded() {
+    use std::time::{Duration, Instant};
+    let (server, store) =
+        start(FakeStore::new(Accept::Https).with_delay(Duration::from_millis(100))).await;
+    for id in 1..=30 {
+        store.add_simple(id, "1.00");
+    }
+    // Windows of 2 stepping by 1: 30 list requests of 100 ms each.
+    let c = builder(&server, AuthMode::Basic)
+        .currency(catalog_core::CurrencyCode::new("EUR").unwrap())
+        .per_page(2)
+        .page_overlap(1)
+        .concurrency(4)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(ids(&products), (1..=30).collect::<Vec<_>>());
+    assert_eq!(store.list_requests.load(Ordering::SeqCst), 30);
+    // At most 4 in flight: the first window, then 29 in rounds of 4 (8 rounds).
+    assert!(
+        elapsed >= Duration::from_millis(850),
+        "{elapsed:?}: more than 4 requests in flight"
+    );
+    // Sequential would take 3 s.
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "{elapsed:?}: requests not concurrent"
+    );
+}
