@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use catalog_core::{
     Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
-    Product, Result,
+    Product, Result, WeightUnit,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 use rand::Rng;
@@ -18,7 +18,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 use crate::auth::{AuthMode, Credentials};
 use crate::config::{normalize_store_url, parse_store_url};
-use crate::convert::{has_variations, product_from_wire};
+use crate::convert::{Units, has_variations, product_from_wire};
 use crate::pagination::{Keyed, Stitcher, Window};
 use crate::wire::{SettingValue, WireProduct, WireVariation, WpError};
 
@@ -58,6 +58,7 @@ struct Inner {
     credentials: Credentials,
     auth: AuthMode,
     currency: OnceCell<CurrencyCode>,
+    weight_unit: Option<WeightUnit>,
     concurrency: usize,
     limiter: Semaphore,
     retry: RetryPolicy,
@@ -107,6 +108,7 @@ pub struct WooCommerceClientBuilder {
     credentials: Option<Credentials>,
     auth: AuthMode,
     currency: Option<CurrencyCode>,
+    weight_unit: Option<WeightUnit>,
     timeout: Duration,
     connect_timeout: Duration,
     user_agent: String,
@@ -124,6 +126,7 @@ impl Default for WooCommerceClientBuilder {
             credentials: None,
             auth: AuthMode::Auto,
             currency: None,
+            weight_unit: None,
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             user_agent: concat!("catalog-woocommerce/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -184,7 +187,16 @@ impl WooCommerceClientBuilder {
         self
     }
 
-    /// Whole-request timeout (default 30 s).
+    /// The store weight unit (WooCommerce > Settings > Products,
+    /// `woocommerce_weight_unit`). Without it variants carry no weight: the
+    /// API sends bare numbers.
+    #[must_use]
+    pub fn weight_unit(mut self, unit: WeightUnit) -> Self {
+        self.weight_unit = Some(unit);
+        self
+    }
+
+    /// Whole-request timeout (default 30 s, must not be zero).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -285,6 +297,11 @@ impl WooCommerceClientBuilder {
             .map_err(|e| {
                 CatalogError::Configuration(format!("HTTP client: {}", e.without_url()))
             })?;
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(CatalogError::Configuration(
+                "timeouts must be greater than zero".into(),
+            ));
+        }
         let per_page = self.per_page.clamp(2, MAX_PER_PAGE);
         let concurrency = self.concurrency.max(1);
         Ok(WooCommerceClient {
@@ -298,6 +315,7 @@ impl WooCommerceClientBuilder {
                     Some(c) => OnceCell::new_with(Some(c)),
                     None => OnceCell::new(),
                 },
+                weight_unit: self.weight_unit,
                 concurrency,
                 limiter: Semaphore::new(concurrency),
                 retry: self.retry,
@@ -520,7 +538,10 @@ impl WooCommerceClient {
     /// Turns a listed product into a [`Product`], fetching variations.
     /// `Ok(None)`: the product vanished between listing and variations.
     async fn complete(&self, item: Listed) -> Result<Option<Product>> {
-        let currency = self.currency().await?;
+        let units = Units {
+            currency: self.currency().await?,
+            weight: self.inner.weight_unit.clone(),
+        };
         let variations = if has_variations(&item.wire) {
             match self.fetch_variations(item.wire.id).await {
                 Ok(v) => Some(v),
@@ -530,14 +551,7 @@ impl WooCommerceClient {
         } else {
             None
         };
-        product_from_wire(
-            &self.inner.store,
-            &currency,
-            item.wire,
-            item.raw,
-            variations,
-        )
-        .map(Some)
+        product_from_wire(&self.inner.store, &units, item.wire, item.raw, variations).map(Some)
     }
 
     /// Completes a batch concurrently (the limiter bounds the requests), in

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use catalog_core::webhook::{HmacVerifier, WebhookError};
-use catalog_core::{CatalogError, CurrencyCode, Result};
+use catalog_core::{CatalogError, CurrencyCode, Result, WeightUnit};
 use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -43,6 +43,9 @@ pub struct WooCommerceConfig {
     /// from `/wp-json/wc/v3/settings/general/woocommerce_currency`.
     #[serde(default)]
     pub currency: Option<String>,
+    /// The store weight unit (`kg`, `g`, `lbs`, `oz`), for variant weights.
+    #[serde(default)]
+    pub weight_unit: Option<String>,
     /// Webhook secrets (the "Secret" field of each webhook; several during a
     /// rotation). Only needed to receive webhooks.
     #[serde(default)]
@@ -74,6 +77,7 @@ impl WooCommerceConfig {
             consumer_secret: consumer_secret.into(),
             auth_mode: None,
             currency: None,
+            weight_unit: None,
             webhook_secrets: Vec::new(),
             base_url: None,
             timeout_secs: None,
@@ -116,6 +120,9 @@ impl WooCommerceConfig {
         if let Some(c) = self.currency_code()? {
             b = b.currency(c);
         }
+        if let Some(w) = &self.weight_unit {
+            b = b.weight_unit(WeightUnit::from_platform(w));
+        }
         if let Some(u) = &self.base_url {
             b = b.base_url(u);
         }
@@ -145,7 +152,10 @@ impl WooCommerceConfig {
     /// # Errors
     /// [`CatalogError::Configuration`] for a bad URL or currency.
     pub fn webhook_source(&self) -> Result<WooCommerceWebhookSource> {
-        let source = WooCommerceWebhookSource::new();
+        let mut source = WooCommerceWebhookSource::new();
+        if let Some(w) = &self.weight_unit {
+            source = source.with_weight_unit(WeightUnit::from_platform(w));
+        }
         Ok(match self.currency_code()? {
             Some(c) => source.with_store_currency(&self.store_id()?, c),
             None => source,

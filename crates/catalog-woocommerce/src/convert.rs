@@ -4,11 +4,21 @@ use std::collections::HashMap;
 
 use catalog_core::{
     CatalogError, Category, CurrencyCode, Image, Money, PlatformId, Product, ProductOption,
-    ProductStatus, Result, SelectedOption, Variant,
+    ProductStatus, Result, SelectedOption, Variant, Weight, WeightUnit,
 };
 use chrono::{DateTime, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
 
 use crate::wire::{Sellable, WireProduct, WireVariation};
+
+/// The store settings prices and weights are read with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Units {
+    /// The store currency (`woocommerce_currency`).
+    pub(crate) currency: CurrencyCode,
+    /// The store weight unit (`woocommerce_weight_unit`), when known.
+    pub(crate) weight: Option<WeightUnit>,
+}
 
 /// Product types whose variants come from `/products/{id}/variations`.
 pub(crate) fn has_variations(p: &WireProduct) -> bool {
@@ -28,7 +38,7 @@ pub(crate) fn has_variations(p: &WireProduct) -> bool {
 ///   an empty price string is no price, not zero.
 pub(crate) fn product_from_wire(
     store: &str,
-    currency: &CurrencyCode,
+    units: &Units,
     p: WireProduct,
     raw: serde_json::Value,
     variations: Option<Vec<WireVariation>>,
@@ -55,10 +65,10 @@ pub(crate) fn product_from_wire(
         vs.dedup_by_key(|v| v.id);
         vs.into_iter()
             .enumerate()
-            .map(|(i, v)| variant_from_variation(currency, v, i))
+            .map(|(i, v)| variant_from_variation(units, v, i))
             .collect::<Result<Vec<_>>>()?
     } else {
-        vec![variant(currency, &id, None, Vec::new(), &p.sellable, "")?]
+        vec![variant(units, &id, None, Vec::new(), &p.sellable, "")?]
     };
     Ok(Product {
         id: Product::unified_id(&PlatformId::WOOCOMMERCE, store, &id),
@@ -107,11 +117,7 @@ pub(crate) fn product_from_wire(
     })
 }
 
-fn variant_from_variation(
-    currency: &CurrencyCode,
-    v: WireVariation,
-    index: usize,
-) -> Result<Variant> {
+fn variant_from_variation(units: &Units, v: WireVariation, index: usize) -> Result<Variant> {
     let options: Vec<SelectedOption> = v
         .attributes
         .into_iter()
@@ -127,7 +133,7 @@ fn variant_from_variation(
         .join(" / ");
     let path = format!("variations[{index}]");
     variant(
-        currency,
+        units,
         &v.id.to_string(),
         non_empty(title),
         options,
@@ -137,17 +143,17 @@ fn variant_from_variation(
 }
 
 fn variant(
-    currency: &CurrencyCode,
+    units: &Units,
     id: &str,
     title: Option<String>,
     options: Vec<SelectedOption>,
     s: &Sellable,
     path: &str,
 ) -> Result<Variant> {
-    let price = money(&s.price, currency, path, "price")?;
+    let price = money(&s.price, &units.currency, path, "price")?;
     let on_sale = !s.sale_price.trim().is_empty();
     let compare_at_price = if on_sale {
-        money(&s.regular_price, currency, path, "regular_price")?
+        money(&s.regular_price, &units.currency, path, "regular_price")?
             .filter(|r| Some(r) != price.as_ref())
     } else {
         None
@@ -162,7 +168,20 @@ fn variant(
         compare_at_price,
         inventory_quantity: s.stock_quantity.as_ref().and_then(stock),
         options,
-        weight: None,
+        weight: weight(&s.weight, units.weight.as_ref()),
+    })
+}
+
+/// A weight in the store unit; none when the unit is unknown or the text is
+/// empty or not a plain number (a bad weight should not fail a product).
+fn weight(text: &str, unit: Option<&WeightUnit>) -> Option<Weight> {
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    Some(Weight {
+        value: Decimal::from_str_exact(text).ok()?,
+        unit: unit?.clone(),
     })
 }
 
@@ -207,8 +226,11 @@ pub(crate) fn parse_gmt(s: &str) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
 
-    fn usd() -> CurrencyCode {
-        CurrencyCode::new("USD").unwrap()
+    fn usd() -> Units {
+        Units {
+            currency: CurrencyCode::new("USD").unwrap(),
+            weight: None,
+        }
     }
 
     fn wire(json: &str) -> (WireProduct, serde_json::Value) {
@@ -279,6 +301,42 @@ mod tests {
         let (p, raw) = wire(r#"{"id":3,"price":"abc"}"#);
         let err = product_from_wire("s", &usd(), p, raw, None).unwrap_err();
         assert!(err.to_string().contains("price"), "{err}");
+    }
+
+    #[test]
+    fn weight_needs_the_store_unit() {
+        let json = r#"{"id":1,"price":"1","weight":"0.250"}"#;
+        let (p, raw) = wire(json);
+        assert_eq!(
+            product_from_wire("s", &usd(), p, raw, None)
+                .unwrap()
+                .variants[0]
+                .weight,
+            None
+        );
+        let units = Units {
+            weight: Some(WeightUnit::Kilograms),
+            ..usd()
+        };
+        let (p, raw) = wire(json);
+        let w = product_from_wire("s", &units, p, raw, None)
+            .unwrap()
+            .variants[0]
+            .weight
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (w.value.to_string(), w.unit),
+            ("0.250".to_owned(), WeightUnit::Kilograms)
+        );
+        let (p, raw) = wire(r#"{"id":1,"price":"1","weight":"heavy"}"#);
+        assert_eq!(
+            product_from_wire("s", &units, p, raw, None)
+                .unwrap()
+                .variants[0]
+                .weight,
+            None
+        );
     }
 
     #[test]

@@ -46,12 +46,12 @@ use catalog_core::webhook::{
     DeliveryMeta, HeaderLookup, Inbound, PayloadError, Ping, UnverifiedDelivery, VerifiedDelivery,
     WebhookError, WebhookSource, optional_header, required_header,
 };
-use catalog_core::{CatalogEvent, CurrencyCode, EventId, PlatformId, Topic};
+use catalog_core::{CatalogEvent, CurrencyCode, EventId, PlatformId, Topic, WeightUnit};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::config::normalize_store_url;
-use crate::convert::product_from_wire;
+use crate::convert::{Units, product_from_wire};
 use crate::wire::WireProduct;
 
 /// `X-WC-Webhook-Signature`: base64 HMAC-SHA256 of the raw body.
@@ -79,6 +79,7 @@ pub const DELIVERY_ID_HEADER: &str = "X-WC-Webhook-Delivery-ID";
 pub struct WooCommerceWebhookSource {
     currencies: HashMap<String, CurrencyCode>,
     default_currency: Option<CurrencyCode>,
+    weight_unit: Option<WeightUnit>,
 }
 
 impl WooCommerceWebhookSource {
@@ -99,6 +100,13 @@ impl WooCommerceWebhookSource {
     #[must_use]
     pub fn with_default_currency(mut self, currency: CurrencyCode) -> Self {
         self.default_currency = Some(currency);
+        self
+    }
+
+    /// Sets the weight unit of product payloads (without it, no weights).
+    #[must_use]
+    pub fn with_weight_unit(mut self, unit: WeightUnit) -> Self {
+        self.weight_unit = Some(unit);
         self
     }
 
@@ -290,8 +298,12 @@ impl WebhookSource for WooCommerceWebhookSource {
         }
         event.product_id = Some(wire.id.to_string());
         if let Some(currency) = self.currency_for(&meta.store) {
+            let units = Units {
+                currency: currency.clone(),
+                weight: self.weight_unit.clone(),
+            };
             event.product = Some(
-                product_from_wire(&meta.store, currency, wire, value, None)
+                product_from_wire(&meta.store, &units, wire, value, None)
                     .map_err(PayloadError::from)?,
             );
         }

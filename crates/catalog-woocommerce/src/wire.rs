@@ -55,6 +55,8 @@ pub(crate) struct Sellable {
     #[serde(default)]
     pub(crate) stock_quantity: Option<serde_json::Number>,
     #[serde(default, deserialize_with = "lenient_string")]
+    pub(crate) weight: String,
+    #[serde(default, deserialize_with = "lenient_string")]
     pub(crate) global_unique_id: String,
 }
 
