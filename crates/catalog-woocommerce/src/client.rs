@@ -421,11 +421,9 @@ impl WooCommerceClient {
                 return Err(finalize(err, retry_after));
             }
             let wait = match retry_after {
-                Some(ra) if ra > inner.retry.max_delay => {
-                    return Err(CatalogError::RateLimited {
-                        retry_after: Some(ra),
-                    });
-                }
+                // Waiting less than asked would be refused again; waiting
+                // longer than configured is not ours to decide.
+                Some(ra) if ra > inner.retry.max_delay => return Err(finalize(err, Some(ra))),
                 Some(ra) => ra,
                 None => inner.retry.backoff(attempt),
             };

@@ -133,3 +133,17 @@ async fn transport_errors_do_not_carry_query_credentials() {
     assert!(!shown.contains(SECRET), "{shown}");
     assert!(!shown.contains("consumer_secret"), "{shown}");
 }
+
+#[tokio::test]
+async fn oauth1_retries_use_a_fresh_nonce() {
+    let (server, store) = start(FakeStore::new(Accept::OAuth1)).await;
+    store.add_simple(7, "1.00");
+    // The store authenticates (and remembers the nonce of) the first two
+    // attempts, then answers 503: a retry reusing the nonce would be refused.
+    store
+        .fail_next
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let c = client(&server, AuthMode::OAuth1);
+    assert_eq!(c.get_product("7").await.unwrap().platform_id, "7");
+    assert!(store.nonces.lock().unwrap().len() >= 3);
+}

@@ -129,3 +129,20 @@ async fn other_errors_are_not_retried() {
     let err = c.get_product("5").await.unwrap_err();
     assert!(matches!(err, CatalogError::Http { status: 400, .. }));
 }
+
+#[tokio::test]
+async fn long_retry_after_on_503_stays_an_http_error() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.add_simple(794, "21.99");
+    Mock::given(path(P))
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "600"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server, AuthMode::Basic);
+    let err = c.get_product("794").await.unwrap_err();
+    assert!(
+        matches!(err, CatalogError::Http { status: 503, .. }),
+        "{err:?}"
+    );
+}

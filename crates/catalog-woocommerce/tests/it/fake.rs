@@ -46,6 +46,8 @@ pub struct FakeStore {
     pub nonces: Mutex<HashSet<String>>,
     pub in_flight: AtomicUsize,
     pub max_in_flight: AtomicUsize,
+    /// Answer this many authenticated requests with 503 first.
+    pub fail_next: AtomicUsize,
     /// Called after each list request is answered (index, store).
     pub after_list: Mutex<Option<Hook>>,
 }
@@ -63,6 +65,7 @@ impl FakeStore {
             nonces: Mutex::new(HashSet::new()),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            fail_next: AtomicUsize::new(0),
             after_list: Mutex::new(None),
         }
     }
@@ -246,6 +249,13 @@ impl FakeStore {
     fn route(&self, req: &Request) -> ResponseTemplate {
         if let Err(resp) = self.check_auth(req) {
             return resp;
+        }
+        if self
+            .fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return wp_error(503, "service_unavailable", "Try again");
         }
         let Some(route) = req.url.path().strip_prefix("/wp-json/wc/v3/") else {
             return wp_error(
