@@ -155,3 +155,33 @@ async fn reads_and_webhooks_share_the_store_identity() {
     assert_eq!(p.store, "https://shop.example.com");
     assert_eq!(p.id, "woocommerce:https://shop.example.com:794");
 }
+
+#[tokio::test]
+async fn docs_list_sample_streams_in_id_order() {
+    use futures::TryStreamExt;
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../fixtures/products-list.docs-sample.json")).unwrap();
+    for p in list {
+        store.insert(p);
+    }
+    let variation: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/variation-732.docs-sample.json")).unwrap();
+    store
+        .variations
+        .lock()
+        .unwrap()
+        .insert(799, vec![variation]);
+    let c = client(&server, AuthMode::Basic);
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    let ids: Vec<&str> = products.iter().map(|p| p.platform_id.as_str()).collect();
+    assert_eq!(ids, ["794", "799"]);
+    let variable = &products[1];
+    assert_eq!(variable.title, "Ship Your Idea");
+    assert_eq!(variable.variants.len(), 1);
+    assert_eq!(variable.variants[0].options[0].value, "Black");
+    assert_eq!(
+        variable.variants[0].price.as_ref().unwrap().to_string(),
+        "9.00 EUR"
+    );
+}
