@@ -26,9 +26,9 @@
 //!
 //! Modules: [`settings`] (configuration), [`platforms`] (feature-gated
 //! registry of sources and per-store secrets), [`pipeline`] (the ordered
-//! delivery steps), [`store`] (the [`store::EventStore`] trait, SQLite and
-//! memory), [`dispatch`] (sinks and the dispatcher), [`routes`], [`metrics`],
-//! [`error`].
+//! delivery steps), [`store`] (the [`store::EventStore`] trait, SQLite,
+//! memory and PostgreSQL), [`dispatch`] (sinks, among them NATS JetStream, and
+//! the dispatcher), [`routes`], [`metrics`], [`error`], [`redact`].
 
 pub mod dispatch;
 pub mod error;
@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod platforms;
 pub mod ratelimit;
+pub mod redact;
 pub mod routes;
 pub mod settings;
 pub mod store;
@@ -149,9 +150,27 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
 /// Opens the configured store (running migrations).
 ///
 /// # Errors
-/// When the SQLite file cannot be opened or migrated.
-pub fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+/// When the SQLite file or the PostgreSQL database cannot be opened or
+/// migrated, or PostgreSQL is asked for in a build without the `postgres`
+/// feature.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
     Ok(match settings.database.kind()? {
+        #[cfg(feature = "postgres")]
+        StoreKind::Postgres => {
+            let options = crate::store::PostgresOptions::new(
+                settings.database.max_connections,
+                settings.database.schema.clone(),
+            );
+            Arc::new(
+                crate::store::PostgresStore::connect(&settings.database.url, options)
+                    .await
+                    .context("database.url: cannot open the PostgreSQL store")?,
+            )
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreKind::Postgres => anyhow::bail!(
+            "database.url is a PostgreSQL URL but webhook-server was built without the `postgres` feature"
+        ),
         StoreKind::Memory => Arc::new(MemoryStore::new(
             settings.database.memory_max_events,
             settings.database.memory_max_keys,
@@ -175,8 +194,9 @@ pub fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
 /// The sinks the settings ask for.
 ///
 /// # Errors
-/// When the HTTP sink's secret or client is bad.
-pub fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn EventHandler>>> {
+/// When the HTTP sink's secret or client is bad, the NATS URL is invalid, or
+/// `[nats]` is configured in a build without the `nats` feature.
+pub async fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn EventHandler>>> {
     let d = &settings.dispatch;
     let mut handlers: Vec<Arc<dyn EventHandler>> = Vec::new();
     if d.log {
@@ -195,6 +215,20 @@ pub fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn EventHa
             )
             .context("dispatch.http")?,
         ));
+    }
+    #[cfg(feature = "nats")]
+    if let Some(nats) = &settings.nats {
+        handlers.push(Arc::new(
+            crate::dispatch::nats::NatsSink::connect(nats)
+                .await
+                .context("nats")?,
+        ));
+    }
+    #[cfg(not(feature = "nats"))]
+    if settings.nats.is_some() {
+        anyhow::bail!(
+            "[nats] is configured but webhook-server was built without the `nats` feature"
+        );
     }
     Ok(handlers)
 }

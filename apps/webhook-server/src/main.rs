@@ -48,8 +48,8 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(&settings);
 
     let platforms = Platforms::from_settings(&settings)?;
-    let store = open_store(&settings)?;
-    let handlers = build_handlers(&settings)?;
+    let store = open_store(&settings).await?;
+    let handlers = build_handlers(&settings).await?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         store = %store.describe(),

@@ -48,6 +48,9 @@ pub struct Settings {
     /// WooCommerce stores and secrets.
     #[serde(default)]
     pub woocommerce: PlatformSettings,
+    /// NATS JetStream sink; off when the section (or `nats.url`) is absent.
+    #[serde(default)]
+    pub nats: Option<NatsSettings>,
 }
 
 /// `[server]`.
@@ -103,11 +106,13 @@ pub enum Durability {
 }
 
 /// `[database]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DatabaseSettings {
-    /// `sqlite://PATH` (or a plain path) or `memory://` (`CATALOG_DATABASE_URL`).
+    /// `sqlite://PATH` (or a plain path), `memory://` or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB` (`CATALOG_DATABASE_URL`).
+    /// Shown with its password redacted in logs and `Debug`.
     pub url: String,
     /// `power_loss` or `process_crash` (SQLite only).
     pub durability: Durability,
@@ -117,6 +122,31 @@ pub struct DatabaseSettings {
     pub memory_max_events: usize,
     /// Memory store: most deduplication keys kept (oldest forgotten first).
     pub memory_max_keys: usize,
+    /// PostgreSQL: most pooled connections per replica.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// PostgreSQL: schema holding the tables, created if missing; unset =
+    /// the connection's `search_path` (usually `public`).
+    #[serde(default)]
+    pub schema: Option<String>,
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("durability", &self.durability)
+            .field("batch_max", &self.batch_max)
+            .field("memory_max_events", &self.memory_max_events)
+            .field("memory_max_keys", &self.memory_max_keys)
+            .field("max_connections", &self.max_connections)
+            .field("schema", &self.schema)
+            .finish()
+    }
 }
 
 /// Where events are stored.
@@ -126,17 +156,23 @@ pub enum StoreKind {
     Sqlite(PathBuf),
     /// Process memory (tests, benchmarks).
     Memory,
+    /// A PostgreSQL database shared by replicas; the URL stays in
+    /// [`DatabaseSettings::url`] (it may hold a password).
+    Postgres,
 }
 
 impl DatabaseSettings {
     /// Parses [`DatabaseSettings::url`].
     ///
     /// # Errors
-    /// When the scheme is not `sqlite:` or `memory:`.
+    /// When the scheme is not `sqlite:`, `memory:`, `postgres:` or `postgresql:`.
     pub fn kind(&self) -> anyhow::Result<StoreKind> {
         let url = self.url.trim();
         if url == "memory://" || url == "memory:" || url == "memory" {
             return Ok(StoreKind::Memory);
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StoreKind::Postgres);
         }
         let path = url
             .strip_prefix("sqlite://")
@@ -144,7 +180,7 @@ impl DatabaseSettings {
             .unwrap_or(url);
         if path.is_empty() || path.contains("://") {
             bail!(
-                "database.url (CATALOG_DATABASE_URL): expected sqlite://PATH or memory://, got a URL with another scheme"
+                "database.url (CATALOG_DATABASE_URL): expected sqlite://PATH, memory:// or postgres://..., got a URL with another scheme"
             );
         }
         Ok(StoreKind::Sqlite(PathBuf::from(path)))
@@ -241,6 +277,121 @@ impl fmt::Debug for HttpSinkSettings {
             .field("url", &self.url)
             .field("secret", &"[redacted]")
             .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// `[nats]`: the NATS JetStream sink (feature `nats`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct NatsSettings {
+    /// Server URL(s), comma-separated (`nats://127.0.0.1:4222`); may carry
+    /// `user:password@` or `token@` (redacted in logs).
+    pub url: String,
+    /// Subject prefix: events go to `<prefix>.<platform>.<store>.<topic>`.
+    #[serde(default = "default_nats_subject_prefix")]
+    pub subject_prefix: String,
+    /// The JetStream stream that captures `<prefix>.>`.
+    #[serde(default = "default_nats_stream")]
+    pub stream: String,
+    /// Create the stream at start-up when it does not exist (an existing
+    /// stream is used as it is). Turn off where streams are managed elsewhere.
+    #[serde(default = "default_true")]
+    pub create_stream: bool,
+    /// Duplicate window of a stream we create, seconds: a republished event
+    /// (same `Nats-Msg-Id`) within it is dropped by JetStream.
+    #[serde(default = "default_nats_duplicate_window_secs")]
+    pub duplicate_window_secs: u64,
+    /// How long to wait for JetStream's publish acknowledgement, milliseconds.
+    #[serde(default = "default_nats_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Authentication token, when not in the URL (`CATALOG_NATS__TOKEN`).
+    #[serde(default)]
+    pub token: Option<SecretString>,
+}
+
+fn default_nats_subject_prefix() -> String {
+    "catalog.events".to_owned()
+}
+
+fn default_nats_stream() -> String {
+    "CATALOG_EVENTS".to_owned()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_nats_duplicate_window_secs() -> u64 {
+    300
+}
+
+fn default_nats_timeout_ms() -> u64 {
+    5000
+}
+
+impl NatsSettings {
+    /// Settings for `url` with every other key at its default.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            subject_prefix: default_nats_subject_prefix(),
+            stream: default_nats_stream(),
+            create_stream: true,
+            duplicate_window_secs: default_nats_duplicate_window_secs(),
+            timeout_ms: default_nats_timeout_ms(),
+            token: None,
+        }
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// A message naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.url.trim().is_empty() {
+            bail!("nats.url (CATALOG_NATS__URL) must not be empty");
+        }
+        let prefix_ok = !self.subject_prefix.is_empty()
+            && self.subject_prefix.split('.').all(|t| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !prefix_ok {
+            bail!(
+                "nats.subject_prefix must be dot-separated tokens of letters, digits, _ and - (no wildcards or spaces)"
+            );
+        }
+        let stream_ok = !self.stream.is_empty()
+            && self
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !stream_ok {
+            bail!("nats.stream must be letters, digits, _ and - only");
+        }
+        if self.timeout_ms == 0 {
+            bail!("nats.timeout_ms must be greater than 0");
+        }
+        if self.duplicate_window_secs == 0 {
+            bail!("nats.duplicate_window_secs must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("url", &crate::redact::redact_url(&self.url))
+            .field("subject_prefix", &self.subject_prefix)
+            .field("stream", &self.stream)
+            .field("create_stream", &self.create_stream)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -404,6 +555,25 @@ impl Settings {
             bail!("database.batch_max must be greater than 0");
         }
         self.database.kind()?;
+        if self.database.max_connections == 0 {
+            bail!("database.max_connections must be greater than 0");
+        }
+        if let Some(schema) = &self.database.schema {
+            let ok = !schema.is_empty()
+                && schema.len() <= 63
+                && schema
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && !schema.starts_with(|c: char| c.is_ascii_digit());
+            if !ok {
+                bail!(
+                    "database.schema must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
+                );
+            }
+        }
+        if let Some(nats) = &self.nats {
+            nats.validate()?;
+        }
         if self.rate_limit.enabled
             && (self.rate_limit.per_second.is_nan() || self.rate_limit.per_second <= 0.0)
         {
@@ -559,5 +729,54 @@ secrets = ["new", "old"]
 
         let err = Settings::load_from(None, &env(&[("CATALOG_ADMIN_TOKEN", "short")])).unwrap_err();
         assert!(format!("{err:#}").contains("admin.token"), "{err:#}");
+    }
+
+    #[test]
+    fn postgres_url_and_nats_section_from_the_environment() {
+        let s = Settings::load_from(
+            None,
+            &env(&[
+                (
+                    "CATALOG_DATABASE_URL",
+                    "postgres://app:s3cret@db.internal:5432/catalog",
+                ),
+                ("CATALOG_DATABASE__SCHEMA", "catalog"),
+                ("CATALOG_DATABASE__MAX_CONNECTIONS", "8"),
+                ("CATALOG_NATS__URL", "nats://u:natspw@127.0.0.1:4222"),
+                ("CATALOG_NATS__SUBJECT_PREFIX", "shop.events"),
+                ("CATALOG_NATS__CREATE_STREAM", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.kind().unwrap(), StoreKind::Postgres);
+        assert_eq!(s.database.schema.as_deref(), Some("catalog"));
+        assert_eq!(s.database.max_connections, 8);
+        let nats = s.nats.as_ref().unwrap();
+        assert_eq!(nats.subject_prefix, "shop.events");
+        assert_eq!(nats.stream, "CATALOG_EVENTS");
+        assert!(!nats.create_stream);
+        // Passwords never show in Debug.
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("natspw"),
+            "{shown}"
+        );
+        assert!(shown.contains("db.internal"), "{shown}");
+
+        let err = Settings::load_from(
+            None,
+            &env(&[
+                ("CATALOG_NATS__URL", "nats://127.0.0.1:4222"),
+                ("CATALOG_NATS__SUBJECT_PREFIX", "catalog.>"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("nats.subject_prefix"),
+            "{err:#}"
+        );
+        let err = Settings::load_from(None, &env(&[("CATALOG_DATABASE__SCHEMA", "Bad-Name")]))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("database.schema"), "{err:#}");
     }
 }

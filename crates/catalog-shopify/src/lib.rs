@@ -65,3 +65,32 @@ pub use client::{
 pub use config::{DEFAULT_API_VERSION, ShopifyAuth, ShopifyConfig};
 pub use throttle::ThrottleStatus;
 pub use webhook::ShopifyWebhookSource;
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use catalog_core::{CatalogError, CurrencyCode, Product};
+
+    use crate::convert::{Context, product_from_graphql};
+    use crate::graphql::ProductNode;
+
+    /// Maps one GraphQL product node (the `data.product` of a read) exactly as
+    /// the client does, minus the follow-up pages of variants and media.
+    ///
+    /// # Errors
+    /// Whatever the mapping reports for malformed input.
+    pub fn product_from_graphql_json(bytes: &[u8]) -> Result<Product, CatalogError> {
+        let raw: serde_json::Value = catalog_core::json::decode(bytes)?;
+        let mut node: ProductNode = catalog_core::json::decode_value(raw.clone())?;
+        let variants = node.variants.take().map(|c| c.nodes).unwrap_or_default();
+        let media = node.media.take().map(|c| c.nodes).unwrap_or_default();
+        let currency =
+            CurrencyCode::new("USD").map_err(|e| CatalogError::Configuration(e.to_string()))?;
+        let ctx = Context {
+            store: "fuzz.myshopify.com",
+            currency: &currency,
+        };
+        product_from_graphql(node, variants, media, raw, ctx)
+    }
+}

@@ -49,3 +49,35 @@ pub use webhook::WooCommerceWebhookSource;
 
 /// The platform id of this crate (`"woocommerce"`).
 pub const PLATFORM: catalog_core::PlatformId = catalog_core::PlatformId::WOOCOMMERCE;
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use catalog_core::{CatalogError, CurrencyCode, Product, WeightUnit};
+
+    use crate::convert::{Units, product_from_wire};
+    use crate::wire::{WireProduct, WireVariation};
+
+    /// Maps a `GET /products/{id}` body exactly as the client does; when
+    /// `variations` is given (a `GET /products/{id}/variations` body), the
+    /// product is completed with them.
+    ///
+    /// # Errors
+    /// Whatever decoding and mapping report for malformed input.
+    pub fn product_from_api_json(
+        product: &[u8],
+        variations: Option<&[u8]>,
+    ) -> Result<Product, CatalogError> {
+        let raw: serde_json::Value = catalog_core::json::decode(product)?;
+        let wire: WireProduct = catalog_core::json::decode_value(raw.clone())?;
+        let variations: Option<Vec<WireVariation>> =
+            variations.map(catalog_core::json::decode).transpose()?;
+        let units = Units {
+            currency: CurrencyCode::new("EUR")
+                .map_err(|e| CatalogError::Configuration(e.to_string()))?,
+            weight: Some(WeightUnit::Kilograms),
+        };
+        product_from_wire("https://fuzz.example", &units, wire, raw, variations)
+    }
+}

@@ -9,6 +9,8 @@
 //! every attempt (a retry may repeat an event to a sink that already took it:
 //! at least once, not exactly once; the event id is stable for deduplication).
 
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod sinks;
 pub mod standard_webhooks;
 

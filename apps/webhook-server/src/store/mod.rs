@@ -1,5 +1,5 @@
-//! Event stores: one trait ([`EventStore`]), an embedded SQLite implementation
-//! and a bounded in-memory one.
+//! Event stores: one trait ([`EventStore`]), an embedded SQLite implementation,
+//! a bounded in-memory one and (feature `postgres`) a shared PostgreSQL one.
 //!
 //! The trait is shaped for a shared database as well (PostgreSQL): inserts are
 //! "insert if new" on a unique key, and dispatch claims events with a lease
@@ -7,6 +7,8 @@
 //! queue, an expired lease making the event claimable again.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -19,6 +21,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
 
 /// A store failure: the delivery must not be acknowledged.

@@ -3,8 +3,15 @@
 
 mod admin;
 mod dispatch;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod process;
+#[cfg(feature = "postgres")]
+mod replicas;
 mod store;
+mod suite;
 mod support;
 mod webhooks;
 #[cfg(feature = "woocommerce")]

@@ -1,0 +1,656 @@
+//! The shared store: PostgreSQL through a pooled sqlx connection, for several
+//! replicas behind a load balancer.
+//!
+//! Every replica talks to the same tables, and the database does the
+//! coordination the SQLite store gets from its single writer thread:
+//!
+//! - **Deduplication across replicas.** `INSERT ... ON CONFLICT (id) DO
+//!   NOTHING` on the unique event id: when two replicas store the same
+//!   delivery at the same moment, the second insert waits for the first to
+//!   commit and then affects no row, so exactly one is `Inserted` and both
+//!   acknowledge.
+//! - **Dispatch shared across replicas.** [`EventStore::claim_due`] selects due
+//!   rows `FOR UPDATE SKIP LOCKED` and leases them in the same statement, so
+//!   two replicas never claim one event at once; a replica that dies leaves its
+//!   lease to expire, after which another claims the event. Only the oldest
+//!   pending event of each (platform, store, product) is claimable, as in
+//!   SQLite, so events of one product go out in order.
+//! - **Clocks.** Leases and due times are computed with the database's clock
+//!   (`statement_timestamp()`), never a replica's, so replicas with skewed
+//!   clocks cannot steal leases early. A retry time handed in by the
+//!   dispatcher is turned into a delay and added to the database's clock.
+//! - **Migrations** are embedded and run at start-up by sqlx's migrator, which
+//!   holds a PostgreSQL advisory lock (keyed on the database name) while it
+//!   creates the schema and applies migrations: replicas starting together
+//!   wait for each other instead of racing. The migration runs on a dedicated
+//!   connection that is closed afterwards, so the session-level lock can never
+//!   stay behind in the pool.
+//!
+//! Durability: an insert is acknowledged after PostgreSQL commits it
+//! (`synchronous_commit` as configured on the server, `on` by default).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use catalog_core::InsertOutcome;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection as _, Row as _, SqlSafeStr as _};
+use tokio::runtime::{Handle, Runtime};
+
+use super::{
+    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
+    StoreStats, StoredEvent,
+};
+use crate::redact::redact_url;
+
+/// Schema migrations, applied in order at start-up and recorded in
+/// `_sqlx_migrations` (in the store's schema). Only ever append: sqlx refuses
+/// to start when an applied migration's text changed.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "events",
+    r"
+CREATE TABLE events (
+    seq             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              TEXT        NOT NULL UNIQUE,
+    platform        TEXT        NOT NULL,
+    store           TEXT        NOT NULL,
+    topic           TEXT        NOT NULL,
+    raw_topic       TEXT        NOT NULL,
+    event_id        TEXT        NOT NULL,
+    delivery_id     TEXT,
+    product_id      TEXT,
+    product_key     TEXT        NOT NULL,
+    triggered_at    TIMESTAMPTZ,
+    received_at     TIMESTAMPTZ NOT NULL,
+    product         TEXT,
+    raw_body        BYTEA       NOT NULL,
+    status          TEXT        NOT NULL
+        CHECK (status IN ('pending', 'delivered', 'failed', 'dead')),
+    error           TEXT,
+    attempts        INTEGER     NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    lease_owner     TEXT,
+    lease_until     TIMESTAMPTZ
+);
+CREATE INDEX events_pending ON events (seq) WHERE status = 'pending';
+CREATE INDEX events_pending_product ON events (platform, store, product_key, seq)
+    WHERE status = 'pending';
+",
+)];
+
+/// The columns [`read_row`] expects, in order.
+macro_rules! columns {
+    () => {
+        "seq, id, platform, store, topic, raw_topic, event_id, delivery_id, product_id, \
+         triggered_at, received_at, product, raw_body, status, error, attempts, last_error, \
+         next_attempt_at"
+    };
+}
+
+/// Above this many rows (PostgreSQL's estimate) `stats` reports the estimate
+/// instead of counting every row on each metrics scrape.
+const EXACT_COUNT_BELOW: f32 = 1_000_000.0;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresOptions {
+    /// Most pooled connections of this replica.
+    pub max_connections: u32,
+    /// Schema holding the tables (created if missing); `None` = the
+    /// connection's default `search_path` (usually `public`).
+    pub schema: Option<String>,
+    /// How long a caller waits for a pooled connection before the store
+    /// reports itself unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            schema: None,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// Options with a pool size and an optional schema.
+    pub fn new(max_connections: u32, schema: Option<String>) -> Self {
+        Self {
+            max_connections: max_connections.max(1),
+            schema,
+            ..Self::default()
+        }
+    }
+}
+
+/// Checks a schema name: letters, digits and `_`, not starting with a digit,
+/// at most 63 bytes (PostgreSQL's limit). It is quoted where used, but a
+/// plain name avoids surprises with case and `search_path`.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn validate_schema(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "schema name {name:?} must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
+        ))
+    }
+}
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+///
+/// Queries run on a small runtime owned by the store (two threads), not on
+/// the caller's: actix runs one single-threaded runtime per worker, and a
+/// pooled connection opened on one worker's runtime would otherwise be driven
+/// by that worker's I/O loop while another worker uses it (and die with it).
+/// The hop costs a few microseconds per query; the SQLite store makes the
+/// same trade with its writer thread.
+pub struct PostgresStore {
+    pool: PgPool,
+    handle: Handle,
+    runtime: Mutex<Option<Runtime>>,
+    /// The URL with its password redacted.
+    shown_url: String,
+    schema: Option<String>,
+    max_connections: u32,
+    writes: Arc<AtomicU64>,
+}
+
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.shown_url)
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Allowed in async contexts, unlike dropping the runtime itself.
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => StoreError::Unavailable,
+        // sqlx's messages carry no connection credentials.
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PostgresStore {
+    /// Connects, creates the schema if needed, runs migrations and opens the
+    /// pool. Safe to call from several replicas at once.
+    ///
+    /// # Errors
+    /// When the URL is invalid, the database cannot be reached or a migration
+    /// fails. Messages never contain the password.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let shown_url = redact_url(url);
+        if let Some(schema) = &options.schema {
+            validate_schema(schema).map_err(StoreError::Database)?;
+        }
+        let mut connect = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Database(format!("invalid PostgreSQL URL {shown_url}: {e}"))
+        })?;
+        connect = connect.application_name("webhook-server");
+        if let Some(schema) = &options.schema {
+            // Every pooled connection resolves `events` in this schema only.
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("postgres-store")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Database(format!("cannot start the store runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let max_connections = options.max_connections.max(1);
+        let schema = options.schema.clone();
+        let shown = shown_url.clone();
+        let opened = handle
+            .spawn(async move {
+                migrate(&connect, schema.as_deref()).await?;
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .min_connections(0)
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(connect)
+                    .await
+                    .map_err(|e| StoreError::Database(format!("cannot connect to {shown}: {e}")))
+            })
+            .await;
+        let pool = match opened {
+            Ok(Ok(pool)) => pool,
+            Ok(Err(e)) => {
+                runtime.shutdown_background();
+                return Err(e);
+            }
+            Err(_) => {
+                runtime.shutdown_background();
+                return Err(StoreError::Unavailable);
+            }
+        };
+        Ok(Self {
+            pool,
+            handle,
+            runtime: Mutex::new(Some(runtime)),
+            shown_url,
+            schema: options.schema,
+            max_connections,
+            writes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Runs `f` with the pool on the store's runtime.
+    async fn run<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.handle
+            .spawn(f(self.pool.clone()))
+            .await
+            .map_err(|_| StoreError::Unavailable)?
+    }
+
+    fn count_writes(&self, n: u64) {
+        self.writes.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+async fn migrate(connect: &PgConnectOptions, schema: Option<&str>) -> Result<(), StoreError> {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    let mut migrator = Migrator::with_migrations(migrations);
+    if let Some(schema) = schema {
+        // Created under the migrator's advisory lock: concurrent start-ups
+        // do not race on CREATE SCHEMA.
+        migrator.create_schema(format!("\"{schema}\""));
+    }
+    // A dedicated connection: the migrator's advisory lock is session-level,
+    // and closing the session releases it even when a migration fails.
+    let mut conn = PgConnection::connect_with(connect)
+        .await
+        .map_err(|e| StoreError::Database(format!("cannot connect: {e}")))?;
+    let result = migrator.run_direct(None, &mut conn, false).await;
+    let _ = conn.close().await;
+    result.map_err(|e| StoreError::Database(format!("PostgreSQL migration failed: {e}")))
+}
+
+fn read_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    let get = |e: sqlx::Error| StoreError::Corrupt(e.to_string());
+    let status: String = row.try_get("status").map_err(get)?;
+    let raw_body: Vec<u8> = row.try_get("raw_body").map_err(get)?;
+    let attempts: i32 = row.try_get("attempts").map_err(get)?;
+    Ok(StoredEvent {
+        seq: row.try_get("seq").map_err(get)?,
+        event: NewEvent {
+            id: row.try_get("id").map_err(get)?,
+            platform: row.try_get("platform").map_err(get)?,
+            store: row.try_get("store").map_err(get)?,
+            topic: row.try_get("topic").map_err(get)?,
+            raw_topic: row.try_get("raw_topic").map_err(get)?,
+            event_id: row.try_get("event_id").map_err(get)?,
+            delivery_id: row.try_get("delivery_id").map_err(get)?,
+            product_id: row.try_get("product_id").map_err(get)?,
+            triggered_at: row.try_get("triggered_at").map_err(get)?,
+            received_at: row.try_get("received_at").map_err(get)?,
+            product: row.try_get("product").map_err(get)?,
+            raw_body: Bytes::from(raw_body),
+            // The CHECK constraint admits only known values.
+            status: EventStatus::parse(&status).unwrap_or(EventStatus::Failed),
+            error: row.try_get("error").map_err(get)?,
+        },
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: row.try_get("last_error").map_err(get)?,
+        next_attempt_at: row.try_get("next_attempt_at").map_err(get)?,
+    })
+}
+
+fn read_rows(rows: &[PgRow]) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.iter().map(read_row).collect()
+}
+
+/// A retry time from the dispatcher (its clock) as a delay from now.
+fn delay_until(at: DateTime<Utc>) -> i64 {
+    (at - Utc::now()).num_milliseconds().max(0)
+}
+
+#[async_trait::async_trait]
+impl EventStore for PostgresStore {
+    fn describe(&self) -> String {
+        format!(
+            "postgres {} (schema {}, pool {})",
+            self.shown_url,
+            self.schema.as_deref().unwrap_or("from search_path"),
+            self.max_connections
+        )
+    }
+
+    async fn insert(&self, e: NewEvent) -> Result<InsertOutcome, StoreError> {
+        let outcome = self
+            .run(move |pool| async move {
+                let done = sqlx::query(
+                    "INSERT INTO events (id, platform, store, topic, raw_topic, event_id, \
+                     delivery_id, product_id, product_key, triggered_at, received_at, product, \
+                     raw_body, status, error, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, \
+                     $7, $8, $9, $10, $11, $12, $13, $14, $15, statement_timestamp()) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&e.id)
+                .bind(&e.platform)
+                .bind(&e.store)
+                .bind(&e.topic)
+                .bind(&e.raw_topic)
+                .bind(&e.event_id)
+                .bind(&e.delivery_id)
+                .bind(&e.product_id)
+                .bind(e.product_key())
+                .bind(e.triggered_at)
+                .bind(e.received_at)
+                .bind(&e.product)
+                .bind(&e.raw_body[..])
+                .bind(e.status.as_str())
+                .bind(&e.error)
+                .execute(&pool)
+                .await
+                .map_err(db_error)?;
+                Ok(if done.rows_affected() == 1 {
+                    InsertOutcome::Inserted
+                } else {
+                    InsertOutcome::Duplicate
+                })
+            })
+            .await?;
+        self.count_writes(1);
+        Ok(outcome)
+    }
+
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let worker = worker_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease = millis(lease).max(1);
+        // Select and lease in one statement: rows another replica is leasing
+        // right now are skipped (SKIP LOCKED), rows it leased a moment ago
+        // fail the re-checked lease condition. The NOT EXISTS keeps every
+        // product's events in order: an event is claimable only when no
+        // older event of its product is still pending (leased or not).
+        let events = self
+            .run(move |pool| async move {
+                let rows = sqlx::query(concat!(
+                    "WITH due AS (
+                        SELECT e.seq FROM events e
+                        WHERE e.status = 'pending'
+                          AND e.next_attempt_at <= statement_timestamp()
+                          AND (e.lease_until IS NULL OR e.lease_until <= statement_timestamp())
+                          AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending'
+                              AND o.platform = e.platform AND o.store = e.store
+                              AND o.product_key = e.product_key AND o.seq < e.seq)
+                        ORDER BY e.seq
+                        LIMIT $2
+                        FOR UPDATE OF e SKIP LOCKED
+                    ), leased AS (
+                        UPDATE events u SET lease_owner = $1,
+                            lease_until = statement_timestamp() + $3 * interval '1 millisecond'
+                        FROM due WHERE u.seq = due.seq
+                        RETURNING u.*
+                    )
+                    SELECT ",
+                    columns!(),
+                    " FROM leased ORDER BY seq"
+                ))
+                .bind(&worker)
+                .bind(limit)
+                .bind(lease)
+                .fetch_all(&pool)
+                .await
+                .map_err(db_error)?;
+                read_rows(&rows)
+            })
+            .await?;
+        self.count_writes(events.len() as u64);
+        Ok(events)
+    }
+
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: DispatchOutcome,
+    ) -> Result<bool, StoreError> {
+        let (id, worker) = (id.to_owned(), worker_id.to_owned());
+        let (status, error, delay) = match outcome {
+            DispatchOutcome::Delivered => (EventStatus::Delivered, None, 0),
+            DispatchOutcome::Retry { error, at } => {
+                (EventStatus::Pending, Some(error), delay_until(at))
+            }
+            DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error), 0),
+        };
+        let done = self
+            .run(move |pool| async move {
+                let done = sqlx::query(
+                    "UPDATE events SET status = $1, attempts = attempts + 1, \
+                     last_error = COALESCE($2, last_error), \
+                     next_attempt_at = statement_timestamp() + $3 * interval '1 millisecond', \
+                     lease_owner = NULL, lease_until = NULL \
+                     WHERE id = $4 AND lease_owner = $5 AND status = 'pending'",
+                )
+                .bind(status.as_str())
+                .bind(error)
+                .bind(delay)
+                .bind(&id)
+                .bind(&worker)
+                .execute(&pool)
+                .await
+                .map_err(db_error)?;
+                Ok(done.rows_affected() == 1)
+            })
+            .await?;
+        self.count_writes(1);
+        Ok(done)
+    }
+
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<EventPage, StoreError> {
+        let filter = filter.clone();
+        let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut events = self
+            .run(move |pool| async move {
+                let rows = sqlx::query(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM events WHERE ($1::text IS NULL OR platform = $1) \
+                     AND ($2::text IS NULL OR store = $2) AND ($3::text IS NULL OR topic = $3) \
+                     AND ($4::text IS NULL OR status = $4) AND ($5::bigint IS NULL OR seq < $5) \
+                     ORDER BY seq DESC LIMIT $6"
+                ))
+                .bind(&filter.platform)
+                .bind(&filter.store)
+                .bind(&filter.topic)
+                .bind(filter.status.map(EventStatus::as_str))
+                .bind(before)
+                .bind(fetch)
+                .fetch_all(&pool)
+                .await
+                .map_err(db_error)?;
+                read_rows(&rows)
+            })
+            .await?;
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |pool| async move {
+            let row = sqlx::query(concat!("SELECT ", columns!(), " FROM events WHERE id = $1"))
+                .bind(&id)
+                .fetch_optional(&pool)
+                .await
+                .map_err(db_error)?;
+            row.as_ref().map(read_row).transpose()
+        })
+        .await
+    }
+
+    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        let done = self
+            .run(move |pool| async move {
+                let done = sqlx::query(
+                    "UPDATE events SET status = 'pending', attempts = 0, \
+                     next_attempt_at = statement_timestamp(), lease_owner = NULL, \
+                     lease_until = NULL WHERE id = $1",
+                )
+                .bind(&id)
+                .execute(&pool)
+                .await
+                .map_err(db_error)?;
+                Ok(done.rows_affected() == 1)
+            })
+            .await?;
+        self.count_writes(1);
+        Ok(done)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|pool| async move {
+            sqlx::query("SELECT 1")
+                .execute(&pool)
+                .await
+                .map(|_| ())
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        // The pending count uses the partial index; the total is exact while
+        // the table is small and PostgreSQL's estimate once it is large.
+        let (events, pending) = self
+            .run(|pool| async move {
+                let row = sqlx::query(
+                    "SELECT (SELECT count(*) FROM events WHERE status = 'pending') AS pending, \
+                     (SELECT reltuples FROM pg_class WHERE oid = 'events'::regclass) AS estimate",
+                )
+                .fetch_one(&pool)
+                .await
+                .map_err(db_error)?;
+                let pending: i64 = row.try_get("pending").map_err(db_error)?;
+                let estimate: f32 = row.try_get("estimate").map_err(db_error)?;
+                let events: i64 = if estimate < EXACT_COUNT_BELOW {
+                    sqlx::query_scalar("SELECT count(*) FROM events")
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(db_error)?
+                } else {
+                    // It is an estimate: truncation is fine.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let n = estimate as i64;
+                    n
+                };
+                Ok((events, pending))
+            })
+            .await?;
+        let writes = self.writes.load(Ordering::Relaxed);
+        Ok(StoreStats {
+            events: u64::try_from(events).unwrap_or(0),
+            pending: u64::try_from(pending).unwrap_or(0),
+            // Every write is its own transaction.
+            commits: writes,
+            writes,
+        })
+    }
+
+    async fn close(&self) {
+        let _ = self
+            .run(|pool| async move {
+                pool.close().await;
+                Ok(())
+            })
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_schema;
+
+    #[test]
+    fn schema_names() {
+        assert!(validate_schema("catalog").is_ok());
+        assert!(validate_schema("t_123_abc").is_ok());
+        for bad in [
+            "",
+            "1abc",
+            "Catalog",
+            "a-b",
+            "a\"b",
+            "a;drop",
+            &"x".repeat(64),
+        ] {
+            assert!(validate_schema(bad).is_err(), "{bad}");
+        }
+    }
+}

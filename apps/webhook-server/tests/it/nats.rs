@@ -1,0 +1,147 @@
+//! The NATS JetStream sink against a real server: the stream is created,
+//! the subject is the documented one, and publishing the same event twice
+//! leaves one message (JetStream's `Nats-Msg-Id` deduplication).
+//!
+//! Needs `TEST_NATS_URL` (e.g. `nats://127.0.0.1:4222`, JetStream enabled);
+//! each test uses a stream and subject prefix of its own, deleted at the end.
+//! Without the variable every test prints why it skips.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::StreamExt as _;
+use webhook_server::dispatch::EventHandler;
+use webhook_server::dispatch::nats::NatsSink;
+use webhook_server::settings::NatsSettings;
+use webhook_server::store::{EventStore, MemoryStore, StoredEvent};
+
+use crate::suite::event;
+
+/// A stream and subject prefix of its own, deleted when this goes out of scope.
+#[derive(Debug)]
+pub(crate) struct TestStream {
+    pub(crate) settings: NatsSettings,
+}
+
+impl TestStream {
+    /// Fresh names, or `None` (with the reason printed) when `TEST_NATS_URL`
+    /// is unset.
+    pub(crate) fn new(test: &str) -> Option<Self> {
+        let Ok(url) = std::env::var("TEST_NATS_URL") else {
+            eprintln!(
+                "skipping {test}: TEST_NATS_URL is not set (e.g. nats://127.0.0.1:4222 with JetStream)"
+            );
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tag = format!(
+            "{test}_{}_{nanos:x}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut settings = NatsSettings::new(url);
+        settings.stream = format!("TEST_{}", tag.to_uppercase());
+        settings.subject_prefix = format!("test.{tag}");
+        Some(Self { settings })
+    }
+
+    /// Messages in the stream.
+    pub(crate) async fn messages(&self) -> u64 {
+        let client = async_nats::connect(self.settings.url.as_str())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(&self.settings.stream).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        let (url, name) = (self.settings.url.clone(), self.settings.stream.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(client) = async_nats::connect(url.as_str()).await {
+                    let js = async_nats::jetstream::new(client);
+                    let _ = js.delete_stream(&name).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn stored(event_id: &str, product: &str) -> StoredEvent {
+    let store = MemoryStore::new(10, 10);
+    let e = event(event_id, Some(product));
+    store.insert(e.clone()).await.unwrap();
+    store.get(&e.id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn publishing_twice_leaves_one_message() {
+    let Some(ts) = TestStream::new("dedup") else {
+        return;
+    };
+    let sink = NatsSink::connect(&ts.settings).await.unwrap();
+    let e = stored("nats-1", "p1").await;
+    let subject = sink.subject(&e);
+    assert_eq!(
+        subject,
+        format!(
+            "{}.shopify.s_myshopify_com.product.updated",
+            ts.settings.subject_prefix
+        )
+    );
+
+    // Watch the subject while publishing.
+    let client = async_nats::connect(ts.settings.url.as_str()).await.unwrap();
+    let mut sub = client.subscribe(subject.clone()).await.unwrap();
+    client.flush().await.unwrap();
+
+    sink.handle(&e).await.unwrap();
+    sink.handle(&e).await.unwrap();
+    assert_eq!(ts.messages().await, 1);
+
+    // The message: our id as Nats-Msg-Id, the normalised payload as JSON.
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let headers = msg.headers.unwrap();
+    let msg_id: Vec<&str> = headers
+        .iter()
+        .filter(|(name, _)| name.to_string().eq_ignore_ascii_case("Nats-Msg-Id"))
+        .flat_map(|(_, values)| values.iter().map(|v| v.as_str()))
+        .collect();
+    assert_eq!(msg_id, vec![e.event.id.as_str()], "{headers:?}");
+    let payload: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(payload["id"], e.event.id.as_str());
+    assert_eq!(payload["topic"], "product.updated");
+    assert_eq!(payload["store"], "s.myshopify.com");
+
+    // Another event is another message.
+    sink.handle(&stored("nats-2", "p1").await).await.unwrap();
+    assert_eq!(ts.messages().await, 2);
+}
+
+#[tokio::test]
+async fn a_missing_stream_is_an_error_when_not_created() {
+    let Some(ts) = TestStream::new("missing") else {
+        return;
+    };
+    let mut settings = ts.settings.clone();
+    settings.create_stream = false;
+    let sink = NatsSink::connect(&settings).await.unwrap();
+    let err = sink.handle(&stored("nats-3", "p").await).await.unwrap_err();
+    assert!(err.to_string().contains("not found"), "{err}");
+}

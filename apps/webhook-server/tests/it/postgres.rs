@@ -1,0 +1,243 @@
+//! The PostgreSQL store against the shared contract, plus what only a shared
+//! database has to get right: concurrent start-ups (migrations), inserts of
+//! one event from two replicas, and lease expiry after a replica dies.
+//!
+//! Needs `TEST_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/postgres`);
+//! each test works in a schema of its own, dropped at the end, so tests run
+//! in parallel. Without the variable every test prints why it skips.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use catalog_core::InsertOutcome;
+use sqlx::Connection as _;
+use webhook_server::store::{
+    DispatchOutcome, EventStatus, EventStore, PostgresOptions, PostgresStore,
+};
+
+use crate::suite::{event, suite};
+
+/// A schema of its own on the test database, dropped (with everything in it)
+/// when this goes out of scope, even when the test fails.
+#[derive(Debug)]
+pub(crate) struct TestDb {
+    pub(crate) url: String,
+    pub(crate) schema: String,
+}
+
+impl TestDb {
+    /// A fresh schema name, or `None` (with the reason printed) when
+    /// `TEST_DATABASE_URL` is unset.
+    pub(crate) fn new(test: &str) -> Option<Self> {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!(
+                "skipping {test}: TEST_DATABASE_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
+            );
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let schema = format!(
+            "whs_{}_{}_{nanos:x}_{}",
+            test.chars().take(20).collect::<String>(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        Some(Self { url, schema })
+    }
+
+    /// Options for a store in this schema.
+    pub(crate) fn options(&self, max_connections: u32) -> PostgresOptions {
+        PostgresOptions::new(max_connections, Some(self.schema.clone()))
+    }
+
+    /// A store (one "replica") in this schema.
+    pub(crate) async fn store(&self) -> Arc<PostgresStore> {
+        Arc::new(
+            PostgresStore::connect(&self.url, self.options(8))
+                .await
+                .unwrap(),
+        )
+    }
+
+    /// Runs one scalar query in this schema on a connection of its own.
+    pub(crate) async fn scalar(&self, sql: &'static str) -> i64 {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO \"{}\"",
+            self.schema
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+        let _ = conn.close().await;
+        n
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(&mut conn)
+                .await?;
+                conn.close().await?;
+                Ok::<_, sqlx::Error>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}: {dropped:?}", self.schema);
+        }
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_contract() {
+    let Some(db) = TestDb::new("contract") else {
+        return;
+    };
+    let store = db.store().await;
+    suite(store.clone()).await;
+    assert!(store.describe().starts_with("postgres "));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once() {
+    let Some(db) = TestDb::new("migrate") else {
+        return;
+    };
+    // Four replicas start at the same moment on a schema that does not exist
+    // yet: sqlx's migrator serialises them on its advisory lock.
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let (url, options) = (db.url.clone(), db.options(2));
+        starts.push(tokio::spawn(async move {
+            PostgresStore::connect(&url, options).await
+        }));
+    }
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(s.await.unwrap().unwrap());
+    }
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .await,
+        1
+    );
+    // Restarting on a migrated schema is a no-op.
+    let again = db.store().await;
+    again.ping().await.unwrap();
+    for s in &stores {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn the_password_never_shows() {
+    let Some(db) = TestDb::new("redact") else {
+        return;
+    };
+    // The test user with a password (trust authentication ignores it).
+    let rest = db.url.split_once("://").map_or(db.url.as_str(), |(_, r)| r);
+    let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let url = format!("postgres://postgres:Sup3rSecretPw@{host_part}");
+    match PostgresStore::connect(&url, db.options(1)).await {
+        Ok(s) => {
+            assert!(!s.describe().contains("Sup3rSecretPw"), "{}", s.describe());
+            assert!(s.describe().contains("[redacted]"), "{}", s.describe());
+            assert!(!format!("{s:?}").contains("Sup3rSecretPw"));
+            s.close().await;
+        }
+        Err(e) => assert!(!e.to_string().contains("Sup3rSecretPw"), "{e}"),
+    }
+    // A server that is not there: the error names the address, not the password.
+    let err = PostgresStore::connect("postgres://u:Sup3rSecretPw@127.0.0.1:1/x", db.options(1))
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("Sup3rSecretPw"), "{err}");
+}
+
+#[tokio::test]
+async fn the_same_event_from_two_replicas_is_stored_once() {
+    let Some(db) = TestDb::new("dedup") else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    for round in 0..40 {
+        let e = event(&format!("dup-{round}"), Some("p"));
+        let (ra, rb) = tokio::join!(a.insert(e.clone()), b.insert(e.clone()));
+        let outcomes = [ra.unwrap(), rb.unwrap()];
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == InsertOutcome::Inserted)
+                .count(),
+            1,
+            "round {round}: {outcomes:?}"
+        );
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM events").await, 40);
+}
+
+#[tokio::test]
+async fn a_dead_replicas_lease_expires_and_another_takes_over() {
+    let Some(db) = TestDb::new("lease") else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    let e = event("leased-1", Some("p1"));
+    a.insert(e.clone()).await.unwrap();
+
+    // Replica A claims the event and dies: it never completes.
+    let lease = Duration::from_millis(1500);
+    let claimed = a.claim_due("replica-a", lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    a.close().await;
+    drop(a);
+
+    // Not before the lease expires...
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        b.claim_due("replica-b", lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // ...but after it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let taken = b.claim_due("replica-b", lease, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].event.id, e.id);
+    // A late completion by the dead replica would be refused.
+    assert!(
+        !b.complete(&e.id, "replica-a", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.complete(&e.id, "replica-b", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.get(&e.id).await.unwrap().unwrap().status(),
+        EventStatus::Delivered
+    );
+}

@@ -1,0 +1,296 @@
+//! The store contract every [`EventStore`] must meet, run against each
+//! implementation: memory and SQLite in `store.rs`, PostgreSQL in
+//! `postgres.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use catalog_core::webhook::{DeliveryMeta, PayloadError};
+use catalog_core::{EventId, InsertOutcome, PlatformId, Topic};
+use chrono::Utc;
+use webhook_server::store::{DispatchOutcome, EventFilter, EventStatus, EventStore, NewEvent};
+
+/// A pending event of product `product` (stores keep milliseconds).
+pub(crate) fn event(event_id: &str, product: Option<&str>) -> NewEvent {
+    let meta = DeliveryMeta::new(
+        PlatformId::SHOPIFY,
+        "s.myshopify.com",
+        Topic::ProductUpdated,
+        "products/update",
+        EventId::new(event_id),
+    );
+    // Build through the unparseable constructor, then make it a normal event.
+    let mut e = NewEvent::unparseable(
+        &meta,
+        Bytes::from_static(b"{}"),
+        &PayloadError::new("", "x"),
+        // Stores keep milliseconds.
+        chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap(),
+    );
+    e.status = EventStatus::Pending;
+    e.error = None;
+    e.product_id = product.map(str::to_owned);
+    e
+}
+
+/// The whole contract, on an empty store.
+pub(crate) async fn suite(store: Arc<dyn EventStore>) {
+    // Insert if new, atomically: concurrent inserts of one id, one winner.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            s.insert(event("same", Some("p0"))).await.unwrap()
+        }));
+    }
+    let mut inserted = 0;
+    for t in tasks {
+        if t.await.unwrap() == InsertOutcome::Inserted {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1);
+    let first = store
+        .claim_due("w0", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .complete(&first[0].event.id, "w0", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+
+    // Order per product: only the oldest pending event of a product is claimable.
+    let a1 = event("a1", Some("pa"));
+    let a2 = event("a2", Some("pa"));
+    let b1 = event("b1", Some("pb"));
+    for e in [&a1, &a2, &b1] {
+        assert_eq!(
+            store.insert(e.clone()).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+    }
+    let claimed = store
+        .claim_due("w1", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|e| e.event.event_id.clone()).collect();
+    assert_eq!(ids, vec!["a1", "b1"]);
+    // Leased: another worker gets nothing.
+    assert!(
+        store
+            .claim_due("w2", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // a1 fails and is retried later: a2 must still wait behind it.
+    let later = Utc::now() + chrono::Duration::milliseconds(150);
+    assert!(
+        store
+            .complete(
+                &a1.id,
+                "w1",
+                DispatchOutcome::Retry {
+                    error: "boom".into(),
+                    at: later
+                }
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete(&b1.id, "w1", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_due("w2", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = store
+        .claim_due("w2", Duration::from_millis(100), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].event.event_id, "a1");
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("boom"));
+    // The lease expires: a third worker takes it over, the second loses it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let taken = store
+        .claim_due("w3", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert!(
+        !store
+            .complete(&a1.id, "w2", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .complete(
+                &a1.id,
+                "w3",
+                DispatchOutcome::Dead {
+                    error: "gave up".into()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    // Now a2 goes.
+    let next = store
+        .claim_due("w3", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].event.event_id, "a2");
+    assert!(
+        store
+            .complete(&a2.id, "w3", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+
+    // Replay makes a dead event pending again.
+    assert_eq!(
+        store.get(&a1.id).await.unwrap().unwrap().status(),
+        EventStatus::Dead
+    );
+    assert!(store.replay(&a1.id).await.unwrap());
+    let r = store.get(&a1.id).await.unwrap().unwrap();
+    assert_eq!(r.status(), EventStatus::Pending);
+    assert_eq!(r.attempts, 0);
+    assert!(!store.replay("nope").await.unwrap());
+
+    // Listing: newest first, filters, cursor.
+    let page = store.list(&EventFilter::default(), None, 2).await.unwrap();
+    let ids: Vec<_> = page
+        .events
+        .iter()
+        .map(|e| e.event.event_id.clone())
+        .collect();
+    assert_eq!(ids, vec!["b1", "a2"]);
+    let rest = store
+        .list(&EventFilter::default(), page.next, 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest
+        .events
+        .iter()
+        .map(|e| e.event.event_id.clone())
+        .collect();
+    assert_eq!(ids, vec!["a1", "same"]);
+    assert_eq!(rest.next, None);
+    let mut f = EventFilter::default();
+    f.status = Some(EventStatus::Pending);
+    let pending = store.list(&f, None, 10).await.unwrap();
+    assert_eq!(pending.events.len(), 1);
+    assert_eq!(store.stats().await.unwrap().pending, 1);
+
+    // A verified but unreadable delivery is kept as failed, never claimed.
+    let mut failed = event("f1", Some("pf"));
+    failed.status = EventStatus::Failed;
+    failed.error = Some("missing product id".into());
+    assert_eq!(
+        store.insert(failed.clone()).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    // What comes back is what went in.
+    let mut full = event("full", Some("pfull"));
+    full.product = Some(r#"{"id":"1","title":"T"}"#.into());
+    full.raw_body = Bytes::from_static(b"{\"id\":1,\"title\":\"T\"}");
+    full.delivery_id = Some("d-1".into());
+    full.triggered_at = Some(full.received_at - chrono::Duration::milliseconds(1500));
+    assert_eq!(
+        store.insert(full.clone()).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    let got = store.get(&full.id).await.unwrap().unwrap();
+    assert_eq!(got.event, full);
+    assert_eq!(got.attempts, 0);
+    assert_eq!(store.get(&failed.id).await.unwrap().unwrap().event, failed);
+    // Due now: the replayed a1 and `full`; never the failed one.
+    let claimed = store
+        .claim_due("w4", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = claimed.iter().map(|e| e.event.event_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["a1", "full"]);
+    for e in &claimed {
+        assert!(
+            store
+                .complete(&e.event.id, "w4", DispatchOutcome::Delivered)
+                .await
+                .unwrap()
+        );
+    }
+    // Completing twice (or after someone else did) reports the lost claim.
+    assert!(
+        !store
+            .complete(&full.id, "w4", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+
+    // Concurrent claimers never share an event, and together take them all.
+    let n = 24;
+    for i in 0..n {
+        store
+            .insert(event(&format!("c{i}"), Some(&format!("pc{i}"))))
+            .await
+            .unwrap();
+    }
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let s = Arc::clone(&store);
+        workers.push(tokio::spawn(async move {
+            let worker = format!("cw{w}");
+            let mut mine = Vec::new();
+            loop {
+                let batch = s
+                    .claim_due(&worker, Duration::from_secs(60), 4)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                for e in batch {
+                    assert!(
+                        s.complete(&e.event.id, &worker, DispatchOutcome::Delivered)
+                            .await
+                            .unwrap()
+                    );
+                    mine.push(e.event.event_id);
+                }
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "an event was claimed twice");
+    assert_eq!(all.len(), n, "{all:?}");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.pending, 0);
+    // "As far as the store knows cheaply": SQLite reports its highest
+    // sequence number, which duplicates may have advanced.
+    assert!(stats.events >= 4 + 2 + n as u64, "{stats:?}");
+}
