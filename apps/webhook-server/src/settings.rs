@@ -453,6 +453,34 @@ pub struct StoreSettings {
     /// WooCommerce: the store's ISO 4217 currency.
     #[serde(default)]
     pub currency: Option<String>,
+    /// Catalog API access, read by the `catalog` CLI and ignored by the
+    /// server (see `docs/cli.md`): the name `--store` picks.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// CLI: where the API is when not at `id` (a bare domain means https).
+    #[serde(default)]
+    pub store_url: Option<String>,
+    /// CLI, Shopify: Admin API version (default 2026-01).
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// CLI, Shopify: the app's client id (client credentials grant).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// CLI, Shopify: the app's client secret.
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// CLI, Shopify: a static Admin API token, instead of client credentials.
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    /// CLI, WooCommerce: REST API consumer key.
+    #[serde(default)]
+    pub consumer_key: Option<SecretString>,
+    /// CLI, WooCommerce: REST API consumer secret.
+    #[serde(default)]
+    pub consumer_secret: Option<SecretString>,
+    /// CLI, WooCommerce: `auto`, `basic`, `query_string` or `oauth1`.
+    #[serde(default)]
+    pub auth: Option<String>,
 }
 
 impl StoreSettings {
@@ -462,6 +490,15 @@ impl StoreSettings {
             id: id.into(),
             secrets,
             currency: None,
+            name: None,
+            store_url: None,
+            api_version: None,
+            client_id: None,
+            client_secret: None,
+            access_token: None,
+            consumer_key: None,
+            consumer_secret: None,
+            auth: None,
         }
     }
 }

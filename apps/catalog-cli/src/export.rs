@@ -1,0 +1,184 @@
+//! `catalog export --out FILE.jsonl`: the whole catalog as JSON lines.
+//!
+//! Products are written one whole line at a time into a buffered file as the
+//! stream yields them, so memory stays constant whatever the catalog size.
+//! On Ctrl-C (and on an error part-way) the buffer is flushed, so the file
+//! holds every product read so far, each on a whole line.
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use catalog_core::{CatalogError, PageRequest, Product};
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::config::{Client, Store};
+use crate::error::{CliError, Kind};
+
+/// How to read the catalog.
+#[derive(Debug, Clone)]
+pub(crate) struct ExportOptions {
+    /// Where to write.
+    pub(crate) out: PathBuf,
+    /// Shopify: use paged reads even though bulk export is available.
+    pub(crate) paged: bool,
+}
+
+enum Mode {
+    /// A Shopify bulk export whose first product has not arrived yet: an
+    /// error now means "bulk is unavailable" and we fall back to pages.
+    BulkStarting,
+    /// Reading.
+    Streaming,
+}
+
+/// Runs the export.
+pub(crate) async fn export(
+    store: &Store,
+    client: &Client,
+    opts: &ExportOptions,
+) -> Result<(), CliError> {
+    let catalog = client.catalog();
+    // The total, where the platform reports one (one small page); this also
+    // checks the credentials before the output file is created.
+    let total = if catalog.capabilities().reports_total {
+        catalog
+            .list_page(PageRequest::first().with_limit(1))
+            .await
+            .map_err(|e| CliError::from_catalog(store, &e))?
+            .total
+    } else {
+        None
+    };
+
+    let file = File::create(&opts.out)
+        .map_err(|e| CliError::io(format!("cannot create {}", opts.out.display()), &e))?;
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let bar = progress_bar(total);
+
+    let (mut mode, mut stream): (Mode, BoxStream<'_, catalog_core::Result<Product>>) = match client
+    {
+        Client::Shopify(shopify) if !opts.paged => {
+            bar.set_message("waiting for Shopify's bulk export…");
+            (Mode::BulkStarting, shopify.bulk_export())
+        }
+        _ => (Mode::Streaming, catalog.stream_products()),
+    };
+
+    let started = Instant::now();
+    let mut written: u64 = 0;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut line = Vec::with_capacity(8 * 1024);
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = &mut ctrl_c => {
+                bar.finish_and_clear();
+                finish(&mut out, &opts.out)?;
+                return Err(CliError::new(
+                    Kind::Interrupted,
+                    format!(
+                        "interrupted: {} holds the first {written} products, each on a whole line; run the export again for the rest",
+                        opts.out.display()
+                    ),
+                ));
+            }
+            item = stream.next() => item,
+        };
+        match item {
+            None => break,
+            Some(Ok(product)) => {
+                if matches!(mode, Mode::BulkStarting) {
+                    mode = Mode::Streaming;
+                    bar.set_message("");
+                }
+                line.clear();
+                serde_json::to_writer(&mut line, &product).map_err(|e| {
+                    CliError::new(
+                        Kind::Other,
+                        format!("cannot encode product {}: {e}", product.id),
+                    )
+                })?;
+                line.push(b'\n');
+                out.write_all(&line).map_err(|e| {
+                    CliError::io(format!("cannot write to {}", opts.out.display()), &e)
+                })?;
+                written += 1;
+                bar.inc(1);
+            }
+            Some(Err(e)) if matches!(mode, Mode::BulkStarting) && bulk_fallback(&e) => {
+                mode = Mode::Streaming;
+                bar.suspend(|| {
+                    eprintln!("note: Shopify bulk export unavailable ({e}); reading pages instead");
+                });
+                bar.set_message("");
+                stream = catalog.stream_products();
+            }
+            Some(Err(e)) => {
+                bar.finish_and_clear();
+                finish(&mut out, &opts.out)?;
+                let mut err = CliError::from_catalog(store, &e);
+                err.message.push_str(&format!(
+                    " (export stopped: {} holds the first {written} products)",
+                    opts.out.display()
+                ));
+                return Err(err);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    finish(&mut out, &opts.out)?;
+    let secs = started.elapsed().as_secs_f64();
+    let rate = if secs > 0.0 {
+        written as f64 / secs
+    } else {
+        0.0
+    };
+    eprintln!(
+        "exported {written} products from {} to {} in {secs:.1}s ({rate:.0} products/s)",
+        store.name,
+        opts.out.display()
+    );
+    Ok(())
+}
+
+/// Whether a bulk export failure should make us read pages instead.
+/// Unreachable stores and throttling would fail paged reads the same way.
+fn bulk_fallback(e: &CatalogError) -> bool {
+    !matches!(
+        e,
+        CatalogError::Transport(_) | CatalogError::RateLimited { .. }
+    )
+}
+
+fn finish(out: &mut BufWriter<File>, path: &Path) -> Result<(), CliError> {
+    out.flush()
+        .and_then(|()| out.get_ref().sync_data())
+        .map_err(|e| CliError::io(format!("cannot write to {}", path.display()), &e))
+}
+
+/// A bar with an ETA when the total is known, a spinner otherwise; drawn on
+/// stderr, and hidden when stderr is not a terminal.
+fn progress_bar(total: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(t) => ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr()),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+    };
+    let template = if total.is_some() {
+        "{spinner} [{bar:30}] {human_pos}/{human_len} products  {per_sec}  ETA {eta}  {msg}"
+    } else {
+        "{spinner} {human_pos} products  {per_sec}  {elapsed}  {msg}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
