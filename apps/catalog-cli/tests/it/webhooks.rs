@@ -193,6 +193,23 @@ async fn refusals_by_the_server_exit_5_without_showing_secrets() {
     assert!(o.status.success(), "{}\n{}", out(&o), err(&o));
     assert!(out(&o).contains("\"stored\""), "{}", out(&o));
 
+    // The same product body again is a duplicate (WooCommerce deliveries are
+    // deduplicated by content). No --to: the URL comes from APP_PORT, as the
+    // server's own port does.
+    let port = srv.url.rsplit(':').next().unwrap().to_owned();
+    let mut cmd = catalog(dir.path());
+    cmd.env("WOOCOMMERCE_WEBHOOK_SECRET", WOO_SECRET)
+        .env("APP_PORT", &port)
+        .args(["webhook", "send", "-p", "woo", "-t", "updated"]);
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}\n{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("/webhooks/woocommerce/products/update"),
+        "{}",
+        out(&o)
+    );
+    assert!(out(&o).contains("\"duplicate\""), "{}", out(&o));
+
     // ...one signed with another secret is refused.
     let wrong = "wrong-TOPSECRET-value";
     let mut cmd = catalog(dir.path());
