@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use catalog_core::{CatalogError, PageRequest, Product};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::config::{Client, Store};
 use crate::error::{CliError, Kind};
@@ -172,12 +172,21 @@ fn progress_bar(total: Option<u64>) -> ProgressBar {
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
     };
     let template = if total.is_some() {
-        "{spinner} [{bar:30}] {human_pos}/{human_len} products  {per_sec}  ETA {eta}  {msg}"
+        "{spinner} [{bar:30}] {human_pos}/{human_len} products  {rate}  ETA {eta}  {msg}"
     } else {
-        "{spinner} {human_pos} products  {per_sec}  {elapsed}  {msg}"
+        "{spinner} {human_pos} products  {rate}  {elapsed}  {msg}"
     };
     if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(
+            style
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}/s", state.per_sec());
+                    },
+                )
+                .progress_chars("=> "),
+        );
     }
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

@@ -124,3 +124,29 @@ async fn a_missing_config_file_and_an_unknown_store_are_configuration_errors() {
         err(&o)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_client_credentials_name_the_config_keys() {
+    let server = FakeShopify::start(Options::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "wrong-client-TOPSECRET";
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[[shopify.stores]]\nid = \"fake.myshopify.com\"\nname = \"main\"\nstore_url = \"{}\"\nclient_id = \"{}\"\nclient_secret = \"{wrong}\"\n",
+            server.uri(),
+            crate::shopify_fake::CLIENT_ID
+        ),
+    )
+    .unwrap();
+    let mut cmd = catalog(dir.path());
+    cmd.args(["-c", "c.toml", "-v", "--retries", "0", "products", "list"]);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("client_id + client_secret (or access_token) in shopify.stores[0] (main)"),
+        "{e}"
+    );
+    assert!(!e.contains(wrong) && !out(&o).contains(wrong), "{e}");
+}
