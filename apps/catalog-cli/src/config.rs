@@ -5,8 +5,8 @@
 //!
 //! Stores come from `[[shopify.stores]]` / `[[woocommerce.stores]]`. When a
 //! platform lists none, one store is made from the seed's variables
-//! (`SHOPIFY_STORE_URL`, `WOOCOMMERCE_STORE_URL`, ...); when it lists exactly
-//! one that has no API credentials, the same variables fill them in.
+//! (`SHOPIFY_STORE_URL`, `WOOCOMMERCE_STORE_URL`, ...); a listed store that
+//! is the one those variables name and has no API credentials gets them there.
 
 use std::fmt;
 use std::path::Path;
@@ -319,10 +319,12 @@ impl Config {
                 }
                 continue;
             }
-            if from_file.len() == 1
-                && let Some(seed) = seed
+            if let Some(seed) = seed
+                && let Some(same) = from_file
+                    .iter_mut()
+                    .find(|s| same_store(platform, &s.id, &seed.id))
             {
-                fill_credentials(&mut from_file[0], seed);
+                fill_credentials(same, seed);
             }
             for (i, s) in from_file.into_iter().enumerate() {
                 if s.id.trim().is_empty() {
@@ -485,7 +487,18 @@ fn seed_store(platform: Platform, var: &dyn Fn(&str) -> Option<String>) -> Optio
     }
 }
 
-/// Fills the credentials a single configured store lacks from the seed's variables.
+/// Whether a configured store id and the seed's store are the same store.
+fn same_store(platform: Platform, configured: &str, seed_id: &str) -> bool {
+    let norm = |id: &str| match platform {
+        Platform::Shopify => store_host(id).unwrap_or_else(|| id.trim().to_ascii_lowercase()),
+        Platform::Woocommerce => catalog_woocommerce::normalize_store_url(id)
+            .unwrap_or_else(|_| id.trim().to_ascii_lowercase()),
+    };
+    norm(configured) == norm(seed_id)
+}
+
+/// Fills the credentials a configured store lacks from the seed's variables
+/// naming the same store.
 fn fill_credentials(store: &mut StoreSection, seed: StoreSection) {
     let has_shopify = store.access_token.is_some() || store.client_id.is_some();
     if !has_shopify {
@@ -498,9 +511,6 @@ fn fill_credentials(store: &mut StoreSection, seed: StoreSection) {
     if store.consumer_key.is_none() && store.consumer_secret.is_none() {
         store.consumer_key = seed.consumer_key;
         store.consumer_secret = seed.consumer_secret;
-    }
-    if store.store_url.is_none() {
-        store.store_url = seed.store_url;
     }
 }
 
@@ -806,6 +816,38 @@ client_secret = "csecret"
         let b = c.select(Some("b.myshopify.com"), None).unwrap();
         assert_eq!(b.webhook_secret().unwrap().expose_secret(), "csecret");
         assert!(b.client(tuning()).is_ok());
+    }
+
+    #[test]
+    fn seed_credentials_fill_the_same_store_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[shopify.stores]]\nid = \"a.myshopify.com\"\n[[shopify.stores]]\nid = \"b.myshopify.com\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&path),
+            &env(&[
+                ("SHOPIFY_STORE_URL", "https://B.myshopify.com"),
+                ("SHOPIFY_ACCESS_TOKEN", "shpat_b"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.stores.len(), 2);
+        assert!(
+            c.select(Some("b.myshopify.com"), None)
+                .unwrap()
+                .client(tuning())
+                .is_ok()
+        );
+        let err = c
+            .select(Some("a.myshopify.com"), None)
+            .unwrap()
+            .client(tuning())
+            .unwrap_err();
+        assert!(err.message.contains("shopify.stores[0]"), "{}", err.message);
     }
 
     #[test]
