@@ -70,7 +70,13 @@ pub struct ActixHeaders<'a>(pub &'a HeaderMap);
 
 impl HeaderLookup for ActixHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name)?.to_str().ok()
+        // Compare names in place: `HeaderMap::get(&str)` would build (and,
+        // for non-standard names, allocate) a `HeaderName` on every lookup.
+        // Stored names are lower case; the first value wins.
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_str().eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.to_str().ok())
     }
 }
 

@@ -12,6 +12,11 @@ use webhook_server::platforms::Platforms;
 use webhook_server::settings::{LogFormat, Settings};
 use webhook_server::{AppState, build_handlers, configure, open_store};
 
+// glibc malloc showed up as a quarter of the request path's CPU in profiles
+// (many small allocations across two worker threads); mimalloc halves that.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config_path() -> anyhow::Result<Option<PathBuf>> {
     let mut args = std::env::args().skip(1);
     let mut path = None;

@@ -133,7 +133,7 @@ pub async fn process(
     let topic = meta.topic.as_str().to_owned();
     let (record, parsed) = match source.parse(&verified, &body, received_at) {
         Ok(event) => (
-            NewEvent::from_event(&event, body)
+            NewEvent::from_event(event, body)
                 .map_err(|e| Error::Internal(format!("cannot serialise product: {e}")))?,
             true,
         ),

@@ -142,5 +142,12 @@ async fn handle(
         Accepted::Unparseable { id, .. } => ("stored_unparseable", Some(id.as_str())),
     };
     tracing::debug!(platform, status, id = id.unwrap_or(""), "delivery accepted");
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "status": status, "id": id })))
+    // Ids are hex fingerprints: no escaping needed.
+    let body = match id {
+        Some(id) => format!(r#"{{"status":"{status}","id":"{id}"}}"#),
+        None => format!(r#"{{"status":"{status}","id":null}}"#),
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }

@@ -6,7 +6,7 @@
 //! most `max_keys` deduplication keys (16 bytes each; the oldest forgotten
 //! first, so a duplicate older than the last `max_keys` events is stored again).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,11 +26,17 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
+type Group = (String, String, String);
+
 #[derive(Debug, Default)]
 struct State {
     next_seq: i64,
     events: BTreeMap<i64, Slot>,
     by_id: HashMap<String, i64>,
+    /// Pending events per product, in order.
+    pending: HashMap<Group, BTreeSet<i64>>,
+    /// The oldest pending event of each product: the only claimable ones.
+    ready: BTreeSet<i64>,
     keys: HashSet<u128>,
     key_order: VecDeque<u128>,
     writes: u64,
@@ -82,7 +88,48 @@ impl Default for MemoryStore {
     }
 }
 
+fn group_of(e: &NewEvent) -> Group {
+    (
+        e.platform.clone(),
+        e.store.clone(),
+        e.product_key().to_owned(),
+    )
+}
+
 impl State {
+    /// Adds a pending event to its product's queue (ready if it is the oldest).
+    fn enqueue(&mut self, group: Group, seq: i64) {
+        let queue = self.pending.entry(group).or_default();
+        let old_head = queue.first().copied();
+        queue.insert(seq);
+        let new_head = queue.first().copied();
+        if old_head != new_head {
+            if let Some(old) = old_head {
+                self.ready.remove(&old);
+            }
+            if let Some(new) = new_head {
+                self.ready.insert(new);
+            }
+        }
+    }
+
+    /// Removes an event from its product's queue, promoting the next one.
+    fn dequeue(&mut self, group: &Group, seq: i64) {
+        let Some(queue) = self.pending.get_mut(group) else {
+            return;
+        };
+        queue.remove(&seq);
+        self.ready.remove(&seq);
+        match queue.first().copied() {
+            Some(next) => {
+                self.ready.insert(next);
+            }
+            None => {
+                self.pending.remove(group);
+            }
+        }
+    }
+
     fn evict_events(&mut self, max: usize) {
         while self.events.len() > max {
             // Prefer the oldest finished event; else the oldest of all.
@@ -102,6 +149,7 @@ impl State {
             if let Some(slot) = self.events.remove(&seq) {
                 if slot.stored.event.status == EventStatus::Pending {
                     self.dropped_undelivered += 1;
+                    self.dequeue(&group_of(&slot.stored.event), seq);
                 }
                 self.by_id.remove(&slot.stored.event.id);
             }
@@ -134,6 +182,9 @@ impl EventStore for MemoryStore {
         let seq = s.next_seq;
         s.by_id.insert(event.id.clone(), seq);
         let next_attempt_at = event.received_at;
+        if event.status == EventStatus::Pending {
+            s.enqueue(group_of(&event), seq);
+        }
         s.events.insert(
             seq,
             Slot {
@@ -161,25 +212,15 @@ impl EventStore for MemoryStore {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let mut s = self.lock();
-        let mut seen_products: HashSet<(String, String, String)> = HashSet::new();
+        let State { events, ready, .. } = &mut *s;
         let mut out = Vec::new();
-        for slot in s.events.values_mut() {
+        for seq in ready.iter() {
             if out.len() >= limit {
                 break;
             }
-            let e = &slot.stored.event;
-            if e.status != EventStatus::Pending {
+            let Some(slot) = events.get_mut(seq) else {
                 continue;
-            }
-            let group = (
-                e.platform.clone(),
-                e.store.clone(),
-                e.product_key().to_owned(),
-            );
-            // Only the oldest pending event of a product may go.
-            if !seen_products.insert(group) {
-                continue;
-            }
+            };
             let leased = slot.lease.as_ref().is_some_and(|(_, until)| *until > now);
             if leased || slot.stored.next_attempt_at > now {
                 continue;
@@ -210,16 +251,25 @@ impl EventStore for MemoryStore {
         }
         slot.lease = None;
         slot.stored.attempts = slot.stored.attempts.saturating_add(1);
-        match outcome {
-            DispatchOutcome::Delivered => slot.stored.event.status = EventStatus::Delivered,
+        let finished = match outcome {
+            DispatchOutcome::Delivered => {
+                slot.stored.event.status = EventStatus::Delivered;
+                true
+            }
             DispatchOutcome::Retry { error, at } => {
                 slot.stored.last_error = Some(error);
                 slot.stored.next_attempt_at = at;
+                false
             }
             DispatchOutcome::Dead { error } => {
                 slot.stored.last_error = Some(error);
                 slot.stored.event.status = EventStatus::Dead;
+                true
             }
+        };
+        if finished {
+            let group = group_of(&slot.stored.event);
+            s.dequeue(&group, seq);
         }
         s.writes += 1;
         Ok(true)
@@ -276,7 +326,12 @@ impl EventStore for MemoryStore {
         slot.lease = None;
         slot.stored.attempts = 0;
         slot.stored.next_attempt_at = Utc::now();
+        let was_pending = slot.stored.event.status == EventStatus::Pending;
         slot.stored.event.status = EventStatus::Pending;
+        if !was_pending {
+            let group = group_of(&slot.stored.event);
+            s.enqueue(group, seq);
+        }
         s.writes += 1;
         Ok(true)
     }
@@ -289,11 +344,7 @@ impl EventStore for MemoryStore {
         let s = self.lock();
         Ok(StoreStats {
             events: s.events.len() as u64,
-            pending: s
-                .events
-                .values()
-                .filter(|e| e.stored.event.status == EventStatus::Pending)
-                .count() as u64,
+            pending: s.pending.values().map(|q| q.len() as u64).sum(),
             commits: s.writes,
             writes: s.writes,
         })

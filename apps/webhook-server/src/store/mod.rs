@@ -120,23 +120,29 @@ pub struct NewEvent {
 impl NewEvent {
     /// A parsed event, pending dispatch.
     ///
+    /// The product is stored without its `raw` copy of the payload: the raw
+    /// body is stored beside it already, byte for byte.
+    ///
     /// # Errors
     /// When the product cannot be serialised (it always can in practice).
-    pub fn from_event(event: &CatalogEvent, raw_body: Bytes) -> Result<Self, serde_json::Error> {
+    pub fn from_event(event: CatalogEvent, raw_body: Bytes) -> Result<Self, serde_json::Error> {
+        let id = event.dedup_key().fingerprint();
         let product = event
             .product
-            .as_ref()
-            .map(serde_json::to_string)
+            .map(|mut p| {
+                p.raw = serde_json::Value::Null;
+                serde_json::to_string(&p)
+            })
             .transpose()?;
         Ok(Self {
-            id: event.dedup_key().fingerprint(),
+            id,
             platform: event.platform.as_str().to_owned(),
-            store: event.store.clone(),
+            store: event.store,
             topic: event.topic.as_str().to_owned(),
-            raw_topic: event.raw_topic.clone(),
+            raw_topic: event.raw_topic,
             event_id: event.event_id.as_str().to_owned(),
-            delivery_id: event.delivery_id.clone(),
-            product_id: event.product_id.clone(),
+            delivery_id: event.delivery_id,
+            product_id: event.product_id,
             triggered_at: event.triggered_at,
             received_at: event.received_at,
             product,

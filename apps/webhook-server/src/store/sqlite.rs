@@ -50,9 +50,12 @@ CREATE TABLE events (
     last_error      TEXT,
     next_attempt_at INTEGER NOT NULL,
     lease_owner     TEXT,
-    lease_until     INTEGER
+    lease_until     INTEGER,
+    -- 1 for the oldest pending event of its product (the only one that may
+    -- be dispatched), 0 for the events queued behind it.
+    ready           INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX events_pending ON events (seq) WHERE status = 'pending';
+CREATE INDEX events_ready ON events (seq) WHERE status = 'pending' AND ready = 1;
 CREATE INDEX events_pending_product ON events (platform, store, product_key, seq)
     WHERE status = 'pending';
 "];
@@ -285,7 +288,13 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Result<Reply, StoreError> {
             limit,
             reply,
         } => match claim(tx, &worker, lease, limit) {
-            Ok(v) => Ok(answer(reply, v)),
+            // Answered before the commit: a lease lost to a crash or a
+            // rollback only means the event may be dispatched twice, which
+            // at-least-once allows; waiting for the fsync would not.
+            Ok(v) => {
+                let _ = reply.send(Ok(v));
+                Ok(Box::new(|_| {}))
+            }
             Err(e) => {
                 let _ = reply.send(Err(clone_err(&e)));
                 Err(e)
@@ -297,7 +306,11 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Result<Reply, StoreError> {
             outcome,
             reply,
         } => match complete(tx, &id, &worker, &outcome) {
-            Ok(v) => Ok(answer(reply, v)),
+            // Same reasoning: a lost completion means one more dispatch.
+            Ok(v) => {
+                let _ = reply.send(Ok(v));
+                Ok(Box::new(|_| {}))
+            }
             Err(e) => {
                 let _ = reply.send(Err(clone_err(&e)));
                 Err(e)
@@ -333,11 +346,16 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Result<Reply, StoreError> {
 }
 
 fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<InsertOutcome, StoreError> {
+    // `ready` when no other event of the product is pending: an index probe,
+    // so the cost does not grow with the backlog.
     let mut stmt = tx.prepare_cached(
         "INSERT INTO events (id, platform, store, topic, raw_topic, event_id, delivery_id, \
          product_id, product_key, triggered_at, received_at, product, raw_body, status, error, \
-         next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-         ?15, ?16) ON CONFLICT (id) DO NOTHING",
+         next_attempt_at, ready) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+           ?14 = 'pending' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
+             AND o.platform = ?2 AND o.store = ?3 AND o.product_key = ?9) \
+         WHERE true ON CONFLICT (id) DO NOTHING",
     )?;
     let changed = stmt.execute(params![
         e.id,
@@ -362,6 +380,17 @@ fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<InsertOutcome, StoreErro
     } else {
         InsertOutcome::Duplicate
     })
+}
+
+/// Makes the oldest pending event of the product of event `seq` ready.
+fn promote_next(tx: &Transaction<'_>, seq: i64) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE events SET ready = 1 WHERE seq = (SELECT MIN(o.seq) FROM events o, events e \
+         WHERE e.seq = ?1 AND o.status = 'pending' AND o.platform = e.platform \
+         AND o.store = e.store AND o.product_key = e.product_key)",
+    )?;
+    stmt.execute(params![seq])?;
+    Ok(())
 }
 
 fn read_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
@@ -400,14 +429,12 @@ fn claim(
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let now = to_millis(Utc::now());
     let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    // Only ready events (one per product with pending events) are looked at.
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events e \
-         WHERE e.status = 'pending' AND e.next_attempt_at <= ?1 \
-           AND (e.lease_until IS NULL OR e.lease_until <= ?1) \
-           AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
-               AND o.platform = e.platform AND o.store = e.store \
-               AND o.product_key = e.product_key AND o.seq < e.seq) \
-         ORDER BY e.seq LIMIT ?2"
+        "SELECT {COLUMNS} FROM events \
+         WHERE status = 'pending' AND ready = 1 AND next_attempt_at <= ?1 \
+           AND (lease_until IS NULL OR lease_until <= ?1) \
+         ORDER BY seq LIMIT ?2"
     ))?;
     let events = stmt
         .query_map(
@@ -440,9 +467,19 @@ fn complete(
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET status = ?1, attempts = attempts + 1, \
          last_error = COALESCE(?2, last_error), next_attempt_at = ?3, lease_owner = NULL, \
-         lease_until = NULL WHERE id = ?4 AND lease_owner = ?5 AND status = 'pending'",
+         lease_until = NULL, ready = (?1 = 'pending') \
+         WHERE id = ?4 AND lease_owner = ?5 AND status = 'pending' RETURNING seq",
     )?;
-    Ok(stmt.execute(params![status.as_str(), error, next, id, worker])? == 1)
+    let seq: Option<i64> = stmt
+        .query_row(params![status.as_str(), error, next, id, worker], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(seq) = seq else { return Ok(false) };
+    if status != EventStatus::Pending {
+        promote_next(tx, seq)?;
+    }
+    Ok(true)
 }
 
 fn list(
@@ -487,9 +524,16 @@ fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredEvent>, StoreError
 
 fn replay(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
     let now = to_millis(Utc::now());
+    // Ready unless another event of the product is pending; then it is
+    // promoted in turn when that one completes.
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?1, \
-         lease_owner = NULL, lease_until = NULL WHERE id = ?2",
+         lease_owner = NULL, lease_until = NULL, \
+         ready = CASE WHEN status = 'pending' THEN ready ELSE \
+           NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
+             AND o.platform = events.platform AND o.store = events.store \
+             AND o.product_key = events.product_key) END \
+         WHERE id = ?2",
     )?;
     Ok(stmt.execute(params![now, id])? == 1)
 }

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Load benchmark of webhook-server against the ingest floor, same run, same machine.
+#
+#   apps/webhook-server/bench/run.sh          # throughput + latency table
+#   apps/webhook-server/bench/run.sh rss      # also RSS after 1,000,000 deliveries per store
+#
+# Builds release binaries (the floor with its own --target-dir target/floor),
+# starts each server in turn on a free port, runs wrk (-t1 -c32 -d10s, secret
+# `benchsecret`, signed Shopify products/create with unique ids) and prints a
+# table with ratios to the floor. Needs wrk (apt-get install -y wrk) and python3.
+# Environment: DURATION (10s), CONNECTIONS (32), THREADS (1), SHARED (../shared),
+# RSS_TARGET (1000000).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+SHARED="${SHARED:-$ROOT/../shared}"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-1}"
+RSS_TARGET="${RSS_TARGET:-1000000}"
+MODE="${1:-}"
+# sqlite = synchronous=FULL (fsync before each acknowledgement, the default);
+# sqlite-normal = synchronous=NORMAL (survives a process crash, not power loss).
+STORES="${STORES:-floor sqlite sqlite-normal memory}"
+cd "$ROOT"
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get update && apt-get install -y wrk" >&2; exit 1; }
+
+echo "== building release binaries" >&2
+cargo build --release --quiet --manifest-path "$SHARED/bench/floor/Cargo.toml" --target-dir target/floor
+cargo build --release --quiet -p webhook-server --features shopify
+SCRIPT="$ROOT/target/create.lua"
+python3 "$SHARED/bench/mk_wrk_script.py" benchsecret "$SHARED/bench/products_create.json" "$SCRIPT" /webhooks/shopify/products/create
+
+WORK="$(mktemp -d)"
+PID=""
+cleanup() {
+    if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_up() {
+    local port=$1
+    for _ in $(seq 1 200); do
+        if curl -s -o /dev/null "http://127.0.0.1:$port/webhooks/shopify/products/create" -X POST 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "server on port $port did not start" >&2; exit 1
+}
+
+stop() {
+    if [[ -n "$PID" ]]; then kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi
+}
+
+# Converts a wrk latency (850.00us, 1.23ms, 1.01s) to milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'; }
+
+# start NAME: starts the floor or the server (memory/sqlite) on $PORT.
+start() {
+    local name=$1
+    PORT=$(free_port)
+    case "$name" in
+        floor)
+            APP_PORT=$PORT target/floor/release/ingest-floor >"$WORK/$name.log" 2>&1 &
+            ;;
+        memory|sqlite|sqlite-normal)
+            local url="memory://" durability=power_loss
+            [[ "$name" == sqlite* ]] && url="sqlite://$WORK/bench.db"
+            [[ "$name" == sqlite-normal ]] && durability=process_crash
+            rm -f "$WORK"/bench.db*
+            env -i PATH="$PATH" APP_PORT="$PORT" SHOPIFY_WEBHOOK_SECRET=benchsecret \
+                CATALOG_DATABASE_URL="$url" CATALOG_DATABASE__DURABILITY="$durability" \
+                CATALOG_RATE_LIMIT__ENABLED=false \
+                CATALOG_LOG__LEVEL=warn \
+                target/release/webhook-server >"$WORK/$name.log" 2>&1 &
+            ;;
+    esac
+    PID=$!
+    wait_up "$PORT"
+}
+
+declare -A RPS P50 P99 RSS
+run_wrk() {
+    local name=$1 out
+    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$SCRIPT" "http://127.0.0.1:$PORT")
+    echo "$out" >"$WORK/$name.wrk"
+    RPS[$name]=$(echo "$out" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')
+    P50[$name]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+    P99[$name]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+    local non2xx
+    non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+    if [[ -n "$non2xx" ]]; then echo "WARNING: $name answered $non2xx non-2xx responses" >&2; fi
+}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+stored() {
+    curl -s "http://127.0.0.1:$PORT/metrics" | awk -F' ' '/^webhook_deliveries_total.*outcome="stored"/ { s += $2 } END { printf "%d", s }'
+}
+
+echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+for name in $STORES; do
+    echo "== $name" >&2
+    start "$name"
+    # Short warm-up so connection set-up and first allocations are not measured.
+    wrk -t1 -c"$CONNECTIONS" -d2s -s "$SCRIPT" "http://127.0.0.1:$PORT" >/dev/null
+    run_wrk "$name"
+    if [[ "$MODE" == rss && "$name" != floor ]]; then
+        while (( $(stored) < RSS_TARGET )); do
+            wrk -t1 -c"$CONNECTIONS" -d20s -s "$SCRIPT" "http://127.0.0.1:$PORT" >/dev/null
+        done
+        sleep 2
+        RSS[$name]="$(rss_mib "$PID") MiB after $(stored) stored"
+    fi
+    stop
+done
+
+floor=${RPS[floor]}
+printf '\n%-8s %12s %8s %9s %9s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "RSS"
+for name in $STORES; do
+    ratio=$(awk -v a="${RPS[$name]}" -v b="$floor" 'BEGIN { printf "%.2fx", a / b }')
+    printf '%-8s %12s %8s %9s %9s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${RSS[$name]:-}"
+done
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
