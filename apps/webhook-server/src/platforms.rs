@@ -71,13 +71,18 @@ impl Verifiers {
         let mut map = HashMap::new();
         for (i, store) in s.stores.iter().enumerate() {
             let secrets = if store.secrets.is_empty() {
-                shared.into_iter().cloned().collect::<Vec<_>>()
+                shared
+                    .into_iter()
+                    .chain(store.client_secret.iter())
+                    .filter(|v| !v.expose_secret().is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
             } else {
                 store.secrets.clone()
             };
             let verifier = HmacVerifier::new(secrets).map_err(|e| {
                 anyhow::anyhow!(
-                    "{name}.stores[{i}].secrets: {e} (give the store secrets or set {name}.webhook_secret)"
+                    "{name}.stores[{i}].secrets: {e} (give the store `secrets`, a `client_secret`, or set {name}.webhook_secret)"
                 )
             })?;
             let id =

@@ -396,9 +396,10 @@ impl fmt::Debug for NatsSettings {
     }
 }
 
-/// `[shopify]` / `[woocommerce]`.
+/// `[shopify]` / `[woocommerce]`. Unknown keys are ignored here and in store
+/// entries: the `catalog` CLI reads the same file and adds its own keys
+/// (API credentials) to store entries.
 #[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PlatformSettings {
     /// The seed's single secret (`SHOPIFY_WEBHOOK_SECRET` / `SHOPIFY_CLIENT_SECRET`,
@@ -410,8 +411,9 @@ pub struct PlatformSettings {
     /// When non-empty, deliveries from any other store are refused.
     #[serde(default)]
     pub stores: Vec<StoreSettings>,
-    /// WooCommerce: ISO 4217 currency of stores without their own `currency`
-    /// (payload prices carry none; without it events have no normalised product).
+    /// ISO 4217 currency of stores without their own `currency` (payload
+    /// prices carry none). Shopify defaults to USD; WooCommerce events have
+    /// no normalised product without a currency.
     #[serde(default)]
     pub default_currency: Option<String>,
 }
@@ -441,13 +443,13 @@ impl fmt::Debug for PlatformSettings {
 
 /// One `[[shopify.stores]]` / `[[woocommerce.stores]]` entry.
 #[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreSettings {
     /// The store as the platform names it: Shopify shop domain
     /// (`example.myshopify.com`), WooCommerce site URL (`https://shop.example.com`).
     pub id: String,
-    /// Accepted secrets; empty = the platform's `webhook_secret`.
+    /// Accepted secrets, newest first; empty = the platform's `webhook_secret`
+    /// and (Shopify) the entry's `client_secret`.
     #[serde(default)]
     pub secrets: Vec<SecretString>,
     /// WooCommerce: the store's ISO 4217 currency.
@@ -748,12 +750,30 @@ mod tests {
 [[shopify.stores]]
 id = "a.myshopify.com"
 secrets = ["new", "old"]
+
+# Keys of the catalog CLI are accepted and ignored.
+[[shopify.stores]]
+id = "b.myshopify.com"
+name = "b"
+client_id = "cid"
+client_secret = "csecret"
+api_version = "2026-01"
 "#,
         )
         .unwrap();
         let s = Settings::load_from(Some(&path), &[]).unwrap();
-        assert_eq!(s.shopify.stores.len(), 1);
+        assert_eq!(s.shopify.stores.len(), 2);
         assert_eq!(s.shopify.stores[0].secrets.len(), 2);
+        let verifiers = crate::platforms::Verifiers::from_settings("shopify", &s.shopify).unwrap();
+        // The client secret signs b's webhooks.
+        assert_eq!(
+            verifiers
+                .for_store("b.myshopify.com")
+                .unwrap()
+                .secret_count(),
+            1
+        );
+        assert!(!format!("{s:?}").contains("csecret"));
         // Secrets never show in Debug.
         assert!(!format!("{s:?}").contains("old"));
 
