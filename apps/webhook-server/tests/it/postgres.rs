@@ -241,3 +241,28 @@ async fn a_dead_replicas_lease_expires_and_another_takes_over() {
         EventStatus::Delivered
     );
 }
+
+#[tokio::test]
+async fn tls_connections_work_with_sslmode_require() {
+    let Some(db) = TestDb::new("tls") else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    if ssl != "on" {
+        eprintln!("skipping tls: the test server has ssl = {ssl}");
+        return;
+    }
+    // rustls with the webpki roots; `require` encrypts without verifying
+    // the (here self-signed) certificate, as libpq does.
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let store = PostgresStore::connect(&format!("{}{sep}sslmode=require", db.url), db.options(2))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    store.close().await;
+}
