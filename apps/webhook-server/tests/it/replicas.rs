@@ -195,3 +195,169 @@ async fn two_replicas_share_dispatch_and_each_event_goes_out_once() {
         stop.stop(true).await;
     }
 }
+
+/// The real binary, killed with SIGKILL in the middle of a dispatch: its lease
+/// expires and another replica delivers the event, not before.
+#[cfg(feature = "woocommerce")]
+mod killed {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use catalog_core::webhook::sign;
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use crate::postgres::TestDb;
+    use crate::support::free_port;
+
+    const PRODUCT: &str = include_str!("../fixtures/woocommerce_product_794.json");
+    const SITE: &str = "https://shop.example.com";
+    const WOO_SECRET: &str = "woo-secret";
+    // A fake Standard Webhooks secret for the HTTP sink.
+    const SINK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const LEASE_SECS: u64 = 3;
+
+    fn spawn(db: &TestDb, port: u16, sink: &str) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_PORT", port.to_string())
+            .env("WOOCOMMERCE_WEBHOOK_SECRET", WOO_SECRET)
+            .env("CATALOG_WOOCOMMERCE__DEFAULT_CURRENCY", "USD")
+            .env("CATALOG_DATABASE_URL", &db.url)
+            .env("CATALOG_DATABASE__SCHEMA", &db.schema)
+            .env("CATALOG_DATABASE__MAX_CONNECTIONS", "4")
+            .env("CATALOG_RATE_LIMIT__ENABLED", "false")
+            .env("CATALOG_DISPATCH__LOG", "false")
+            .env("CATALOG_DISPATCH__LEASE_SECS", LEASE_SECS.to_string())
+            .env("CATALOG_DISPATCH__POLL_INTERVAL_MS", "100")
+            .env("CATALOG_DISPATCH__HTTP__URL", sink)
+            .env("CATALOG_DISPATCH__HTTP__SECRET", SINK_SECRET)
+            .env("CATALOG_DISPATCH__HTTP__TIMEOUT_MS", "60000")
+            .env("CATALOG_LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    async fn wait_ready(port: u16) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("replica did not become ready");
+    }
+
+    async fn requests(server: &MockServer) -> Vec<wiremock::Request> {
+        server.received_requests().await.unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_killed_mid_dispatch_is_taken_over_after_its_lease() {
+        let Some(db) = TestDb::new("killed") else {
+            return;
+        };
+        // Replica A's downstream never answers in time; B's answers at once.
+        let hanging = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(120)))
+            .mount(&hanging)
+            .await;
+        let healthy = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&healthy)
+            .await;
+
+        let port_a = free_port();
+        let mut a = spawn(&db, port_a, &format!("{}/sink", hanging.uri()));
+        wait_ready(port_a).await;
+        let res = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{port_a}/webhooks/woocommerce/products/update"
+            ))
+            .header("Content-Type", "application/json")
+            .header("X-WC-Webhook-Source", format!("{SITE}/"))
+            .header("X-WC-Webhook-Topic", "product.updated")
+            .header("X-WC-Webhook-Resource", "product")
+            .header("X-WC-Webhook-Event", "updated")
+            .header("X-WC-Webhook-ID", "27")
+            .header("X-WC-Webhook-Delivery-ID", "killed-delivery-1")
+            .header(
+                "X-WC-Webhook-Signature",
+                sign(WOO_SECRET.as_bytes(), PRODUCT.as_bytes()),
+            )
+            .body(PRODUCT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+
+        // A has claimed the event and is waiting on its downstream: kill it.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while requests(&hanging).await.is_empty() {
+            assert!(Instant::now() < deadline, "replica A never dispatched");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let claimed_by = Instant::now();
+        a.kill().unwrap(); // SIGKILL
+        a.wait().unwrap();
+
+        let port_b = free_port();
+        let mut b = spawn(&db, port_b, &format!("{}/sink", healthy.uri()));
+        wait_ready(port_b).await;
+        // Not before the lease expires (with a margin for start-up timing)...
+        let quiet_until = claimed_by + Duration::from_millis(LEASE_SECS * 1000 - 1000);
+        while Instant::now() < quiet_until {
+            assert!(
+                requests(&healthy).await.is_empty(),
+                "B dispatched an event still leased by A, {:?} after A's claim",
+                claimed_by.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // ...but soon after.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while requests(&healthy).await.is_empty() {
+            assert!(Instant::now() < deadline, "B never took the event over");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(claimed_by.elapsed() >= Duration::from_secs(LEASE_SECS - 1));
+        let got = requests(&healthy).await;
+        assert_eq!(got.len(), 1);
+        let id = got[0]
+            .headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        // A's attempt never completed, B's did: one attempt recorded, delivered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while db
+            .scalar("SELECT count(*) FROM events WHERE status = 'delivered'")
+            .await
+            != 1
+        {
+            assert!(Instant::now() < deadline, "B did not record the delivery");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(db.scalar("SELECT count(*) FROM events").await, 1);
+        assert_eq!(
+            db.scalar("SELECT max(attempts)::bigint FROM events").await,
+            1
+        );
+        assert_eq!(id.len(), 32, "webhook-id {id:?}");
+        b.kill().unwrap();
+        b.wait().unwrap();
+    }
+}
