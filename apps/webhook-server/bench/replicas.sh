@@ -24,7 +24,9 @@
 # postgres://postgres@127.0.0.1:5432/postgres), BENCH_NATS_URL (else
 # TEST_NATS_URL, else nats://127.0.0.1:4222), DELIVERIES (20000), WARMUP
 # (2000), CONCURRENCY (32 deliveries in flight, so 64 requests), PRODUCTS
-# (500), POOL (16 connections per replica), SHARED (../shared).
+# (500), POOL (16 connections per replica), SHARED (../shared), REPLICAS (2;
+# 1 runs the same load against a single replica, each delivery sent once, as
+# the baseline to compare with).
 # Needs psql and python3 (for a free port).
 set -euo pipefail
 
@@ -37,6 +39,7 @@ WARMUP="${WARMUP:-2000}"
 CONCURRENCY="${CONCURRENCY:-32}"
 PRODUCTS="${PRODUCTS:-500}"
 POOL="${POOL:-16}"
+REPLICAS="${REPLICAS:-2}"
 cd "$ROOT"
 
 command -v psql >/dev/null || { echo "psql not found (apt-get install -y postgresql-client)" >&2; exit 1; }
@@ -95,15 +98,19 @@ sql() { psql "$DATABASE_URL" -Atqc "SET search_path TO \"$SCHEMA\"; $1"; }
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 PORT_A=$(free_port)
 PORT_B=$(free_port)
-echo "== starting two replicas (schema $SCHEMA, stream $STREAM)" >&2
+TARGETS="http://127.0.0.1:$PORT_A"
+echo "== starting $REPLICAS replica(s) (schema $SCHEMA, stream $STREAM)" >&2
 start_replica a "$PORT_A"
-start_replica b "$PORT_B"
+if [[ "$REPLICAS" == 2 ]]; then
+    start_replica b "$PORT_B"
+    TARGETS="$TARGETS,http://127.0.0.1:$PORT_B"
+fi
 wait_up "$PORT_A"
-wait_up "$PORT_B"
+[[ "$REPLICAS" == 2 ]] && wait_up "$PORT_B"
 
-echo "== load: $WARMUP warm-up + $DELIVERIES timed deliveries, each to both replicas, $CONCURRENCY in flight" >&2
+echo "== load: $WARMUP warm-up + $DELIVERIES timed deliveries, each to all $REPLICAS replica(s), $CONCURRENCY in flight" >&2
 T0=$(date +%s.%N)
-"$LOAD" load --targets "http://127.0.0.1:$PORT_A,http://127.0.0.1:$PORT_B" \
+"$LOAD" load --targets "$TARGETS" \
     --deliveries "$DELIVERIES" --warmup "$WARMUP" --concurrency "$CONCURRENCY" \
     --secret benchsecret --body "$BODY" --prefix "$RUN" --products "$PRODUCTS" | tee "$WORK/load.out" >&2
 T1=$(date +%s.%N)
@@ -124,7 +131,8 @@ DELIVERED=$(sql "SELECT count(*) FROM events WHERE status = 'delivered'")
 PENDING=$(sql "SELECT count(*) FROM events WHERE status = 'pending'")
 MESSAGES=$("$LOAD" stream-count --nats-url "$NATS_URL" --stream "$STREAM" | awk -F= '/^stream_messages=/ { print $2 }')
 RSS_A=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/${PIDS[0]}/status")
-RSS_B=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/${PIDS[1]}/status")
+RSS_B=-
+[[ "$REPLICAS" == 2 ]] && RSS_B=$(awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/${PIDS[1]}/status")
 DISPATCH_RATE=$(awk -v n="$STORED" -v a="$T0" -v b="$T2" 'BEGIN { printf "%.0f", n / (b - a) }')
 DRAIN_AFTER=$(awk -v a="$T1" -v b="$T2" 'BEGIN { printf "%.1f", b - a }')
 
@@ -134,8 +142,8 @@ check() { # name expected actual
 }
 echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); PostgreSQL $(psql "$DATABASE_URL" -Atqc 'SHOW server_version'); load average before $LOAD_BEFORE, after load $LOAD_DURING, after drain $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "two replicas, pool $POOL each; $CONCURRENCY deliveries in flight, each sent to both replicas at once ($((CONCURRENCY * 2)) requests)"
-printf '%-34s %s\n' "timed requests (2 per delivery)" "$(get timed_requests)"
+echo "$REPLICAS replica(s), pool $POOL each; $CONCURRENCY deliveries in flight, each sent to every replica at once ($((CONCURRENCY * REPLICAS)) requests); DB URL $(echo "$DATABASE_URL" | sed -E 's#://([^:/@]+):[^@]*@#://\1:[redacted]@#')"
+printf '%-34s %s\n' "timed requests ($REPLICAS per delivery)" "$(get timed_requests)"
 printf '%-34s %s req/s (%s deliveries/s)\n' "ingest throughput" "$(get req_per_s)" "$(get deliveries_per_s)"
 printf '%-34s p50 %s ms, p99 %s ms, max %s ms\n' "request latency" "$(get p50_ms)" "$(get p99_ms)" "$(get max_ms)"
 printf '%-34s %s events/s (load start to queue empty; drained %s s after the load)\n' "dispatch to JetStream" "$DISPATCH_RATE" "$DRAIN_AFTER"
