@@ -139,7 +139,21 @@ mod crash {
 
     use crate::support::*;
 
-    fn spawn(port: u16, db: &std::path::Path) -> Child {
+    /// The server process, killed when the test ends however it ends.
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn spawn(port: u16, db: &std::path::Path) -> Server {
+        Server(spawn_child(port, db))
+    }
+
+    fn spawn_child(port: u16, db: &std::path::Path) -> Child {
         Command::new(env!("CARGO_BIN_EXE_webhook-server"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -209,8 +223,8 @@ mod crash {
         }
         // Let the burst run, then kill the server hard.
         tokio::time::sleep(Duration::from_millis(700)).await;
-        child.kill().unwrap(); // SIGKILL on Unix
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL on Unix
+        child.0.wait().unwrap();
         for t in tasks {
             t.await.unwrap();
         }
@@ -270,7 +284,20 @@ mod crash {
             .await
             .unwrap();
         assert_eq!(v["status"], "duplicate");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        // Graceful shutdown: SIGTERM drains and exits cleanly.
+        let status = Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(exit) = child.0.try_wait().unwrap() {
+                assert!(exit.success(), "server exited with {exit}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -293,4 +293,27 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
     // "As far as the store knows cheaply": SQLite reports its highest
     // sequence number, which duplicates may have advanced.
     assert!(stats.events >= 4 + 2 + n as u64, "{stats:?}");
+
+    // Replaying the head of a product while another event of it is queued
+    // must not stall the product: the replayed one goes, then the queued one.
+    let h1 = event("h1", Some("ph"));
+    let h2 = event("h2", Some("ph"));
+    for e in [&h1, &h2] {
+        store.insert(e.clone()).await.unwrap();
+    }
+    assert!(store.replay(&h1.id).await.unwrap());
+    for expected in ["h1", "h2"] {
+        let heads = store
+            .claim_due("wh", Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        let ids: Vec<_> = heads.iter().map(|e| e.event.event_id.as_str()).collect();
+        assert_eq!(ids, vec![expected]);
+        assert!(
+            store
+                .complete(&heads[0].event.id, "wh", DispatchOutcome::Delivered)
+                .await
+                .unwrap()
+        );
+    }
 }
