@@ -18,15 +18,17 @@ use crate::error::Error;
 /// Mounts every route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let admin_enabled = state.admin_token.is_some();
+    let platforms = std::sync::Arc::clone(&state.platforms);
     cfg.app_data(state);
-    health::configure(cfg);
-    metrics::configure(cfg);
-    docs::configure(cfg);
+    // The hot path first: routes are tried in order.
     cfg.service(
         web::scope("/webhooks")
             .wrap(from_fn(rate_limit))
-            .configure(webhooks::configure),
+            .configure(|c| webhooks::configure(c, &platforms)),
     );
+    health::configure(cfg);
+    metrics::configure(cfg);
+    docs::configure(cfg);
     if admin_enabled {
         cfg.service(
             web::scope("/admin")

@@ -11,9 +11,29 @@ use futures::StreamExt as _;
 use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::pipeline::{self, Accepted};
+use crate::platforms::Platforms;
 use crate::{ActixHeaders, AppState};
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, platforms: &Platforms) {
+    // Static paths for the platforms compiled in: matched by string compare,
+    // where the patterns below need a regex per request.
+    for p in platforms.iter() {
+        let id = p.id().as_str().to_owned();
+        for action in p.actions {
+            let platform = id.clone();
+            cfg.route(
+                &format!("/{id}/products/{action}"),
+                web::post().to(
+                    move |req: HttpRequest, payload: web::Payload, state: web::Data<AppState>| {
+                        let platform = platform.clone();
+                        async move { handle(&req, &platform, Some(action), payload, &state).await }
+                    },
+                ),
+            );
+        }
+    }
+    // Everything else (other platforms and actions: 404) and the
+    // topic-from-header endpoint.
     cfg.route("/{platform}", web::post().to(by_header))
         .route("/{platform}/products/{action}", web::post().to(by_route));
 }
@@ -58,15 +78,26 @@ pub async fn read_body(
     }
     let capacity = declared.map_or(8192, |n| usize::try_from(n).unwrap_or(limit));
     let read = async move {
-        let mut buf = BytesMut::with_capacity(capacity.min(limit));
+        // A body that arrives in one chunk is used as is (no copy).
+        let mut first: Option<Bytes> = None;
+        let mut buf = BytesMut::new();
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| Error::BadRequest(format!("body: {e}")))?;
-            if buf.len() + chunk.len() > limit {
+            let so_far = first.as_ref().map_or(buf.len(), Bytes::len);
+            if so_far + chunk.len() > limit {
                 return Err(Error::PayloadTooLarge { limit });
             }
-            buf.extend_from_slice(&chunk);
+            if let Some(f) = first.take() {
+                buf.reserve(capacity.min(limit).max(f.len() + chunk.len()));
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            } else if buf.is_empty() {
+                first = Some(chunk);
+            } else {
+                buf.extend_from_slice(&chunk);
+            }
         }
-        Ok(buf.freeze())
+        Ok(first.unwrap_or_else(|| buf.freeze()))
     };
     tokio::time::timeout(timeout, read)
         .await

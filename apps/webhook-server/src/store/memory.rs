@@ -166,7 +166,10 @@ impl EventStore for MemoryStore {
         )
     }
 
-    async fn insert(&self, event: NewEvent) -> Result<InsertOutcome, StoreError> {
+    async fn insert(&self, mut event: NewEvent) -> Result<InsertOutcome, StoreError> {
+        // The body may be a slice of a larger connection buffer: keep only
+        // its own bytes, so memory stays proportional to what is stored.
+        event.raw_body = bytes::Bytes::copy_from_slice(&event.raw_body);
         let mut s = self.lock();
         let key = key_of(&event.id);
         if !s.keys.insert(key) {
