@@ -28,7 +28,8 @@ use crate::settings::Durability;
 
 /// Schema migrations, applied in order at start-up; `PRAGMA user_version`
 /// records how many ran. Only ever append.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE events (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT    NOT NULL UNIQUE,
@@ -58,11 +59,27 @@ CREATE TABLE events (
 CREATE INDEX events_ready ON events (seq) WHERE status = 'pending' AND ready = 1;
 CREATE INDEX events_pending_product ON events (platform, store, product_key, seq)
     WHERE status = 'pending';
-"];
+",
+    r"
+-- The bodies move to a table of their own: dispatch updates (lease, status,
+-- ready) then rewrite a row of a hundred bytes, not one with kilobytes of
+-- payload in overflow pages.
+CREATE TABLE event_bodies (
+    seq      INTEGER PRIMARY KEY,
+    product  TEXT,
+    raw_body BLOB NOT NULL
+);
+INSERT INTO event_bodies (seq, product, raw_body) SELECT seq, product, raw_body FROM events;
+ALTER TABLE events DROP COLUMN product;
+ALTER TABLE events DROP COLUMN raw_body;
+",
+];
 
-const COLUMNS: &str = "seq, id, platform, store, topic, raw_topic, event_id, delivery_id, \
-     product_id, triggered_at, received_at, product, raw_body, status, error, attempts, \
-     last_error, next_attempt_at";
+const COLUMNS: &str = "e.seq, e.id, e.platform, e.store, e.topic, e.raw_topic, e.event_id, \
+     e.delivery_id, e.product_id, e.triggered_at, e.received_at, b.product, b.raw_body, \
+     e.status, e.error, e.attempts, e.last_error, e.next_attempt_at";
+
+const FROM: &str = "events e JOIN event_bodies b ON b.seq = e.seq";
 
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
@@ -350,10 +367,10 @@ fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<InsertOutcome, StoreErro
     // so the cost does not grow with the backlog.
     let mut stmt = tx.prepare_cached(
         "INSERT INTO events (id, platform, store, topic, raw_topic, event_id, delivery_id, \
-         product_id, product_key, triggered_at, received_at, product, raw_body, status, error, \
+         product_id, product_key, triggered_at, received_at, status, error, \
          next_attempt_at, ready) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-           ?14 = 'pending' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+           ?12 = 'pending' AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
              AND o.platform = ?2 AND o.store = ?3 AND o.product_key = ?9) \
          WHERE true ON CONFLICT (id) DO NOTHING",
     )?;
@@ -369,12 +386,16 @@ fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<InsertOutcome, StoreErro
         e.product_key(),
         e.triggered_at.map(to_millis),
         to_millis(e.received_at),
-        e.product,
-        &e.raw_body[..],
         e.status.as_str(),
         e.error,
         to_millis(e.received_at),
     ])?;
+    if changed == 1 {
+        let mut body = tx.prepare_cached(
+            "INSERT INTO event_bodies (seq, product, raw_body) VALUES (?1, ?2, ?3)",
+        )?;
+        body.execute(params![tx.last_insert_rowid(), e.product, &e.raw_body[..]])?;
+    }
     Ok(if changed == 1 {
         InsertOutcome::Inserted
     } else {
@@ -431,10 +452,10 @@ fn claim(
     let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
     // Only ready events (one per product with pending events) are looked at.
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events \
-         WHERE status = 'pending' AND ready = 1 AND next_attempt_at <= ?1 \
-           AND (lease_until IS NULL OR lease_until <= ?1) \
-         ORDER BY seq LIMIT ?2"
+        "SELECT {COLUMNS} FROM {FROM} \
+         WHERE e.status = 'pending' AND e.ready = 1 AND e.next_attempt_at <= ?1 \
+           AND (e.lease_until IS NULL OR e.lease_until <= ?1) \
+         ORDER BY e.seq LIMIT ?2"
     ))?;
     let events = stmt
         .query_map(
@@ -489,10 +510,10 @@ fn list(
     limit: usize,
 ) -> Result<EventPage, StoreError> {
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM events WHERE (?1 IS NULL OR platform = ?1) \
-         AND (?2 IS NULL OR store = ?2) AND (?3 IS NULL OR topic = ?3) \
-         AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR seq < ?5) \
-         ORDER BY seq DESC LIMIT ?6"
+        "SELECT {COLUMNS} FROM {FROM} WHERE (?1 IS NULL OR e.platform = ?1) \
+         AND (?2 IS NULL OR e.store = ?2) AND (?3 IS NULL OR e.topic = ?3) \
+         AND (?4 IS NULL OR e.status = ?4) AND (?5 IS NULL OR e.seq < ?5) \
+         ORDER BY e.seq DESC LIMIT ?6"
     ))?;
     let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
     let mut events = stmt
@@ -518,7 +539,7 @@ fn list(
 }
 
 fn get(tx: &Transaction<'_>, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE id = ?1"))?;
+    let mut stmt = tx.prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = ?1"))?;
     Ok(stmt.query_row(params![id], read_row).optional()?)
 }
 
@@ -658,5 +679,42 @@ impl EventStore for SqliteStore {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrates_a_version_1_database_keeping_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute(
+                "INSERT INTO events (id, platform, store, topic, raw_topic, event_id, \
+                 product_key, received_at, product, raw_body, status, next_attempt_at, ready) \
+                 VALUES ('abc', 'shopify', 's', 'product.created', 'products/create', 'e1', \
+                 'p1', 0, '{\"id\":\"p1\"}', x'7b7d', 'pending', 0, 1)",
+                [],
+            )
+            .unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = SqliteStore::open(&path, Durability::ProcessCrash, 8).unwrap();
+        let e = store.get("abc").await.unwrap().unwrap();
+        assert_eq!(&e.event.raw_body[..], b"{}");
+        assert_eq!(e.event.product.as_deref(), Some("{\"id\":\"p1\"}"));
+        assert_eq!(
+            store
+                .claim_due("w", Duration::from_secs(5), 5)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store.close().await;
     }
 }
