@@ -127,6 +127,9 @@ pub struct SqliteStore {
     durability: Durability,
     sender: std::sync::Mutex<Option<mpsc::Sender<Command>>>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    // The checkpointer runs while this is held (see `checkpoint_loop`).
+    alive: std::sync::Mutex<Option<Arc<()>>>,
+    checkpointer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
 }
 
@@ -155,11 +158,20 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, batch_max, &thread_counters))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
+        let checkpoint_path = path.to_path_buf();
+        let checkpointer = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&checkpoint_path, &weak))
+            .map_err(|e| StoreError::Database(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             durability,
             sender: std::sync::Mutex::new(Some(sender)),
             writer: std::sync::Mutex::new(Some(writer)),
+            alive: std::sync::Mutex::new(Some(alive)),
+            checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             counters,
         })
     }
@@ -196,7 +208,11 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     conn.pragma_update(None, "busy_timeout", 5000)?;
     // Keep the page cache small and bounded (KiB when negative).
     conn.pragma_update(None, "cache_size", -8192)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    // Checkpoints run on their own thread and connection (PASSIVE, so they
+    // never block the writer): a checkpoint inside the writer would stall
+    // every delivery waiting for the commit. This high threshold is only a
+    // safety net in case that thread cannot checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", 100_000)?;
     Ok(())
 }
 
@@ -217,6 +233,29 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = i + 1, "applied SQLite migration");
     }
     Ok(())
+}
+
+/// Checkpoints the WAL into the database every second, without blocking the
+/// writer, until the store is closed or dropped.
+fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>) {
+    let conn = match Connection::open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "SQLite checkpoint thread could not open the database");
+            return;
+        }
+    };
+    let _ = conn.pragma_update(None, "busy_timeout", 1000);
+    let mut ticks = 0u32;
+    while alive.strong_count() > 0 {
+        std::thread::sleep(Duration::from_millis(100));
+        ticks = ticks.wrapping_add(1);
+        if ticks % 10 == 0
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "SQLite checkpoint failed");
+        }
+    }
 }
 
 fn writer_loop(
@@ -663,6 +702,22 @@ impl EventStore for SqliteStore {
     }
 
     async fn close(&self) {
+        // Stop the checkpointer first, so the writer's final checkpoint does
+        // not race it.
+        drop(
+            self.alive
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        let checkpointer = self
+            .checkpointer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = checkpointer {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
         // Refuse new calls; the writer drains what is queued, commits it and
         // exits when the last sender (ours, or an in-flight call's) is gone.
         drop(
