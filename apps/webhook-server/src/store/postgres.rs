@@ -111,26 +111,11 @@ UPDATE events e SET ready = true
 CREATE INDEX events_ready ON events (seq) WHERE status = 'pending' AND ready;
 
 -- Every change to a product's pending events (insert, completion, replay)
--- holds this transaction lock, so the flag moves from one event to the next
--- without races between replicas. Statements inside these (volatile)
--- functions each take a fresh snapshot, so after the lock they see
--- everything the previous holder committed.
-CREATE FUNCTION catalog_lock_product(p_platform text, p_store text, p_product_key text)
-RETURNS void LANGUAGE sql AS $$
-    SELECT pg_advisory_xact_lock(
-        hashtextextended(p_platform || chr(31) || p_store || chr(31) || p_product_key, 20261128))
-$$;
-
--- After a product's ready event left `pending`: the oldest pending one is next.
-CREATE FUNCTION catalog_promote_next(p_platform text, p_store text, p_product_key text)
-RETURNS void LANGUAGE sql AS $$
-    UPDATE events SET ready = true
-    WHERE seq = (SELECT min(seq) FROM events WHERE status = 'pending'
-                 AND platform = p_platform AND store = p_store AND product_key = p_product_key)
-      AND NOT EXISTS (SELECT 1 FROM events WHERE status = 'pending' AND ready
-                 AND platform = p_platform AND store = p_store AND product_key = p_product_key)
-$$;
-
+-- first takes the product's advisory transaction lock (released at commit),
+-- so the flag moves from one event to the next without races between
+-- replicas. Statements inside these (volatile, PL/pgSQL: plans cached per
+-- connection) functions each take a fresh snapshot, so after the lock they
+-- see everything the previous holder committed.
 CREATE FUNCTION catalog_insert_event(
     p_id text, p_platform text, p_store text, p_topic text, p_raw_topic text,
     p_event_id text, p_delivery_id text, p_product_id text, p_product_key text,
@@ -141,7 +126,8 @@ DECLARE
     n integer;
 BEGIN
     IF p_status = 'pending' THEN
-        PERFORM catalog_lock_product(p_platform, p_store, p_product_key);
+        PERFORM pg_advisory_xact_lock(
+            hashtextextended(p_platform || chr(31) || p_store || chr(31) || p_product_key, 20261128));
     END IF;
     INSERT INTO events (id, platform, store, topic, raw_topic, event_id, delivery_id,
         product_id, product_key, triggered_at, received_at, product, raw_body, status,
@@ -163,12 +149,15 @@ CREATE FUNCTION catalog_complete_event(
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     k record;
+    was_ready boolean;
 BEGIN
     SELECT platform, store, product_key INTO k FROM events WHERE id = p_id;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM catalog_lock_product(k.platform, k.store, k.product_key);
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(k.platform || chr(31) || k.store || chr(31) || k.product_key, 20261128));
+    SELECT ready INTO was_ready FROM events WHERE id = p_id;
     UPDATE events SET status = p_status, attempts = attempts + 1,
         last_error = COALESCE(p_error, last_error),
         next_attempt_at = statement_timestamp() + p_delay_ms * interval '1 millisecond',
@@ -178,8 +167,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    IF p_status <> 'pending' THEN
-        PERFORM catalog_promote_next(k.platform, k.store, k.product_key);
+    -- The product's ready event left `pending`: its oldest pending one is next.
+    IF was_ready AND p_status <> 'pending' THEN
+        UPDATE events SET ready = true
+        WHERE seq = (SELECT min(seq) FROM events WHERE status = 'pending'
+            AND platform = k.platform AND store = k.store AND product_key = k.product_key);
     END IF;
     RETURN true;
 END
@@ -194,7 +186,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM catalog_lock_product(k.platform, k.store, k.product_key);
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(k.platform || chr(31) || k.store || chr(31) || k.product_key, 20261128));
     -- Ready at once unless another event of the product is (it goes first,
     -- then this one, as the oldest pending).
     UPDATE events SET status = 'pending', attempts = 0,
