@@ -237,7 +237,20 @@ impl WebhookSource for ShopifyWebhookSource {
                 (Some(product.platform_id.clone()), Some(product))
             }
             Topic::ProductDeleted => {
-                let wire: RestDeleted = catalog_core::json::decode(body)?;
+                // Headers are not signed: a captured products/create body
+                // replayed under `X-Shopify-Topic: products/delete` must not
+                // become a delete. Real delete payloads are `{"id": N}`.
+                let raw: serde_json::Value = catalog_core::json::decode(body)?;
+                if let Some(key) = ["title", "variants", "handle"]
+                    .into_iter()
+                    .find(|k| raw.get(k).is_some())
+                {
+                    return Err(PayloadError::new(
+                        key,
+                        "a products/delete delivery carrying a product: the topic header does not match the body",
+                    ));
+                }
+                let wire: RestDeleted = catalog_core::json::decode_value(raw)?;
                 (Some(wire.id.0), None)
             }
             _ => (None, None),

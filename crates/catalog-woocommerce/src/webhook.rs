@@ -279,6 +279,18 @@ impl WebhookSource for WooCommerceWebhookSource {
             }
         }
         if meta.topic == Topic::ProductDeleted {
+            // Headers are not signed: a captured product body replayed under
+            // `X-WC-Webhook-Topic: product.deleted` must not become a delete.
+            // Real delete payloads are `{"id": N}`.
+            if let Some(key) = ["name", "type", "date_created"]
+                .into_iter()
+                .find(|k| value.get(k).is_some())
+            {
+                return Err(PayloadError::new(
+                    key,
+                    "a product.deleted delivery carrying a product: the topic header does not match the body",
+                ));
+            }
             #[derive(serde::Deserialize)]
             struct Deleted {
                 id: u64,

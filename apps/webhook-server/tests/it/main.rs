@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::clone_on_ref_ptr)]
 
 mod admin;
+#[cfg(all(feature = "shopify", feature = "woocommerce"))]
+mod bad_input;
 mod dispatch;
 #[cfg(feature = "nats")]
 mod nats;
