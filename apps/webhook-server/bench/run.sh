@@ -82,10 +82,17 @@ start() {
     wait_up "$PORT"
 }
 
-declare -A RPS P50 P99 RSS
+declare -A RPS P50 P99 RSS CPU
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run_wrk() {
-    local name=$1 out
+    local name=$1 out t0 t1 n
+    t0=$(cpu_ticks "$PID")
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$SCRIPT" "http://127.0.0.1:$PORT")
+    t1=$(cpu_ticks "$PID")
+    n=$(echo "$out" | awk '/requests in/ { print $1 }')
+    # Server CPU time per request (user + system, all threads), microseconds:
+    # less sensitive to what else runs on the machine than req/s.
+    CPU[$name]=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }')
     echo "$out" >"$WORK/$name.wrk"
     RPS[$name]=$(echo "$out" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')
     P50[$name]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
@@ -119,10 +126,10 @@ for name in $STORES; do
 done
 
 floor=${RPS[floor]}
-printf '\n%-8s %12s %8s %9s %9s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "RSS"
+printf '\n%-14s %10s %7s %8s %8s %12s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "cpu us/req" "RSS"
 for name in $STORES; do
     ratio=$(awk -v a="${RPS[$name]}" -v b="$floor" 'BEGIN { printf "%.2fx", a / b }')
-    printf '%-8s %12s %8s %9s %9s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${RSS[$name]:-}"
+    printf '%-14s %10s %7s %8s %8s %12s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${RSS[$name]:-}"
 done
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, load after: $(cut -d' ' -f1-3 /proc/loadavg)"

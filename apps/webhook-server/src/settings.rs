@@ -685,6 +685,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert_eq!(s.shopify.stores.len(), 2);
+        assert_eq!(s.woocommerce.stores.len(), 1);
+        assert!(s.dispatch.http.is_some());
+    }
+
+    #[test]
     fn defaults_parse() {
         let s = Settings::load_from(None, &[]).unwrap();
         assert_eq!(s.server.host, "127.0.0.1");
