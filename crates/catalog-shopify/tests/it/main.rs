@@ -3,6 +3,7 @@
 mod auth;
 mod bulk;
 mod fake;
+mod header_props;
 mod reads;
 mod retries;
 mod support;

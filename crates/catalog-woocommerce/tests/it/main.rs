@@ -6,6 +6,7 @@
 mod auth;
 mod errors;
 mod fake;
+mod header_props;
 mod pagination;
 mod php_json;
 mod products;
