@@ -211,18 +211,24 @@ async fn a_dead_replicas_lease_expires_and_another_takes_over() {
     // Replica A claims the event and dies: it never completes.
     let lease = Duration::from_millis(1500);
     let claimed = a.claim_due("replica-a", lease, 10).await.unwrap();
+    let claimed_at = std::time::Instant::now();
     assert_eq!(claimed.len(), 1);
     a.close().await;
     drop(a);
 
-    // Not before the lease expires...
+    // Not before the lease expires (unless this machine was so busy that it
+    // really has expired by now)...
     tokio::time::sleep(Duration::from_millis(700)).await;
+    let early = b.claim_due("replica-b", lease, 10).await.unwrap();
     assert!(
-        b.claim_due("replica-b", lease, 10)
-            .await
-            .unwrap()
-            .is_empty()
+        early.is_empty() || claimed_at.elapsed() >= lease,
+        "claimed {:?} after replica A's claim",
+        claimed_at.elapsed()
     );
+    if !early.is_empty() {
+        eprintln!("lease test: the machine is too slow to check 'not before'");
+        return;
+    }
     // ...but after it.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let taken = b.claim_due("replica-b", lease, 10).await.unwrap();
