@@ -87,7 +87,9 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        if matches!(self, Self::NotConfigured(_)) {
+            // Already logged (warn) where it was detected; one line per delivery is enough.
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
             tracing::debug!(error = %self, "request refused");
