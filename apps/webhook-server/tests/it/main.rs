@@ -12,6 +12,8 @@ mod postgres;
 mod process;
 #[cfg(feature = "postgres")]
 mod replicas;
+#[cfg(all(feature = "shopify", feature = "woocommerce"))]
+mod secrets;
 mod store;
 mod suite;
 mod support;

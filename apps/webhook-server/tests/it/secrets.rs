@@ -1,0 +1,561 @@
+//! No secret in any log line, error message (Display and Debug), `/metrics`
+//! output or admin API answer, whatever goes wrong.
+//!
+//! Two halves: the real binary at debug level (its whole output captured)
+//! with every secret the configuration can hold, driven through failures on
+//! every route and a downstream sink that answers 500; and the Shopify and
+//! WooCommerce clients, under a captured debug-level tracing subscriber,
+//! against a fake platform that answers 401, 500, garbage or too late.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use catalog_core::webhook::sign;
+use futures::StreamExt as _;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{SAMPLE, free_port};
+
+// Distinctive values: each contains `LEAKCANARY`, so one search finds any.
+const SHOPIFY_SHARED: &str = "shpss_LEAKCANARY_shared_webhook_secret";
+const SHOP_A_NEW: &str = "shpss_LEAKCANARY_store_a_new";
+const SHOP_A_OLD: &str = "shpss_LEAKCANARY_store_a_old";
+const CLIENT_SECRET: &str = "LEAKCANARY_client_secret_0001";
+const ACCESS_TOKEN: &str = "shpat_LEAKCANARY_access_token_0002";
+const WOO_SECRET: &str = "woo_LEAKCANARY_webhook_secret";
+const CONSUMER_KEY: &str = "ck_LEAKCANARY_consumer_key_0003";
+const CONSUMER_SECRET: &str = "cs_LEAKCANARY_consumer_secret_0004";
+const ADMIN_TOKEN: &str = "admin_LEAKCANARY_token_0005";
+const SINK_KEY: &[u8] = b"LEAKCANARY_sink_key_0006";
+const SHOP_A: &str = "leak-a.myshopify.com";
+const SITE: &str = "https://shop.example.com";
+
+fn sink_secret() -> String {
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(SINK_KEY)
+    )
+}
+
+/// Every secret, as configured and in the encodings that could slip out.
+fn secrets() -> Vec<String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut v: Vec<String> = [
+        SHOPIFY_SHARED,
+        SHOP_A_NEW,
+        SHOP_A_OLD,
+        CLIENT_SECRET,
+        ACCESS_TOKEN,
+        WOO_SECRET,
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        ADMIN_TOKEN,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    v.push(sink_secret());
+    v.push(String::from_utf8_lossy(SINK_KEY).into_owned());
+    // HTTP Basic of the consumer key pair.
+    v.push(b64.encode(format!("{CONSUMER_KEY}:{CONSUMER_SECRET}")));
+    v.push("LEAKCANARY".to_owned());
+    v
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for s in secrets() {
+        assert!(
+            !text.contains(&s),
+            "{what} contains secret {s:?}:\n{}",
+            text.lines()
+                .filter(|l| l.contains(&s))
+                .take(5)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+fn config(sink_url: &str) -> String {
+    format!(
+        r#"
+[database]
+url = "memory://"
+
+[rate_limit]
+enabled = false
+
+[dispatch]
+poll_interval_ms = 50
+backoff_base_ms = 50
+max_attempts = 3
+log = true
+
+[dispatch.http]
+url = "{sink_url}"
+secret = "{sink}"
+timeout_ms = 500
+
+[[shopify.stores]]
+id = "{SHOP_A}"
+secrets = ["{SHOP_A_NEW}", "{SHOP_A_OLD}"]
+client_id = "leak-client-id"
+client_secret = "{CLIENT_SECRET}"
+access_token = "{ACCESS_TOKEN}"
+
+[[shopify.stores]]
+id = "leak-b.myshopify.com"
+client_secret = "{CLIENT_SECRET}"
+
+[[woocommerce.stores]]
+id = "{SITE}"
+secrets = ["{WOO_SECRET}"]
+consumer_key = "{CONSUMER_KEY}"
+consumer_secret = "{CONSUMER_SECRET}"
+auth = "query_string"
+currency = "USD"
+"#,
+        sink = sink_secret()
+    )
+}
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a request got: status and body, for the leak check.
+async fn send(req: reqwest::RequestBuilder, seen: &mut String) -> u16 {
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    for (k, v) in res.headers() {
+        seen.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
+    }
+    seen.push_str(&res.text().await.unwrap_or_default());
+    seen.push('\n');
+    status
+}
+
+fn shopify(
+    client: &reqwest::Client,
+    url: &str,
+    shop: &str,
+    body: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-Shopify-Topic", "products/create")
+        .header("X-Shopify-Shop-Domain", shop)
+        .header("X-Shopify-Event-Id", format!("leak-{}", body.len()))
+        .header("X-Shopify-Webhook-Id", "leak-webhook")
+        .header(
+            "X-Shopify-Hmac-Sha256",
+            sign(secret.as_bytes(), body.as_bytes()),
+        )
+        .body(body.to_owned())
+}
+
+fn woo(client: &reqwest::Client, url: &str, body: &str, secret: &str) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("X-WC-Webhook-Source", format!("{SITE}/"))
+        .header("X-WC-Webhook-Topic", "product.updated")
+        .header("X-WC-Webhook-Resource", "product")
+        .header("X-WC-Webhook-Event", "updated")
+        .header("X-WC-Webhook-ID", "27")
+        .header("X-WC-Webhook-Delivery-ID", "leak-delivery")
+        .header(
+            "X-WC-Webhook-Signature",
+            sign(secret.as_bytes(), body.as_bytes()),
+        )
+        .body(body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_never_shows_a_secret() {
+    let sink = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(500).set_body_string("downstream broke"))
+        .mount(&sink)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("leak.toml");
+    std::fs::write(&config_path, config(&format!("{}/events", sink.uri()))).unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+            .arg("--config")
+            .arg(&config_path)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_PORT", port.to_string())
+            .env("SHOPIFY_WEBHOOK_SECRET", SHOPIFY_SHARED)
+            .env("CATALOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "debug")
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let create = format!("{base}/webhooks/shopify/products/create");
+    let by_header = format!("{base}/webhooks/shopify");
+    let woo_update = format!("{base}/webhooks/woocommerce/products/update");
+    let woo_product = include_str!("../fixtures/woocommerce_product_794.json");
+    let mut seen = String::new();
+    let s = &mut seen;
+    // Accepted, then dispatched to a sink that answers 500.
+    assert_eq!(
+        send(shopify(&client, &create, SHOP_A, SAMPLE, SHOP_A_NEW), s).await,
+        200
+    );
+    assert_eq!(
+        send(woo(&client, &woo_update, woo_product, WOO_SECRET), s).await,
+        200
+    );
+    // Rotation: the old secret still verifies.
+    let rotated = SAMPLE.replace("Example T-Shirt", "Rotated");
+    assert_eq!(
+        send(shopify(&client, &create, SHOP_A, &rotated, SHOP_A_OLD), s).await,
+        200
+    );
+    // Verified but unreadable: stored as failed, warned about.
+    assert_eq!(
+        send(
+            shopify(&client, &create, SHOP_A, "{not json", SHOP_A_NEW),
+            s
+        )
+        .await,
+        200
+    );
+    // Refusals on every path.
+    assert_eq!(
+        send(shopify(&client, &create, SHOP_A, SAMPLE, "wrong"), s).await,
+        401
+    );
+    assert_eq!(
+        send(
+            shopify(
+                &client,
+                &create,
+                "leak-zz.myshopify.com",
+                SAMPLE,
+                SHOPIFY_SHARED
+            ),
+            s
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        send(shopify(&client, &create, SHOP_A, SAMPLE, SHOPIFY_SHARED), s).await,
+        401
+    );
+    assert_eq!(
+        send(
+            shopify(&client, &create, "bad domain!", SAMPLE, SHOP_A_NEW),
+            s
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            shopify(&client, &by_header, SHOP_A, SAMPLE, SHOP_A_NEW)
+                .header("X-Shopify-Hmac-Sha256", "AAAA"),
+            s
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(woo(&client, &woo_update, woo_product, "wrong"), s).await,
+        401
+    );
+    assert_eq!(
+        send(woo(&client, &woo_update, woo_product, SHOP_A_NEW), s).await,
+        401
+    );
+    assert_eq!(send(client.post(&create).body(SAMPLE), s).await, 401);
+    assert_eq!(
+        send(
+            client
+                .post(format!("{base}/webhooks/woocommerce"))
+                .body("webhook_id=27"),
+            s
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        send(client.post(format!("{base}/webhooks/nope")).body("{}"), s).await,
+        404
+    );
+    // Admin: refused without, or with a wrong, token (even one that starts
+    // like the real one).
+    let admin = format!("{base}/admin/events");
+    assert_eq!(send(client.get(&admin), s).await, 401);
+    assert_eq!(
+        send(client.get(&admin).bearer_auth("wrong-token-0123456789"), s).await,
+        401
+    );
+    assert_eq!(
+        send(client.get(&admin).bearer_auth(format!("{ADMIN_TOKEN}x")), s).await,
+        401
+    );
+    assert_eq!(
+        send(
+            client
+                .get(&admin)
+                .header("Authorization", format!("Basic {ADMIN_TOKEN}")),
+            s
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        send(
+            client
+                .get(format!("{admin}?status=bogus"))
+                .bearer_auth(ADMIN_TOKEN),
+            s
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            client
+                .get(format!("{admin}?cursor=x"))
+                .bearer_auth(ADMIN_TOKEN),
+            s
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            client.get(format!("{admin}/nope")).bearer_auth(ADMIN_TOKEN),
+            s
+        )
+        .await,
+        404
+    );
+    // Give the dispatcher time for its failing attempts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let list: serde_json::Value = client
+        .get(format!("{admin}?limit=500"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s.push_str(&list.to_string());
+    let events = list["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 4, "{list}");
+    for e in &events {
+        let id = e["id"].as_str().unwrap();
+        assert_eq!(
+            send(
+                client.get(format!("{admin}/{id}")).bearer_auth(ADMIN_TOKEN),
+                s
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            send(
+                client
+                    .post(format!("{admin}/{id}/replay"))
+                    .bearer_auth(ADMIN_TOKEN),
+                s
+            )
+            .await,
+            202
+        );
+    }
+    for path in ["/metrics", "/healthz", "/readyz", "/openapi.json", "/docs/"] {
+        send(client.get(format!("{base}{path}")), s).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stop it cleanly so the shutdown lines are in the log too.
+    let pid = _server.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut server = _server;
+    while server.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "server did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    // The log is real: debug lines, refusals and the sink's failures are there.
+    assert!(logs.contains("DEBUG"), "{logs}");
+    assert!(logs.contains("request refused"), "{logs}");
+    assert!(logs.contains("500"), "{logs}");
+    assert!(
+        seen.contains("webhook_deliveries") || seen.contains("# TYPE"),
+        "{seen}"
+    );
+    assert_clean("the server log", &logs);
+    assert_clean("the HTTP answers", &seen);
+    // The sink got the events, signed with a key it never saw in clear.
+    let received = sink.received_requests().await.unwrap_or_default();
+    assert!(!received.is_empty());
+    for r in &received {
+        let text = format!("{:?}{}", r.headers, String::from_utf8_lossy(&r.body));
+        assert_clean("a forwarded event", &text);
+    }
+}
+
+/// A `MakeWriter` into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The fake platform's answers.
+fn answers() -> Vec<(&'static str, ResponseTemplate)> {
+    vec![
+        (
+            "401",
+            ResponseTemplate::new(401)
+                .set_body_string(r#"{"errors":"[API] Invalid API key or access token (unrecognized login or wrong password)"}"#),
+        ),
+        ("403", ResponseTemplate::new(403).set_body_string(r#"{"code":"woocommerce_rest_cannot_view","message":"Sorry, you cannot list resources.","data":{"status":403}}"#)),
+        ("500", ResponseTemplate::new(500).set_body_string("<html>Internal Server Error</html>")),
+        ("garbage", ResponseTemplate::new(200).set_body_string("\u{1}\u{2}<html>{not json")),
+        ("wrong json", ResponseTemplate::new(200).set_body_string(r#"{"data":{"products":7},"access_token":3}"#)),
+        ("timeout", ResponseTemplate::new(200).set_delay(Duration::from_secs(3))),
+    ]
+}
+
+async fn errors_of(client: &dyn catalog_core::Catalog) -> String {
+    let mut out = String::new();
+    match client.get_product("788032119674292922").await {
+        Ok(p) => out.push_str(&format!("ok {:?}\n", p.id)),
+        Err(e) => {
+            out.push_str(&format!("{e}\n{e:?}\n"));
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                out.push_str(&format!("{s}\n{s:?}\n"));
+                source = s.source();
+            }
+        }
+    }
+    if let Some(Err(e)) = client.stream_products().next().await {
+        out.push_str(&format!("{e}\n{e:?}\n"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_clients_never_show_a_secret() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let mut errors = String::new();
+    for (name, answer) in answers() {
+        let server = MockServer::start().await;
+        Mock::given(any()).respond_with(answer).mount(&server).await;
+        let shopify = |auth: catalog_shopify::ShopifyAuth| {
+            catalog_shopify::ShopifyClient::builder()
+                .store_url("leak-a.myshopify.com")
+                .base_url(server.uri())
+                .auth(auth)
+                .timeout(Duration::from_millis(300))
+                .max_retries(1)
+                .retry_backoff(Duration::from_millis(1), Duration::from_millis(5))
+                .build()
+                .unwrap()
+        };
+        for client in [
+            shopify(catalog_shopify::ShopifyAuth::access_token(ACCESS_TOKEN)),
+            shopify(catalog_shopify::ShopifyAuth::client_credentials(
+                "leak-client-id",
+                CLIENT_SECRET,
+            )),
+        ] {
+            errors.push_str(&format!("shopify {name}: {client:?}\n"));
+            errors.push_str(&errors_of(&client).await);
+        }
+        for mode in [
+            catalog_woocommerce::AuthMode::Basic,
+            catalog_woocommerce::AuthMode::QueryString,
+            catalog_woocommerce::AuthMode::OAuth1,
+        ] {
+            let client = catalog_woocommerce::WooCommerceClient::builder()
+                .store_url(SITE)
+                .base_url(server.uri())
+                .credentials(CONSUMER_KEY, CONSUMER_SECRET)
+                .auth_mode(mode)
+                .currency(catalog_core::CurrencyCode::new("USD").unwrap())
+                .timeout(Duration::from_millis(300))
+                .max_retries(1)
+                .retry_base_delay(Duration::from_millis(1))
+                .build()
+                .unwrap();
+            errors.push_str(&format!("woocommerce {name} {mode:?}: {client:?}\n"));
+            errors.push_str(&errors_of(&client).await);
+        }
+    }
+    drop(_guard);
+    let logs = logs.text();
+    // The checks saw real failures and real log lines.
+    for expect in ["401", "500", "timed out", "decode"] {
+        assert!(
+            errors.to_ascii_lowercase().contains(expect),
+            "no {expect} error:\n{errors}"
+        );
+    }
+    assert!(logs.contains("DEBUG"), "{logs}");
+    // The check itself bites.
+    assert!(std::panic::catch_unwind(|| assert_clean("control", ACCESS_TOKEN)).is_err());
+    assert_clean("a client error", &errors);
+    assert_clean("the client log", &logs);
+}
