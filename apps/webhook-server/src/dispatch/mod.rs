@@ -27,6 +27,10 @@ use crate::metrics::{DispatchResult, Metrics};
 use crate::settings::DispatchSettings;
 use crate::store::{DispatchOutcome, EventStore, StoreError, StoredEvent};
 
+/// How long the dispatcher waits after being woken by an insert, to claim
+/// the inserts that follow it in the same round.
+const WAKE_COALESCE: Duration = Duration::from_millis(2);
+
 /// A sink's failure; the event will be retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -159,7 +163,12 @@ impl Dispatcher {
                     Err(e) => tracing::warn!(error = %e, "dispatcher could not claim events"),
                 }
                 tokio::select! {
-                    () = self.wake.notified() => {}
+                    () = self.wake.notified() => {
+                        // Let a few more inserts arrive: one claim for many
+                        // events instead of one wake-up (a cross-thread
+                        // syscall) and one claim per delivery.
+                        tokio::time::sleep(WAKE_COALESCE).await;
+                    }
                     () = tokio::time::sleep(self.config.poll_interval) => {}
                     _ = stop.changed() => {}
                 }
