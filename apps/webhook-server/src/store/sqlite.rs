@@ -258,6 +258,12 @@ fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>) {
     }
 }
 
+/// Batches smaller than this wait [`LINGER`] for more commands when the
+/// previous batch showed concurrency.
+const LINGER_BELOW: usize = 32;
+/// How long a small batch waits for company.
+const LINGER: Duration = Duration::from_micros(300);
+
 fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Command>,
@@ -265,14 +271,27 @@ fn writer_loop(
     counters: &Counters,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    let mut last_len = 0;
+    let drain = |rx: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>| {
         while batch.len() < batch_max {
             match rx.try_recv() {
                 Ok(cmd) => batch.push(cmd),
                 Err(_) => break,
             }
         }
+    };
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        drain(&mut rx, &mut batch);
+        // Under concurrent load (the last batch had company), wait a moment
+        // for more: every commit rewrites whole pages (table and index
+        // leaves), so a few large transactions write far less WAL than many
+        // small ones. A lone request is not delayed.
+        if last_len > 1 && batch.len() < LINGER_BELOW.min(batch_max) {
+            std::thread::sleep(LINGER);
+            drain(&mut rx, &mut batch);
+        }
+        last_len = batch.len();
         run_batch(&mut conn, &mut batch, counters);
     }
     // Channel closed: everything queued was committed. Checkpoint so the WAL
