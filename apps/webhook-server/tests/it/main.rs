@@ -14,6 +14,8 @@ mod process;
 mod replicas;
 #[cfg(all(feature = "shopify", feature = "woocommerce"))]
 mod secrets;
+#[cfg(feature = "shopify")]
+mod shopify;
 mod store;
 mod suite;
 mod support;
