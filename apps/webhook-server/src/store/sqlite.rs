@@ -111,7 +111,7 @@ enum Command {
         oneshot::Sender<Result<Option<StoredEvent>, StoreError>>,
     ),
     Replay(String, oneshot::Sender<Result<bool, StoreError>>),
-    Stats(oneshot::Sender<Result<StoreStats, StoreError>>),
+    Ping(oneshot::Sender<Result<(), StoreError>>),
 }
 
 #[derive(Debug, Default)]
@@ -413,8 +413,8 @@ fn execute(tx: &Transaction<'_>, cmd: Command) -> Result<Reply, StoreError> {
                 Err(e)
             }
         },
-        Command::Stats(reply) => {
-            let _ = reply.send(stats(tx));
+        Command::Ping(reply) => {
+            let _ = reply.send(Ok(()));
             Ok(Box::new(|_| {}))
         }
     }
@@ -617,11 +617,18 @@ fn replay(tx: &Transaction<'_>, id: &str) -> Result<bool, StoreError> {
     Ok(stmt.execute(params![now, id])? == 1)
 }
 
-fn stats(tx: &Transaction<'_>) -> Result<StoreStats, StoreError> {
-    // Both are index lookups: MAX(seq) on the primary key, the count on the
-    // partial index of pending events.
-    let events: Option<i64> = tx.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?;
-    let pending: i64 = tx.query_row(
+/// Figures read on a connection of their own: counting a large backlog of
+/// pending events takes a while and must not hold up the writer (WAL readers
+/// never block it).
+fn stats(path: &Path) -> Result<StoreStats, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // MAX(seq) is a primary-key lookup; the count walks the partial index
+    // of pending events.
+    let events: Option<i64> = conn.query_row("SELECT MAX(seq) FROM events", [], |r| r.get(0))?;
+    let pending: i64 = conn.query_row(
         "SELECT COUNT(*) FROM events WHERE status = 'pending'",
         [],
         |r| r.get(0),
@@ -710,11 +717,20 @@ impl EventStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call(Command::Stats).await.map(|_| ())
+        // Through the writer: ready means it is alive and keeping up.
+        self.call(Command::Ping).await
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        let mut s = self.call(Command::Stats).await?;
+        // A ping through the writer first: it runs after the batch in
+        // progress has committed, so the figures include everything this
+        // caller was already answered for (claims and completions are
+        // answered before their commit).
+        self.call(Command::Ping).await?;
+        let path = self.path.clone();
+        let mut s = tokio::task::spawn_blocking(move || stats(&path))
+            .await
+            .map_err(|_| StoreError::Unavailable)??;
         s.commits = self.counters.commits.load(Ordering::Relaxed);
         s.writes = self.counters.writes.load(Ordering::Relaxed);
         Ok(s)
