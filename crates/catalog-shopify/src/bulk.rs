@@ -290,7 +290,7 @@ impl Assembler {
     fn push(&mut self, value: Value) -> Result<()> {
         let parent = value.get("__parentId").and_then(Value::as_str);
         let Some(parent) = parent.map(str::to_owned) else {
-            let node: ProductNode = catalog_core::json::decode_value(value.clone())?;
+            let node: ProductNode = catalog_core::json::decode_value_ref(&value)?;
             self.open.push_back(Pending {
                 node,
                 raw: value,

@@ -785,7 +785,7 @@ impl ShopifyClient {
     /// Maps a product node, completing variants and media past the first page.
     async fn complete(&self, raw: Value, currency: &CurrencyCode, path: &str) -> Result<Product> {
         let mut node: ProductNode =
-            catalog_core::json::decode_value(raw.clone()).map_err(|e| prefixed(e, path))?;
+            catalog_core::json::decode_value_ref(&raw).map_err(|e| prefixed(e, path))?;
         let mut variants: Vec<VariantNode> = Vec::new();
         if let Some(conn) = node.variants.take() {
             let next = conn.next_cursor().map(str::to_owned);

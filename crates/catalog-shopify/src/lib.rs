@@ -82,7 +82,7 @@ pub mod fuzzing {
     /// Whatever the mapping reports for malformed input.
     pub fn product_from_graphql_json(bytes: &[u8]) -> Result<Product, CatalogError> {
         let raw: serde_json::Value = catalog_core::json::decode(bytes)?;
-        let mut node: ProductNode = catalog_core::json::decode_value(raw.clone())?;
+        let mut node: ProductNode = catalog_core::json::decode_value_ref(&raw)?;
         let variants = node.variants.take().map(|c| c.nodes).unwrap_or_default();
         let media = node.media.take().map(|c| c.nodes).unwrap_or_default();
         let currency =

@@ -228,7 +228,7 @@ impl WebhookSource for ShopifyWebhookSource {
         let (product_id, product) = match meta.topic {
             Topic::ProductCreated | Topic::ProductUpdated => {
                 let raw: serde_json::Value = catalog_core::json::decode(body)?;
-                let wire: RestProduct = catalog_core::json::decode_value(raw.clone())?;
+                let wire: RestProduct = catalog_core::json::decode_value_ref(&raw)?;
                 let ctx = Context {
                     store: &meta.store,
                     currency: self.currency_for(&meta.store),

@@ -484,7 +484,7 @@ impl WooCommerceClient {
             .enumerate()
             .map(|(i, raw)| {
                 let wire: WireProduct =
-                    catalog_core::json::decode_value(raw.clone()).map_err(|e| prefix(e, i))?;
+                    catalog_core::json::decode_value_ref(&raw).map_err(|e| prefix(e, i))?;
                 Ok(Listed { wire, raw })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -711,7 +711,7 @@ impl Catalog for WooCommerceClient {
                 other => other,
             })?;
         let raw: serde_json::Value = catalog_core::json::decode(&resp.body)?;
-        let wire: WireProduct = catalog_core::json::decode_value(raw.clone())?;
+        let wire: WireProduct = catalog_core::json::decode_value_ref(&raw)?;
         if wire.kind == "variation" {
             return Err(CatalogError::NotFound(format!(
                 "product {num} is a variation of product {}; ask for the parent",
