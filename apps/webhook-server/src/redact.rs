@@ -11,6 +11,50 @@ pub fn redact_url(url: &str) -> String {
     url.split(',').map(redact_one).collect::<Vec<_>>().join(",")
 }
 
+/// A TOML parse error without its excerpt of the file: `toml` quotes the
+/// offending line (`2 | webhook_secret = "..."`), which may hold a secret, and
+/// start-up errors go to the log. The position and the message stay.
+pub fn strip_source_excerpt(message: &str) -> String {
+    message
+        .lines()
+        .filter(|line| {
+            let rest = line
+                .trim_start()
+                .trim_start_matches(|c: char| c.is_ascii_digit());
+            !rest.trim_start().starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A deserialisation error with the refused string values hidden: serde
+/// quotes them (`invalid type: string "...", expected a sequence`), and one
+/// may be a secret put where a list was expected. Key names (`"server.host"`
+/// in "missing configuration field", backticked elsewhere) stay.
+pub fn redact_quoted_values(message: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at + MARK.len()]);
+        rest = &rest[at + MARK.len()..];
+        // serde writes the value with `{:?}`: skip to the unescaped quote.
+        let mut escaped = false;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                let close = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                close
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        out.push_str("[redacted]");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn redact_one(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
@@ -74,7 +118,35 @@ fn is_secret_key(key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{redact_quoted_values, redact_url, strip_source_excerpt};
+
+    #[test]
+    fn quoted_values_are_hidden() {
+        assert_eq!(
+            redact_quoted_values(
+                "invalid type: string \"s3\\\"cret\", expected a sequence for key `shopify.secrets`"
+            ),
+            "invalid type: string \"[redacted]\", expected a sequence for key `shopify.secrets`"
+        );
+        assert_eq!(
+            redact_quoted_values("missing configuration field \"server.host\""),
+            "missing configuration field \"server.host\""
+        );
+        assert_eq!(
+            redact_quoted_values("a string \"unterminated"),
+            "a string \"[redacted]"
+        );
+    }
+
+    #[test]
+    fn toml_excerpts_are_dropped() {
+        let msg = "TOML parse error at line 2, column 27\n  |\n2 | webhook_secret = [\"x= \"s3cret\"\n  |                           ^\nmissing comma between array elements, expected `,`\n in c.toml";
+        let out = strip_source_excerpt(msg);
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.contains("line 2, column 27"), "{out}");
+        assert!(out.contains("missing comma"), "{out}");
+        assert!(out.contains("c.toml"), "{out}");
+    }
 
     #[test]
     fn passwords_are_hidden() {

@@ -572,8 +572,12 @@ impl Settings {
         }
         let settings: Self = builder
             .build()
+            // A syntax error quotes the line, which may be a secret's.
+            .map_err(|e| anyhow::anyhow!(crate::redact::strip_source_excerpt(&e.to_string())))
             .context("failed to load configuration")?
             .try_deserialize()
+            // serde quotes refused values, which may be secrets.
+            .map_err(|e| anyhow::anyhow!(crate::redact::redact_quoted_values(&e.to_string())))
             .context("invalid configuration")?;
         settings.validate()?;
         Ok(settings)

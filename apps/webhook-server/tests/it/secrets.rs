@@ -559,3 +559,29 @@ async fn the_clients_never_show_a_secret() {
     assert_clean("a client error", &errors);
     assert_clean("the client log", &logs);
 }
+
+/// Regressions (found by the `config_loader` fuzz target): a TOML syntax
+/// error quoted the offending line, and a type error quoted the refused
+/// value, so a typo on a secret's line printed the secret in the start-up
+/// error.
+#[test]
+fn a_config_syntax_error_does_not_quote_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    for text in [
+        format!("[shopify]\nwebhook_secret = [\"x= \"{SHOPIFY_SHARED}\"\n"),
+        format!("[admin]\ntoken = \"{ADMIN_TOKEN}\n"),
+        format!("[[woocommerce.stores]]\nid = \"{SITE}\"\nsecrets = [\"{WOO_SECRET}\" \"x\"]\n"),
+        format!("[[shopify.stores]]\nid = \"{SHOP_A}\"\nsecrets = \"{SHOP_A_NEW}\"\n"),
+        format!("[shopify]\nwebhook_secret = {{ value = \"{SHOPIFY_SHARED}\" }}\n"),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let err = webhook_server::settings::Settings::load_from(Some(&path), &[]).unwrap_err();
+        let shown = format!("{err:#} {err:?}");
+        assert!(
+            shown.contains("line") || shown.contains("for key"),
+            "{shown}"
+        );
+        assert_clean("a configuration error", &shown);
+    }
+}
