@@ -156,7 +156,8 @@ async fn phase(client: &reqwest::Client, load: &Arc<Load>, from: u64, to: u64) -
                 }
                 let product = (1_000_000 + n % load.products.max(1)).to_string();
                 let body = load.body.replace(SAMPLE_PRODUCT_ID, &product);
-                let signature = catalog_core::webhook::sign(load.secret.as_bytes(), body.as_bytes());
+                let signature =
+                    catalog_core::webhook::sign(load.secret.as_bytes(), body.as_bytes());
                 let id = format!("{}-{n}", load.prefix);
                 let sends = load.targets.iter().map(|url| {
                     let req = client
@@ -202,7 +203,9 @@ async fn phase(client: &reqwest::Client, load: &Arc<Load>, from: u64, to: u64) -
 }
 
 async fn stream_count(url: &str, stream: &str, delete: bool) -> anyhow::Result<()> {
-    let client = async_nats::connect(url).await.context("cannot connect to NATS")?;
+    let client = async_nats::connect(url)
+        .await
+        .context("cannot connect to NATS")?;
     let js = async_nats::jetstream::new(client);
     let mut s = js
         .get_stream(stream)
