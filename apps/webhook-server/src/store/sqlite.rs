@@ -250,7 +250,7 @@ fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>) {
     while alive.strong_count() > 0 {
         std::thread::sleep(Duration::from_millis(100));
         ticks = ticks.wrapping_add(1);
-        if ticks % 10 == 0
+        if ticks.is_multiple_of(10)
             && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
             tracing::warn!(error = %e, "SQLite checkpoint failed");
