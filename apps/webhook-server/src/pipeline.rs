@@ -131,7 +131,9 @@ pub async fn process(
         });
     }
     let topic = meta.topic.as_str().to_owned();
-    let (record, parsed) = match source.parse(&verified, &body, received_at) {
+    // Lean: the raw body is stored as bytes beside the product, so neither
+    // a String copy of it nor the product's `raw` Value is built.
+    let (record, parsed) = match source.parse_lean(&verified, &body, received_at) {
         Ok(event) => (
             NewEvent::from_event(event, body)
                 .map_err(|e| Error::Internal(format!("cannot serialise product: {e}")))?,

@@ -221,19 +221,102 @@ impl WebhookSource for ShopifyWebhookSource {
         body: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<CatalogEvent, PayloadError> {
+        self.parse_with(delivery, body, received_at, true)
+    }
+
+    fn parse_lean(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<CatalogEvent, PayloadError> {
+        self.parse_with(delivery, body, received_at, false)
+    }
+}
+
+/// Deepest nesting of arrays and objects in `body` (strings skipped), stopping
+/// once it reaches `limit`.
+fn nesting_reaches(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth >= limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Nesting from which the lean parse takes the `Value` path (whose parser
+/// refuses documents nested 128 deep, where typed decoding skips unknown
+/// fields at any depth): well below that limit.
+const LEAN_MAX_DEPTH: usize = 64;
+
+impl ShopifyWebhookSource {
+    /// [`WebhookSource::parse`] (`keep_raw`) or [`WebhookSource::parse_lean`].
+    ///
+    /// Lean, a product body is decoded straight into the wire type, without a
+    /// `serde_json::Value` of the payload. When that fails (or the body is
+    /// deeply nested) it falls back to the `Value` path, so the outcome and
+    /// the error are the same as `parse`'s: where both succeed they decode the
+    /// same fields, and the direct decode refuses what the `Value` path would
+    /// read differently (a repeated field: last one wins in a `Value`).
+    fn parse_with(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+        keep_raw: bool,
+    ) -> Result<CatalogEvent, PayloadError> {
         let meta = delivery.meta();
         let raw_body = std::str::from_utf8(body)
-            .map_err(|e| PayloadError::new("", format!("body is not UTF-8: {e}")))?
-            .to_owned();
+            .map_err(|e| PayloadError::new("", format!("body is not UTF-8: {e}")))?;
+        let raw_body = if keep_raw {
+            raw_body.to_owned()
+        } else {
+            String::new()
+        };
         let (product_id, product) = match meta.topic {
             Topic::ProductCreated | Topic::ProductUpdated => {
-                let raw: serde_json::Value = catalog_core::json::decode(body)?;
-                let wire: RestProduct = catalog_core::json::decode_value_ref(&raw)?;
                 let ctx = Context {
                     store: &meta.store,
                     currency: self.currency_for(&meta.store),
                 };
-                let product = product_from_rest(wire, raw, ctx)?;
+                let direct = if keep_raw || nesting_reaches(body, LEAN_MAX_DEPTH) {
+                    None
+                } else {
+                    serde_json::from_slice::<RestProduct>(body).ok()
+                };
+                let product = match direct {
+                    Some(wire) => product_from_rest(wire, serde_json::Value::Null, ctx)?,
+                    None => {
+                        let raw: serde_json::Value = catalog_core::json::decode(body)?;
+                        let wire: RestProduct = catalog_core::json::decode_value_ref(&raw)?;
+                        let raw = if keep_raw {
+                            raw
+                        } else {
+                            serde_json::Value::Null
+                        };
+                        product_from_rest(wire, raw, ctx)?
+                    }
+                };
                 (Some(product.platform_id.clone()), Some(product))
             }
             Topic::ProductDeleted => {

@@ -172,6 +172,28 @@ pub trait WebhookSource: Send + Sync + Debug {
         body: &[u8],
         received_at: DateTime<Utc>,
     ) -> Result<CatalogEvent, PayloadError>;
+
+    /// Like [`WebhookSource::parse`], for callers that keep the body bytes
+    /// themselves (a receiver storing the raw body): the event's `raw_body`
+    /// is left empty and its product's `raw` is `Null`, which lets a platform
+    /// skip building copies of the payload. Everything else, errors included,
+    /// is what [`WebhookSource::parse`] returns.
+    ///
+    /// # Errors
+    /// As [`WebhookSource::parse`].
+    fn parse_lean(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<CatalogEvent, PayloadError> {
+        let mut event = self.parse(delivery, body, received_at)?;
+        event.raw_body = String::new();
+        if let Some(product) = &mut event.product {
+            product.raw = serde_json::Value::Null;
+        }
+        Ok(event)
+    }
 }
 
 /// The outcome of [`receive`].

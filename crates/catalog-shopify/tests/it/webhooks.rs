@@ -270,3 +270,62 @@ fn events_deliveries_with_unprefixed_headers_are_read() {
     assert_eq!(e.event_id.as_str(), "products/delete:ev-9");
     assert_eq!(e.product_id.as_deref(), Some("788032119674292922"));
 }
+
+/// `parse_lean` gives `parse`'s event minus the copies (`raw_body`, the
+/// product's `raw`), and `parse`'s outcome where the direct decode and the
+/// `Value` path could differ: repeated fields, deep nesting, bad fields.
+#[test]
+fn lean_parse_matches_parse_without_the_copies() {
+    let source = ShopifyWebhookSource::new();
+    let v = verifier();
+    let at = Utc::now();
+    let mut sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
+    let mut deep = String::from("1");
+    for _ in 0..200 {
+        deep = format!("[{deep}]");
+    }
+    let nested = {
+        let mut s = String::from(std::str::from_utf8(CREATE).unwrap().trim_end());
+        s.pop(); // the closing brace
+        format!("{s}, \"x_deep\": {deep}}}")
+    };
+    let repeated = {
+        let s = std::str::from_utf8(CREATE).unwrap().trim_start();
+        format!("{{\"title\": \"first\", {}", &s[1..])
+    };
+    sample["id"] = serde_json::json!("not digits");
+    let bad_id = serde_json::to_vec(&sample).unwrap();
+    let bodies: Vec<Vec<u8>> = vec![
+        CREATE.to_vec(),
+        nested.into_bytes(),
+        repeated.into_bytes(),
+        bad_id,
+        b"[[[[1]]]]".to_vec(),
+        b"{}".to_vec(),
+        b"{\"id\": 1, \"title\": \"t\\\"[[\", \"status\": \"active\"}".to_vec(),
+    ];
+    for body in &bodies {
+        let h = headers("products/create", body);
+        let Inbound::Delivery(d) = source.inspect(&h, body).unwrap() else {
+            panic!("not a delivery")
+        };
+        let verified = d.verify(body, &v).unwrap();
+        let full = source.parse(&verified, body, at);
+        let lean = source.parse_lean(&verified, body, at);
+        match (full, lean) {
+            (Ok(mut full), Ok(lean)) => {
+                assert!(lean.raw_body.is_empty());
+                full.raw_body = String::new();
+                if let Some(p) = &mut full.product {
+                    p.raw = serde_json::Value::Null;
+                }
+                assert_eq!(full, lean, "{}", String::from_utf8_lossy(body));
+            }
+            (Err(full), Err(lean)) => assert_eq!(full.to_string(), lean.to_string()),
+            (full, lean) => panic!(
+                "{}: parse {full:?}, parse_lean {lean:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+}
