@@ -127,9 +127,13 @@ fuzz_target!(|data: &[u8]| {
     // No environment: only the defaults and the file.
     match Settings::load_from(Some(path), &[]) {
         Ok(settings) => {
-            // Whatever loaded is usable: validation passed, Debug never shows secrets.
+            // Whatever loaded is usable: validation passed, Debug never
+            // shows secrets (the canary may show where it is not a secret,
+            // e.g. in a database URL's path).
             let shown = format!("{settings:?}");
-            assert!(!shown.contains(CANARY), "Debug shows a secret: {shown}");
+            if std::str::from_utf8(data).is_ok_and(canary_only_in_secrets) {
+                assert!(!shown.contains(CANARY), "Debug shows a secret: {shown}");
+            }
             let _ = settings.database.kind();
         }
         Err(err) => {
