@@ -573,7 +573,18 @@ impl Settings {
         let settings: Self = builder
             .build()
             // A syntax error quotes the line, which may be a secret's.
-            .map_err(|e| anyhow::anyhow!(crate::redact::strip_source_excerpt(&e.to_string())))
+            .map_err(|e| {
+                let mut msg = crate::redact::strip_source_excerpt(&e.to_string());
+                // `toml` reports an integer beyond i64 without a position.
+                if msg.contains("number too large")
+                    && let Some((line, key)) = file
+                        .and_then(|p| std::fs::read_to_string(p).ok())
+                        .and_then(|text| oversized_integer(&text))
+                {
+                    msg = format!("{msg} (line {line}, key `{key}`)");
+                }
+                anyhow::anyhow!(msg)
+            })
             .context("failed to load configuration")?
             .try_deserialize()
             // serde quotes refused values, which may be secrets.
@@ -677,6 +688,39 @@ impl Settings {
     }
 }
 
+/// The first line (1-based) and key whose value holds an integer literal
+/// beyond `i128` (what `toml` reports without a position), outside strings
+/// and comments.
+fn oversized_integer(text: &str) -> Option<(usize, String)> {
+    for (i, line) in text.lines().enumerate() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let mut quote: Option<char> = None;
+        let mut digits = String::new();
+        for c in value.chars().chain([' ']) {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c == '#' => break,
+                None if c.is_ascii_digit() => digits.push(c),
+                None if c == '_' && !digits.is_empty() => {}
+                None => {
+                    if !digits.is_empty() && digits.parse::<i128>().is_err() {
+                        return Some((i + 1, key.trim().to_owned()));
+                    }
+                    digits.clear();
+                }
+            }
+        }
+        if !digits.is_empty() && digits.parse::<i128>().is_err() {
+            return Some((i + 1, key.trim().to_owned()));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,6 +739,14 @@ mod tests {
         assert_eq!(s.shopify.stores.len(), 2);
         assert_eq!(s.woocommerce.stores.len(), 1);
         assert!(s.dispatch.http.is_some());
+    }
+
+    #[test]
+    fn oversized_integers_are_located() {
+        let big = "9".repeat(45);
+        let text = format!("[a]\nsecret = \"{big}\" # {big}\nok = 5\nlist = [1, 2_000, {big}]\n");
+        assert_eq!(oversized_integer(&text), Some((4, "list".to_owned())));
+        assert_eq!(oversized_integer("port = 8050\n"), None);
     }
 
     #[test]

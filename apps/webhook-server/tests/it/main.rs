@@ -4,6 +4,7 @@
 mod admin;
 #[cfg(all(feature = "shopify", feature = "woocommerce"))]
 mod bad_input;
+mod config_errors;
 mod dispatch;
 #[cfg(feature = "nats")]
 mod nats;

@@ -1,0 +1,36 @@
+//! Configuration errors found by the `config_loader` fuzz target: every
+//! refused file gets an error that names a key or a position.
+
+use webhook_server::settings::Settings;
+
+/// Regression (fuzz input `regression-oversized-integer-no-position.toml`):
+/// with `config` 0.15.27 an integer beyond i128 failed with "number too large
+/// to fit in target type" and no key or line; the loader now adds them. With
+/// the `config` of this lockfile `toml` gives the position itself: either way
+/// the error says where.
+#[test]
+fn an_oversized_integer_error_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    for (text, line) in [
+        (
+            format!(
+                "[server]\nhost = \"0.0.0.0\"\nport = 8050{}\n",
+                "2".repeat(80)
+            ),
+            3,
+        ),
+        (
+            format!(
+                "[shopify]\nwebhook_secret = \"{}\"\n[dispatch]\nmax_attempts = [{}]\n",
+                "9".repeat(50),
+                "9".repeat(50)
+            ),
+            4,
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+        assert!(err.contains(&format!("line {line}")), "{err}");
+    }
+}
