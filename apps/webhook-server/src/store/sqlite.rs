@@ -133,6 +133,10 @@ pub struct SqliteStore {
     counters: Arc<Counters>,
 }
 
+/// Set by the checkpointer after each of its (concurrent) checkpoints; the
+/// writer then finishes the job between two batches, see [`writer_loop`].
+type TailCheckpoint = Arc<std::sync::atomic::AtomicBool>;
+
 impl SqliteStore {
     /// Opens (creating if needed) the database, runs migrations and starts the
     /// writer thread.
@@ -154,16 +158,18 @@ impl SqliteStore {
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
         let batch_max = batch_max.max(1);
+        let tail: TailCheckpoint = Arc::default();
+        let writer_tail = Arc::clone(&tail);
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, batch_max, &thread_counters))
+            .spawn(move || writer_loop(conn, rx, batch_max, &thread_counters, &writer_tail))
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         let alive = Arc::new(());
         let weak = Arc::downgrade(&alive);
         let checkpoint_path = path.to_path_buf();
         let checkpointer = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpoint_path, &weak))
+            .spawn(move || checkpoint_loop(&checkpoint_path, &weak, &tail))
             .map_err(|e| StoreError::Database(format!("cannot start checkpoint thread: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -235,9 +241,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checkpoints the WAL into the database every second, without blocking the
-/// writer, until the store is closed or dropped.
-fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>) {
+/// Checkpoints the WAL into the database every [`CHECKPOINT_EVERY_TICKS`]
+/// tenths of a second, without blocking the writer, until the store is closed
+/// or dropped; then asks the writer for the tail (see [`writer_loop`]).
+fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>, tail: &TailCheckpoint) {
     let conn = match Connection::open(path) {
         Ok(c) => c,
         Err(e) => {
@@ -250,13 +257,17 @@ fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>) {
     while alive.strong_count() > 0 {
         std::thread::sleep(Duration::from_millis(100));
         ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(10)
-            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %e, "SQLite checkpoint failed");
+        if ticks.is_multiple_of(CHECKPOINT_EVERY_TICKS) {
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(()) => tail.store(true, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+            }
         }
     }
 }
+
+/// Checkpointer period, in ticks of 100 ms.
+const CHECKPOINT_EVERY_TICKS: u32 = 1;
 
 /// Batches smaller than this wait [`LINGER`] for more commands when the
 /// previous batch showed concurrency.
@@ -269,6 +280,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<Command>,
     batch_max: usize,
     counters: &Counters,
+    tail: &TailCheckpoint,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
     let mut last_len = 0;
@@ -293,6 +305,19 @@ fn writer_loop(
         }
         last_len = batch.len();
         run_batch(&mut conn, &mut batch, counters);
+        // The checkpointer's PASSIVE checkpoints run while this thread keeps
+        // committing, so they never copy the last frames, and SQLite reuses
+        // the WAL from its start only once every frame is in the database:
+        // under steady load the WAL would grow for as long as the load lasts
+        // (hundreds of MB), and that much dirty page cache ends in the
+        // kernel's write-back stalls. Copying the few frames committed since
+        // the checkpointer's run, here between two batches, completes the
+        // checkpoint, so the next commit starts the WAL over.
+        if tail.swap(false, Ordering::Relaxed)
+            && let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "SQLite tail checkpoint failed");
+        }
     }
     // Channel closed: everything queued was committed. Checkpoint so the WAL
     // does not have to be replayed on the next start.
