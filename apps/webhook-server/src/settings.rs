@@ -578,8 +578,8 @@ impl Settings {
                 // `toml` reports an integer beyond i64 without a position.
                 if msg.contains("number too large")
                     && let Some((line, key)) = file
-                        .and_then(|p| std::fs::read_to_string(p).ok())
-                        .and_then(|text| oversized_integer(&text))
+                        .and_then(|p| std::fs::read(p).ok())
+                        .and_then(|bytes| oversized_integer(&String::from_utf8_lossy(&bytes)))
                 {
                     msg = format!("{msg} (line {line}, key `{key}`)");
                 }
