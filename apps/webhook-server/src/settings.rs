@@ -576,10 +576,12 @@ impl Settings {
             .map_err(|e| {
                 let mut msg = crate::redact::strip_source_excerpt(&e.to_string());
                 // `toml` reports an integer beyond i64 without a position.
-                if msg.contains("number too large")
-                    && let Some((line, key)) = file
-                        .and_then(|p| std::fs::read(p).ok())
-                        .and_then(|bytes| oversized_integer(&String::from_utf8_lossy(&bytes)))
+                let negative = msg.contains("number too small");
+                if (negative || msg.contains("number too large"))
+                    && let Some((line, key)) =
+                        file.and_then(|p| std::fs::read(p).ok()).and_then(|bytes| {
+                            oversized_integer(&String::from_utf8_lossy(&bytes), negative)
+                        })
                 {
                     msg = format!("{msg} (line {line}, key `{key}`)");
                 }
@@ -690,32 +692,37 @@ impl Settings {
 
 /// The first line (1-based) and key whose value holds an integer literal
 /// beyond `i128` (what `toml` reports without a position), outside strings
-/// and comments.
-fn oversized_integer(text: &str) -> Option<(usize, String)> {
+/// and comments: a negative one when `negative`, else a positive one.
+fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
     for (i, line) in text.lines().enumerate() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
         let mut quote: Option<char> = None;
         let mut digits = String::new();
+        let mut minus = false;
+        let mut prev = ' ';
         for c in value.chars().chain([' ']) {
             match quote {
                 Some(q) if c == q => quote = None,
                 Some(_) => {}
                 None if c == '"' || c == '\'' => quote = Some(c),
                 None if c == '#' => break,
-                None if c.is_ascii_digit() => digits.push(c),
+                None if c.is_ascii_digit() => {
+                    if digits.is_empty() {
+                        minus = prev == '-';
+                    }
+                    digits.push(c);
+                }
                 None if c == '_' && !digits.is_empty() => {}
                 None => {
-                    if !digits.is_empty() && digits.parse::<i128>().is_err() {
+                    if !digits.is_empty() && minus == negative && digits.parse::<i128>().is_err() {
                         return Some((i + 1, key.trim().to_owned()));
                     }
                     digits.clear();
                 }
             }
-        }
-        if !digits.is_empty() && digits.parse::<i128>().is_err() {
-            return Some((i + 1, key.trim().to_owned()));
+            prev = c;
         }
     }
     None
@@ -744,9 +751,15 @@ mod tests {
     #[test]
     fn oversized_integers_are_located() {
         let big = "9".repeat(45);
-        let text = format!("[a]\nsecret = \"{big}\" # {big}\nok = 5\nlist = [1, 2_000, {big}]\n");
-        assert_eq!(oversized_integer(&text), Some((4, "list".to_owned())));
-        assert_eq!(oversized_integer("port = 8050\n"), None);
+        let text = format!(
+            "[a]\nsecret = \"{big}\" # {big}\nok = 5\nlist = [1, 2_000, {big}]\nlow = -{big}\n"
+        );
+        assert_eq!(
+            oversized_integer(&text, false),
+            Some((4, "list".to_owned()))
+        );
+        assert_eq!(oversized_integer(&text, true), Some((5, "low".to_owned())));
+        assert_eq!(oversized_integer("port = 8050\n", false), None);
     }
 
     #[test]
