@@ -691,15 +691,28 @@ impl Settings {
 }
 
 /// The first line (1-based) and key whose value holds an integer literal
-/// beyond `i128` (what `toml` reports without a position), outside strings
-/// and comments: a negative one when `negative`, else a positive one.
+/// (decimal, `0x`, `0o`, `0b`) beyond `i128` (what `toml` reports without a
+/// position), outside strings and comments: a negative one when `negative`,
+/// else a positive one.
 fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
+    fn too_big(token: &str) -> bool {
+        let t = token.replace('_', "");
+        let (digits, radix) = match t.get(..2) {
+            Some("0x") => (&t[2..], 16),
+            Some("0o") => (&t[2..], 8),
+            Some("0b") => (&t[2..], 2),
+            _ => (t.as_str(), 10),
+        };
+        !digits.is_empty()
+            && digits.chars().all(|c| c.is_digit(radix))
+            && i128::from_str_radix(digits, radix).is_err()
+    }
     for (i, line) in text.lines().enumerate() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
         let mut quote: Option<char> = None;
-        let mut digits = String::new();
+        let mut token = String::new();
         let mut minus = false;
         let mut prev = ' ';
         for c in value.chars().chain([' ']) {
@@ -707,19 +720,20 @@ fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
                 Some(q) if c == q => quote = None,
                 Some(_) => {}
                 None if c == '"' || c == '\'' => quote = Some(c),
-                None if c == '#' => break,
-                None if c.is_ascii_digit() => {
-                    if digits.is_empty() {
+                None if c.is_ascii_alphanumeric() || c == '_' => {
+                    if token.is_empty() {
                         minus = prev == '-';
                     }
-                    digits.push(c);
+                    token.push(c);
                 }
-                None if c == '_' && !digits.is_empty() => {}
                 None => {
-                    if !digits.is_empty() && minus == negative && digits.parse::<i128>().is_err() {
+                    if minus == negative && too_big(&token) {
                         return Some((i + 1, key.trim().to_owned()));
                     }
-                    digits.clear();
+                    token.clear();
+                    if c == '#' {
+                        break;
+                    }
                 }
             }
             prev = c;
@@ -760,6 +774,13 @@ mod tests {
         );
         assert_eq!(oversized_integer(&text, true), Some((5, "low".to_owned())));
         assert_eq!(oversized_integer("port = 8050\n", false), None);
+        let hex = format!("x = 0x{}\n", "f".repeat(40));
+        assert_eq!(oversized_integer(&hex, false), Some((1, "x".to_owned())));
+        let commented = format!("port = 7{big}#8\n");
+        assert_eq!(
+            oversized_integer(&commented, false),
+            Some((1, "port".to_owned()))
+        );
     }
 
     #[test]
