@@ -691,9 +691,9 @@ impl Settings {
 }
 
 /// The first line (1-based) and key whose value holds an integer literal
-/// (decimal, `0x`, `0o`, `0b`) beyond `i128` (what `toml` reports without a
-/// position), outside strings and comments: a negative one when `negative`,
-/// else a positive one.
+/// (decimal, `0x`, `0o`, `0b`) beyond `i64` (`config` 0.15.27 reports those
+/// without a position), outside strings and comments: a negative one when
+/// `negative`, else a positive one.
 fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
     fn too_big(token: &str) -> bool {
         let t = token.replace('_', "");
@@ -705,9 +705,12 @@ fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
         };
         !digits.is_empty()
             && digits.chars().all(|c| c.is_digit(radix))
-            && i128::from_str_radix(digits, radix).is_err()
+            && i64::from_str_radix(digits, radix).is_err()
     }
     for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
@@ -776,10 +779,15 @@ mod tests {
         assert_eq!(oversized_integer("port = 8050\n", false), None);
         let hex = format!("x = 0x{}\n", "f".repeat(40));
         assert_eq!(oversized_integer(&hex, false), Some((1, "x".to_owned())));
-        let commented = format!("port = 7{big}#8\n");
+        let commented = format!("# a = {big}\nport = 7{big}#8\n");
         assert_eq!(
             oversized_integer(&commented, false),
-            Some((1, "port".to_owned()))
+            Some((2, "port".to_owned()))
+        );
+        let beyond_i64 = "n = 80502222222222222222222222222222222222\n";
+        assert_eq!(
+            oversized_integer(beyond_i64, false),
+            Some((1, "n".to_owned()))
         );
     }
 
