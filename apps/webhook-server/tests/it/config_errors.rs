@@ -4,7 +4,7 @@
 use webhook_server::settings::Settings;
 
 /// Regression (fuzz input `regression-oversized-integer-no-position.toml`):
-/// with `config` 0.15.27 an integer beyond i128 failed with "number too large
+/// with `config` 0.15.27 an integer beyond i64 failed with "number too large
 /// to fit in target type" and no key or line; the loader now adds them. With
 /// the `config` of this lockfile `toml` gives the position itself: either way
 /// the error says where.
