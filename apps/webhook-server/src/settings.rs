@@ -703,9 +703,15 @@ fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
             Some("0b") => (&t[2..], 2),
             _ => (t.as_str(), 10),
         };
-        !digits.is_empty()
-            && digits.chars().all(|c| c.is_digit(radix))
-            && i64::from_str_radix(digits, radix).is_err()
+        if radix != 10 {
+            return !digits.is_empty()
+                && digits.chars().all(|c| c.is_digit(radix))
+                && i64::from_str_radix(digits, radix).is_err();
+        }
+        // Any run of digits, even inside a malformed token (`toml` recovers
+        // and reports the number first).
+        t.split(|c: char| !c.is_ascii_digit())
+            .any(|run| !run.is_empty() && run.parse::<i64>().is_err())
     }
     for (i, line) in text.lines().enumerate() {
         if line.trim_start().starts_with('#') {
@@ -784,7 +790,7 @@ mod tests {
             oversized_integer(&commented, false),
             Some((2, "port".to_owned()))
         );
-        let beyond_i64 = "n = 80502222222222222222222222222222222222\n";
+        let beyond_i64 = "n = 80502222222222222222222222222222222222jj8\n";
         assert_eq!(
             oversized_integer(beyond_i64, false),
             Some((1, "n".to_owned()))
