@@ -728,7 +728,6 @@ fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
             match quote {
                 Some(q) if c == q => quote = None,
                 Some(_) => {}
-                None if c == '"' || c == '\'' => quote = Some(c),
                 None if c.is_ascii_alphanumeric() || c == '_' => {
                     if token.is_empty() {
                         minus = prev == '-';
@@ -742,6 +741,9 @@ fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
                     token.clear();
                     if c == '#' {
                         break;
+                    }
+                    if c == '"' || c == '\'' {
+                        quote = Some(c);
                     }
                 }
             }
@@ -790,7 +792,7 @@ mod tests {
             oversized_integer(&commented, false),
             Some((2, "port".to_owned()))
         );
-        let beyond_i64 = "n = 80502222222222222222222222222222222222jj8\n";
+        let beyond_i64 = "n = 80502222222222222222222222222222222222jj8\"\n";
         assert_eq!(
             oversized_integer(beyond_i64, false),
             Some((1, "n".to_owned()))
