@@ -25,7 +25,10 @@ fuzz_target!(|data: &[u8]| {
         for variant in json["variants"].as_array().into_iter().flatten() {
             assert!(variant["id"].is_string());
             if let Some(price) = variant["price"].as_object() {
-                assert!(price["amount"].is_string(), "money must not become a JSON number");
+                assert!(
+                    price["amount"].is_string(),
+                    "money must not become a JSON number"
+                );
             }
         }
     }

@@ -47,7 +47,9 @@ fuzz_target!(|data: &[u8]| {
         .with(API_VERSION_HEADER, "2026-01");
     let source = ShopifyWebhookSource::default();
     let lookup = |_: &str| Some(&verifier);
-    if let Ok(Received::Event(event)) = receive(&source, &headers, body, &lookup, chrono::Utc::now()) {
+    if let Ok(Received::Event(event)) =
+        receive(&source, &headers, body, &lookup, chrono::Utc::now())
+    {
         assert_eq!(event.store, "fuzz.myshopify.com");
         assert_eq!(event.raw_body.as_bytes(), body);
         if let Some(product) = &event.product {

@@ -15,10 +15,16 @@ fuzz_target!(|input: (&str, &[u8])| {
         return;
     };
     let passed = verifier.verify(body, signature).is_ok();
-    let genuine = [sign(b"fuzz-secret-new", body), sign(b"fuzz-secret-old", body)];
+    let genuine = [
+        sign(b"fuzz-secret-new", body),
+        sign(b"fuzz-secret-old", body),
+    ];
     if passed {
         // Base64 with trailing whitespace trimmed is the only accepted form.
-        assert!(genuine.iter().any(|g| g == signature.trim()), "forged signature accepted");
+        assert!(
+            genuine.iter().any(|g| g == signature.trim()),
+            "forged signature accepted"
+        );
     }
     for g in &genuine {
         assert!(verifier.verify(body, g).is_ok());
