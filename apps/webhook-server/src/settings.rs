@@ -575,13 +575,12 @@ impl Settings {
             // A syntax error quotes the line, which may be a secret's.
             .map_err(|e| {
                 let mut msg = crate::redact::strip_source_excerpt(&e.to_string());
-                // `toml` reports an integer beyond i64 without a position.
-                let negative = msg.contains("number too small");
-                if (negative || msg.contains("number too large"))
-                    && let Some((line, key)) =
-                        file.and_then(|p| std::fs::read(p).ok()).and_then(|bytes| {
-                            oversized_integer(&String::from_utf8_lossy(&bytes), negative)
-                        })
+                // `toml` reports some value errors (integers beyond i64,
+                // overflowing floats) without a position: find the line.
+                if !msg.contains("line ")
+                    && let Some((line, key)) = file
+                        .and_then(|p| std::fs::read(p).ok())
+                        .and_then(|bytes| first_failing_line(&String::from_utf8_lossy(&bytes)))
                 {
                     msg = format!("{msg} (line {line}, key `{key}`)");
                 }
@@ -690,64 +689,43 @@ impl Settings {
     }
 }
 
-/// The first line (1-based) and key whose value holds an integer literal
-/// (decimal, `0x`, `0o`, `0b`) beyond `i64` (`config` 0.15.27 reports those
-/// without a position), outside strings and comments: a negative one when
-/// `negative`, else a positive one.
-fn oversized_integer(text: &str, negative: bool) -> Option<(usize, String)> {
-    fn too_big(token: &str) -> bool {
-        let t = token.replace('_', "");
-        let (digits, radix) = match t.get(..2) {
-            Some("0x") => (&t[2..], 16),
-            Some("0o") => (&t[2..], 8),
-            Some("0b") => (&t[2..], 2),
-            _ => (t.as_str(), 10),
-        };
-        if radix != 10 {
-            return !digits.is_empty()
-                && digits.chars().all(|c| c.is_digit(radix))
-                && i64::from_str_radix(digits, radix).is_err();
+/// The first line (1-based) at which the file stops loading, with the key
+/// (`section.key`) written on it, found by loading growing prefixes of the
+/// file with the same parser. Used only on the error path, for errors that
+/// `toml` reports without a position (integers beyond i64, overflowing
+/// floats, ...): whatever the token's shape, the first failing prefix ends on
+/// the line that holds it (or on the first line of a construct spanning
+/// several lines, which names the same key).
+fn first_failing_line(text: &str) -> Option<(usize, String)> {
+    // Configuration files are small; bound the work for pathological input.
+    const MAX_LINES: usize = 5_000;
+    let lines: Vec<&str> = text.lines().take(MAX_LINES).collect();
+    let mut section = String::new();
+    for n in 1..=lines.len() {
+        let line = lines[n - 1].trim();
+        if let Some(header) = line.strip_prefix('[') {
+            section = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
         }
-        // Any run of digits, even inside a malformed token (`toml` recovers
-        // and reports the number first).
-        t.split(|c: char| !c.is_ascii_digit())
-            .any(|run| !run.is_empty() && run.parse::<i64>().is_err())
-    }
-    for (i, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let mut quote: Option<char> = None;
-        let mut token = String::new();
-        let mut minus = false;
-        let mut prev = ' ';
-        for c in value.chars().chain([' ']) {
-            match quote {
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None if c.is_ascii_alphanumeric() || c == '_' => {
-                    if token.is_empty() {
-                        minus = prev == '-';
-                    }
-                    token.push(c);
-                }
-                None => {
-                    if minus == negative && too_big(&token) {
-                        return Some((i + 1, key.trim().to_owned()));
-                    }
-                    token.clear();
-                    if c == '#' {
-                        break;
-                    }
-                    if c == '"' || c == '\'' {
-                        quote = Some(c);
-                    }
-                }
-            }
-            prev = c;
+        let prefix = lines[..n].join("\n");
+        let fails = config::Config::builder()
+            .add_source(config::File::from_str(&prefix, config::FileFormat::Toml))
+            .build()
+            .is_err();
+        if fails {
+            let key = line.split_once('=').map_or(line, |(k, _)| k).trim();
+            let key = if section.is_empty() || line.starts_with('[') {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            };
+            // Never echo a value: only what stands before `=` (or a header).
+            return Some((n, key.chars().take(100).collect()));
         }
     }
     None
@@ -774,29 +752,28 @@ mod tests {
     }
 
     #[test]
-    fn oversized_integers_are_located() {
+    fn positionless_errors_are_located() {
         let big = "9".repeat(45);
         let text = format!(
             "[a]\nsecret = \"{big}\" # {big}\nok = 5\nlist = [1, 2_000, {big}]\nlow = -{big}\n"
         );
-        assert_eq!(
-            oversized_integer(&text, false),
-            Some((4, "list".to_owned()))
-        );
-        assert_eq!(oversized_integer(&text, true), Some((5, "low".to_owned())));
-        assert_eq!(oversized_integer("port = 8050\n", false), None);
+        assert_eq!(first_failing_line(&text), Some((4, "a.list".to_owned())));
+        let negative = format!("[a]\nok = 1\nlow = -{big}\n");
+        assert_eq!(first_failing_line(&negative), Some((3, "a.low".to_owned())));
+        assert_eq!(first_failing_line("port = 8050\n"), None);
         let hex = format!("x = 0x{}\n", "f".repeat(40));
-        assert_eq!(oversized_integer(&hex, false), Some((1, "x".to_owned())));
+        assert_eq!(first_failing_line(&hex), Some((1, "x".to_owned())));
         let commented = format!("# a = {big}\nport = 7{big}#8\n");
+        assert_eq!(first_failing_line(&commented), Some((2, "port".to_owned())));
+        let float = "[serve-r]\nport = 700088888888888700088888888888888888888E8844888888888\n";
         assert_eq!(
-            oversized_integer(&commented, false),
-            Some((2, "port".to_owned()))
+            first_failing_line(float),
+            Some((2, "serve-r.port".to_owned()))
         );
-        let beyond_i64 = "n = 80502222222222222222222222222222222222jj8\"\n";
-        assert_eq!(
-            oversized_integer(beyond_i64, false),
-            Some((1, "n".to_owned()))
-        );
+        // The value itself is never part of the answer.
+        let secret = "[shopify]\nwebhook_secret = \"s3cret\" 12\n";
+        let (line, key) = first_failing_line(secret).unwrap();
+        assert_eq!((line, key.as_str()), (2, "shopify.webhook_secret"));
     }
 
     #[test]
