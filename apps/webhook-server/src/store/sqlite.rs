@@ -764,37 +764,27 @@ impl EventStore for SqliteStore {
     async fn close(&self) {
         // Stop the checkpointer first, so the writer's final checkpoint does
         // not race it.
-        drop(
-            self.alive
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(),
-        );
-        let checkpointer = self
-            .checkpointer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        drop(take_locked(&self.alive));
+        let checkpointer = take_locked(&self.checkpointer);
         if let Some(handle) = checkpointer {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         // Refuse new calls; the writer drains what is queued, commits it and
         // exits when the last sender (ours, or an in-flight call's) is gone.
-        drop(
-            self.sender
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(),
-        );
-        let handle = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        drop(take_locked(&self.sender));
+        let handle = take_locked(&self.writer);
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
+}
+
+/// Takes what a shutdown-only slot holds (a poisoned lock still yields it:
+/// closing must proceed whatever panicked before).
+fn take_locked<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 #[cfg(test)]
