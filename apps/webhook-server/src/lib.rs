@@ -33,6 +33,7 @@
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
+pub mod normalise;
 pub mod pipeline;
 pub mod platforms;
 pub mod ratelimit;
@@ -140,6 +141,7 @@ impl AppState {
     ) -> Dispatcher {
         Dispatcher::new(
             Arc::clone(&self.store),
+            Arc::clone(&self.platforms),
             handlers,
             config,
             Arc::clone(&self.wake),

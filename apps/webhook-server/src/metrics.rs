@@ -74,6 +74,8 @@ pub enum DispatchResult {
     Retry,
     /// Failed for the last time.
     Dead,
+    /// The stored body could not be normalised: marked `failed`, not sent.
+    Unreadable,
 }
 
 /// The server's metrics.
@@ -83,7 +85,7 @@ pub struct Metrics {
     latency_buckets: Vec<AtomicU64>,
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
-    dispatched: [AtomicU64; 3],
+    dispatched: [AtomicU64; 4],
     dispatch_in_flight: AtomicU64,
 }
 
@@ -164,6 +166,7 @@ impl Metrics {
             DispatchResult::Delivered => 0,
             DispatchResult::Retry => 1,
             DispatchResult::Dead => 2,
+            DispatchResult::Unreadable => 3,
         };
         self.dispatched[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -237,7 +240,10 @@ impl Metrics {
             "# HELP webhook_dispatch_total Dispatch attempts by result.\n\
              # TYPE webhook_dispatch_total counter\n",
         );
-        for (i, r) in ["delivered", "retry", "dead"].iter().enumerate() {
+        for (i, r) in ["delivered", "retry", "dead", "unreadable"]
+            .iter()
+            .enumerate()
+        {
             let _ = writeln!(
                 out,
                 "webhook_dispatch_total{{result=\"{r}\"}} {}",

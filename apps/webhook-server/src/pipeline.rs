@@ -4,8 +4,13 @@
 //! 2. verify the signature over the raw bytes with that store's secrets (401,
 //!    nothing recorded, no dedup entry);
 //! 3. check the route's topic against the header (400);
-//! 4. parse and normalise (an unreadable verified body is kept as `failed`);
+//! 4. triage: the body is JSON of the topic's shape, and which product it is
+//!    about (an unreadable verified body is kept as `failed`);
 //! 5. insert if new, durably, before answering 200 (store errors: 503).
+//!
+//! The product is normalised from the stored body after the answer, by the
+//! dispatcher ([`crate::normalise`]): a body that is JSON but cannot be
+//! normalised becomes `failed` then, kept with its raw body all the same.
 //!
 //! The body size limit and read timeout come before step 1, in the route.
 
@@ -131,12 +136,12 @@ pub async fn process(
         });
     }
     let topic = meta.topic.as_str().to_owned();
-    // Lean: the raw body is stored as bytes beside the product, so neither
-    // a String copy of it nor the product's `raw` Value is built.
-    let (record, parsed) = match source.parse_lean(&verified, &body, received_at) {
-        Ok(event) => (
-            NewEvent::from_event(event, body)
-                .map_err(|e| Error::Internal(format!("cannot serialise product: {e}")))?,
+    // Only what storing needs: the body is JSON of the topic's shape and
+    // names its product (for per-product ordering). The product itself is
+    // derived from the stored body after the answer (crate::normalise).
+    let (record, parsed) = match source.triage(&verified, &body) {
+        Ok(product_id) => (
+            NewEvent::received(meta, body, product_id, received_at),
             true,
         ),
         Err(err) => {

@@ -232,6 +232,36 @@ impl WebhookSource for ShopifyWebhookSource {
     ) -> Result<CatalogEvent, PayloadError> {
         self.parse_with(delivery, body, received_at, false)
     }
+
+    fn triage(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+    ) -> Result<Option<String>, PayloadError> {
+        // Product bodies: check the syntax and read the top-level id only
+        // (a third of the cost of decoding the product). The full parse
+        // decides for anything this skim does not accept plainly (a
+        // repeated `id`, deep nesting, deletes, other topics), so the id is
+        // always the one `parse` would give.
+        if matches!(
+            delivery.meta().topic,
+            Topic::ProductCreated | Topic::ProductUpdated
+        ) && std::str::from_utf8(body).is_ok()
+            && !nesting_reaches(body, LEAN_MAX_DEPTH)
+            && let Ok(skim) = serde_json::from_slice::<IdOnly>(body)
+        {
+            return Ok(Some(skim.id.0));
+        }
+        Ok(self
+            .parse_with(delivery, body, DateTime::<Utc>::UNIX_EPOCH, false)?
+            .product_id)
+    }
+}
+
+/// The one field [`WebhookSource::triage`] reads from a product body.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: crate::convert::RestId,
 }
 
 /// Deepest nesting of arrays and objects in `body` (strings skipped), stopping

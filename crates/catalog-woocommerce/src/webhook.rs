@@ -321,6 +321,45 @@ impl WebhookSource for WooCommerceWebhookSource {
         }
         Ok(event)
     }
+
+    fn triage(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+    ) -> Result<Option<String>, PayloadError> {
+        // Product bodies: check the syntax and read `id`, `type` and
+        // `parent_id` only. The full parse decides for anything this skim
+        // does not accept plainly (a repeated key, a `type` that is not a
+        // string, a variation without its parent, error objects, deletes,
+        // other resources), so the id is always the one `parse` would give.
+        let meta = delivery.meta();
+        if meta.raw_topic.starts_with("product.")
+            && meta.topic != Topic::ProductDeleted
+            && std::str::from_utf8(body).is_ok()
+            && let Ok(skim) = serde_json::from_slice::<ProductSkim>(body)
+        {
+            match (skim.kind.as_deref(), skim.parent_id) {
+                (Some("variation"), Some(parent)) if parent != 0 => {
+                    return Ok(Some(parent.to_string()));
+                }
+                (Some("variation"), _) => {}
+                _ => return Ok(Some(skim.id.to_string())),
+            }
+        }
+        Ok(self
+            .parse(delivery, body, DateTime::<Utc>::UNIX_EPOCH)?
+            .product_id)
+    }
+}
+
+/// The fields [`WebhookSource::triage`] reads from a product body.
+#[derive(serde::Deserialize)]
+struct ProductSkim {
+    id: u64,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    parent_id: Option<u64>,
 }
 
 #[cfg(test)]

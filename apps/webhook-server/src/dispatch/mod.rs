@@ -24,6 +24,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::metrics::{DispatchResult, Metrics};
+use crate::normalise;
+use crate::platforms::Platforms;
 use crate::settings::DispatchSettings;
 use crate::store::{DispatchOutcome, EventStore, StoreError, StoredEvent};
 
@@ -105,6 +107,7 @@ impl DispatchConfig {
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
     store: Arc<dyn EventStore>,
+    platforms: Arc<Platforms>,
     handlers: Arc<[Arc<dyn EventHandler>]>,
     config: DispatchConfig,
     wake: Arc<Notify>,
@@ -132,9 +135,11 @@ impl DispatcherHandle {
 }
 
 impl Dispatcher {
-    /// A dispatcher; `wake` is notified after each insert.
+    /// A dispatcher; `wake` is notified after each insert. `platforms`
+    /// normalise the stored bodies before the sinks see them.
     pub fn new(
         store: Arc<dyn EventStore>,
+        platforms: Arc<Platforms>,
         handlers: Vec<Arc<dyn EventHandler>>,
         config: DispatchConfig,
         wake: Arc<Notify>,
@@ -142,6 +147,7 @@ impl Dispatcher {
     ) -> Self {
         Self {
             store,
+            platforms,
             handlers: handlers.into(),
             config,
             wake,
@@ -183,7 +189,7 @@ impl Dispatcher {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let events = self
+        let mut events = self
             .store
             .claim_due(&self.config.worker_id, self.config.lease, self.config.batch)
             .await?;
@@ -194,13 +200,26 @@ impl Dispatcher {
         self.metrics
             .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
         // One event per product in a batch, so they can go concurrently.
-        join_all(events.iter().map(|e| self.dispatch_one(e))).await;
+        join_all(events.iter_mut().map(|e| self.dispatch_one(e))).await;
         self.metrics
             .dispatch_in_flight(-i64::try_from(n).unwrap_or(0));
         Ok(n)
     }
 
-    async fn dispatch_one(&self, event: &StoredEvent) {
+    async fn dispatch_one(&self, event: &mut StoredEvent) {
+        // The product from the stored body (crate::normalise); a body that
+        // cannot be normalised is kept as `failed` and not sent.
+        match normalise::product_json(&self.platforms, &event.event) {
+            Ok(product) => event.event.product = product,
+            Err(e) => {
+                let error = e.to_string();
+                tracing::warn!(id = %event.event.id, error = %error, "stored delivery could not be normalised; kept as failed");
+                self.metrics.record_dispatch(DispatchResult::Unreadable);
+                self.finish(event, DispatchOutcome::Unreadable { error })
+                    .await;
+                return;
+            }
+        }
         let mut failure = None;
         for handler in self.handlers.iter() {
             if let Err(e) = handler.handle(event).await {
@@ -224,6 +243,11 @@ impl Dispatcher {
             }
         };
         self.metrics.record_dispatch(result);
+        self.finish(event, outcome).await;
+    }
+
+    /// Records the outcome of a claimed event in the store.
+    async fn finish(&self, event: &StoredEvent, outcome: DispatchOutcome) {
         match self
             .store
             .complete(&event.event.id, &self.config.worker_id, outcome)

@@ -15,6 +15,8 @@ use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::Error;
+use crate::normalise;
+use crate::platforms::Platforms;
 use crate::store::{EventFilter, EventStatus, StoredEvent};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -66,12 +68,15 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-fn event_json(e: &StoredEvent, with_body: bool) -> serde_json::Value {
+/// One event as the admin API shows it. The product is derived from the
+/// stored body (see [`crate::normalise`]): `null` when there is none or the
+/// body cannot be normalised (the event then is, or is about to be, `failed`).
+fn event_json(e: &StoredEvent, with_body: bool, platforms: &Platforms) -> serde_json::Value {
     let ev = &e.event;
-    let product = ev
-        .product
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+    let product = normalise::product_json(platforms, ev)
+        .ok()
+        .flatten()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
         .unwrap_or(serde_json::Value::Null);
     let mut v = serde_json::json!({
         "id": ev.id,
@@ -137,14 +142,14 @@ async fn list(
     };
     let page = state.store.list(&filter, before, limit).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "events": page.events.iter().map(|e| event_json(e, false)).collect::<Vec<_>>(),
+        "events": page.events.iter().map(|e| event_json(e, false, &state.platforms)).collect::<Vec<_>>(),
         "next": page.next.map(|n| n.to_string()),
     })))
 }
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let event = state.store.get(&path).await?.ok_or(Error::NotFound)?;
-    Ok(HttpResponse::Ok().json(event_json(&event, true)))
+    Ok(HttpResponse::Ok().json(event_json(&event, true, &state.platforms)))
 }
 
 async fn replay(

@@ -269,6 +269,11 @@ impl EventStore for MemoryStore {
                 slot.stored.event.status = EventStatus::Dead;
                 true
             }
+            DispatchOutcome::Unreadable { error } => {
+                slot.stored.event.error = Some(error);
+                slot.stored.event.status = EventStatus::Failed;
+                true
+            }
         };
         if finished {
             let group = group_of(&slot.stored.event);

@@ -152,6 +152,40 @@ impl NewEvent {
         })
     }
 
+    /// A verified delivery as the receiver stores it before answering: the
+    /// raw body and the product id from [`WebhookSource::triage`], pending;
+    /// the product is derived from the body later ([`crate::normalise`]).
+    ///
+    /// [`WebhookSource::triage`]: catalog_core::webhook::WebhookSource::triage
+    pub fn received(
+        meta: &DeliveryMeta,
+        raw_body: Bytes,
+        product_id: Option<String>,
+        received_at: DateTime<Utc>,
+    ) -> Self {
+        let key = DedupKey::new(
+            meta.platform.clone(),
+            meta.store.clone(),
+            meta.event_id.clone(),
+        );
+        Self {
+            id: key.fingerprint(),
+            platform: meta.platform.as_str().to_owned(),
+            store: meta.store.clone(),
+            topic: meta.topic.as_str().to_owned(),
+            raw_topic: meta.raw_topic.clone(),
+            event_id: meta.event_id.as_str().to_owned(),
+            delivery_id: meta.delivery_id.clone(),
+            product_id,
+            triggered_at: meta.triggered_at,
+            received_at,
+            product: None,
+            raw_body,
+            status: EventStatus::Pending,
+            error: None,
+        }
+    }
+
     /// A verified delivery that could not be parsed: kept as `Failed`.
     pub fn unparseable(
         meta: &DeliveryMeta,
@@ -251,6 +285,12 @@ pub enum DispatchOutcome {
     /// The last attempt failed: dead-letter it.
     Dead {
         /// Why.
+        error: String,
+    },
+    /// The stored body could not be normalised: the event becomes `failed`
+    /// (kept with its raw body, not dispatched; replay it after a fix).
+    Unreadable {
+        /// Why, stored as the event's `error`.
         error: String,
     },
 }

@@ -585,27 +585,40 @@ impl EventStore for PostgresStore {
         outcome: DispatchOutcome,
     ) -> Result<bool, StoreError> {
         let (id, worker) = (id.to_owned(), worker_id.to_owned());
-        let (status, error, delay) = match outcome {
-            DispatchOutcome::Delivered => (EventStatus::Delivered, None, 0),
+        let (status, error, delay, unreadable) = match outcome {
+            DispatchOutcome::Delivered => (EventStatus::Delivered, None, 0, None),
             DispatchOutcome::Retry { error, at } => {
-                (EventStatus::Pending, Some(error), delay_until(at))
+                (EventStatus::Pending, Some(error), delay_until(at), None)
             }
-            DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error), 0),
+            DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error), 0, None),
+            DispatchOutcome::Unreadable { error } => (EventStatus::Failed, None, 0, Some(error)),
         };
         let done = self
             .run(move |pool| async move {
                 // Under the product's lock: record the outcome if the lease
                 // is still ours, and when the event left `pending`, make the
                 // product's next pending event ready.
-                sqlx::query_scalar("SELECT catalog_complete_event($1, $2, $3, $4, $5)")
-                    .bind(&id)
-                    .bind(&worker)
-                    .bind(status.as_str())
-                    .bind(error)
-                    .bind(delay)
-                    .fetch_one(&pool)
-                    .await
-                    .map_err(db_error)
+                let done: bool =
+                    sqlx::query_scalar("SELECT catalog_complete_event($1, $2, $3, $4, $5)")
+                        .bind(&id)
+                        .bind(&worker)
+                        .bind(status.as_str())
+                        .bind(error)
+                        .bind(delay)
+                        .fetch_one(&pool)
+                        .await
+                        .map_err(db_error)?;
+                // Why it is failed: the event's `error`, as for deliveries
+                // found unreadable on arrival.
+                if done && let Some(reason) = &unreadable {
+                    sqlx::query("UPDATE events SET error = $2 WHERE id = $1")
+                        .bind(&id)
+                        .bind(reason)
+                        .execute(&pool)
+                        .await
+                        .map_err(db_error)?;
+                }
+                Ok(done)
             })
             .await?;
         self.count_writes(1);

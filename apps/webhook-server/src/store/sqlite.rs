@@ -561,23 +561,30 @@ fn complete(
     outcome: &DispatchOutcome,
 ) -> Result<bool, StoreError> {
     let now = to_millis(Utc::now());
-    let (status, error, next) = match outcome {
-        DispatchOutcome::Delivered => (EventStatus::Delivered, None, now),
-        DispatchOutcome::Retry { error, at } => {
-            (EventStatus::Pending, Some(error.as_str()), to_millis(*at))
+    let (status, error, next, unreadable) = match outcome {
+        DispatchOutcome::Delivered => (EventStatus::Delivered, None, now, None),
+        DispatchOutcome::Retry { error, at } => (
+            EventStatus::Pending,
+            Some(error.as_str()),
+            to_millis(*at),
+            None,
+        ),
+        DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error.as_str()), now, None),
+        DispatchOutcome::Unreadable { error } => {
+            (EventStatus::Failed, None, now, Some(error.as_str()))
         }
-        DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error.as_str()), now),
     };
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET status = ?1, attempts = attempts + 1, \
          last_error = COALESCE(?2, last_error), next_attempt_at = ?3, lease_owner = NULL, \
-         lease_until = NULL, ready = (?1 = 'pending') \
+         lease_until = NULL, ready = (?1 = 'pending'), error = COALESCE(?6, error) \
          WHERE id = ?4 AND lease_owner = ?5 AND status = 'pending' RETURNING seq",
     )?;
     let seq: Option<i64> = stmt
-        .query_row(params![status.as_str(), error, next, id, worker], |r| {
-            r.get(0)
-        })
+        .query_row(
+            params![status.as_str(), error, next, id, worker, unreadable],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(seq) = seq else { return Ok(false) };
     if status != EventStatus::Pending {

@@ -86,13 +86,111 @@ async fn shopify_create_and_delete_are_normalised_and_stored() {
     );
     assert_eq!(create.event.status, EventStatus::Pending);
     assert!(create.event.triggered_at.is_some());
-    let product: serde_json::Value =
-        serde_json::from_str(create.event.product.as_deref().unwrap()).unwrap();
+    // Stored as received; the product is derived from the stored body.
+    assert!(create.event.product.is_none());
+    let platforms = Platforms::from_settings(&s).unwrap();
+    let product = webhook_server::normalise::product_json(&platforms, &create.event).unwrap();
+    let product: serde_json::Value = serde_json::from_str(&product.unwrap()).unwrap();
     assert_eq!(product["title"], "Example T-Shirt");
-    // Stored without the raw copy of the payload (the raw body is beside it).
+    assert_eq!(product["platform_id"], "788032119674292922");
+    // Without the raw copy of the payload (the raw body is beside it).
     assert!(product["raw"].is_null());
     assert_eq!(&create.event.raw_body[..], SAMPLE.as_bytes());
     assert_eq!(delete.event.topic, "product.deleted");
     assert!(delete.event.product.is_none());
     assert!(delete.event.product_id.is_some());
+}
+
+/// A body that is JSON with a product id but cannot be normalised is stored
+/// and answered like any other; the dispatcher then keeps it as `failed`
+/// (with why, raw body intact) and the product's next event still goes out.
+/// The admin API shows the product derived from each stored body.
+#[actix_web::test]
+async fn a_body_that_cannot_be_normalised_is_kept_as_failed_and_skipped() {
+    use std::sync::Arc;
+    use webhook_server::dispatch::sinks::JsonlSink;
+    use webhook_server::dispatch::{DispatchConfig, EventHandler};
+
+    const TOKEN: &str = "admin-token-0123456789";
+    let mut s = settings();
+    s.shopify = stores(&[("example-shop.myshopify.com", &["new-secret"])]);
+    s.admin.token = Some(secrecy::SecretString::from(TOKEN));
+    let store = memory();
+    let state =
+        webhook_server::AppState::new(&s, Platforms::from_settings(&s).unwrap(), store.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let dispatcher = state.dispatcher(
+        DispatchConfig::from_settings(&s.dispatch),
+        vec![Arc::new(JsonlSink::new(file.clone())) as Arc<dyn EventHandler>],
+    );
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    let bad = SAMPLE.replacen(
+        r#""19.99""#,
+        r#""99999999999999999999999999999999999999.99""#,
+        1,
+    );
+    assert_ne!(bad, SAMPLE, "the sample has the price to break");
+    let mut ids = Vec::new();
+    for (event, text) in [("n1", bad.as_str()), ("n2", SAMPLE)] {
+        let res = test::call_service(
+            &app,
+            shopify(
+                "/webhooks/shopify",
+                "products/update",
+                event,
+                text,
+                "new-secret",
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_eq!(v["status"], "stored");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    // One product: the second event waits for the first, which fails.
+    for _ in 0..20 {
+        if dispatcher.run_once().await.unwrap() == 0 {
+            break;
+        }
+    }
+    let failed = store.get(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(failed.event.status, EventStatus::Failed);
+    assert!(
+        failed.event.error.as_deref().unwrap().contains("price"),
+        "{:?}",
+        failed.event.error
+    );
+    assert_eq!(
+        &failed.event.raw_body[..],
+        bad.as_bytes(),
+        "kept as received"
+    );
+    let sent = store.get(&ids[1]).await.unwrap().unwrap();
+    assert_eq!(sent.event.status, EventStatus::Delivered);
+    let lines = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(lines.lines().count(), 1, "only the readable event went out");
+    let line: serde_json::Value = serde_json::from_str(lines.trim()).unwrap();
+    assert_eq!(line["id"], ids[1]);
+    assert_eq!(line["product"]["title"], "Example T-Shirt");
+    assert_eq!(line["product"]["platform_id"], "788032119674292922");
+
+    for (id, title) in [
+        (&ids[0], serde_json::Value::Null),
+        (&ids[1], "Example T-Shirt".into()),
+    ] {
+        let res = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(&format!("/admin/events/{id}"))
+                .insert_header(("Authorization", format!("Bearer {TOKEN}")))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_eq!(v["product"]["title"], title, "{v}");
+    }
 }

@@ -113,6 +113,16 @@ impl VerifiedDelivery {
     pub fn into_meta(self) -> DeliveryMeta {
         self.meta
     }
+
+    /// A delivery verified earlier, read back from the receiver's own
+    /// storage, to be parsed again (a receiver that stores the raw body at
+    /// once and normalises it later, or again after an upgrade).
+    ///
+    /// Only for bodies whose signature was checked before they were stored:
+    /// anything else must go through [`UnverifiedDelivery::verify`].
+    pub fn reloaded(meta: DeliveryMeta) -> Self {
+        Self { meta }
+    }
 }
 
 /// A platform's reachability check (WooCommerce sends `webhook_id=N` when a
@@ -193,6 +203,31 @@ pub trait WebhookSource: Send + Sync + Debug {
             product.raw = serde_json::Value::Null;
         }
         Ok(event)
+    }
+
+    /// What a receiver needs before it stores a verified body and answers:
+    /// the id of the product the delivery is about (`None` for topics that
+    /// carry no product), read as cheaply as the platform allows. The
+    /// receiver normalises the stored body later with
+    /// [`WebhookSource::parse_lean`] (see [`VerifiedDelivery::reloaded`]).
+    ///
+    /// Whenever [`WebhookSource::parse`] succeeds, this succeeds with the
+    /// same `product_id`; it fails at least on bodies that are not JSON. It
+    /// may accept a body that `parse` then rejects (a price that is not a
+    /// number, say): that surfaces when the stored body is normalised.
+    ///
+    /// The default runs the full parse; platforms override it with a skim.
+    ///
+    /// # Errors
+    /// [`PayloadError`] when the body is not what the topic should carry.
+    fn triage(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+    ) -> Result<Option<String>, PayloadError> {
+        Ok(self
+            .parse_lean(delivery, body, DateTime::<Utc>::UNIX_EPOCH)?
+            .product_id)
     }
 }
 

@@ -312,3 +312,74 @@ fn config_builds_source_and_verifier() {
     assert!(!format!("{cfg:?}").contains("cs_hidden_value"));
     assert!(!format!("{cfg:?}").contains(WEBHOOK_SECRET));
 }
+
+#[test]
+fn triage_gives_the_product_id_parse_gives() {
+    let src = source();
+    let v = verifier();
+    let variation = |kind: serde_json::Value, parent: serde_json::Value| {
+        let mut p: serde_json::Value =
+            serde_json::from_str(include_str!("../fixtures/variation-732.docs-sample.json"))
+                .unwrap();
+        p["type"] = kind;
+        p["parent_id"] = parent;
+        serde_json::to_vec(&p).unwrap()
+    };
+    let product = product_body();
+    let text = std::str::from_utf8(&product).unwrap().trim();
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("product.updated", product.clone()),
+        ("product.created", product.clone()),
+        ("product.restored", product.clone()),
+        ("product.updated", variation("variation".into(), 22.into())),
+        ("product.updated", variation("variation".into(), 0.into())),
+        (
+            "product.updated",
+            variation("variation".into(), serde_json::Value::Null),
+        ),
+        ("product.updated", variation(5.into(), 22.into())),
+        ("product.updated", variation("simple".into(), 22.into())),
+        // Repeated keys: the last one wins, as in the full parse.
+        (
+            "product.updated",
+            format!("{{\"id\": 1, {}", &text[1..]).into_bytes(),
+        ),
+        (
+            "product.updated",
+            format!(
+                "{{\"type\": \"variation\", \"parent_id\": 9, {}",
+                &text[1..]
+            )
+            .into_bytes(),
+        ),
+        (
+            "product.updated",
+            br#"{"code":"woocommerce_rest_invalid_id","message":"x"}"#.to_vec(),
+        ),
+        ("product.updated", br#"{"id": -3}"#.to_vec()),
+        ("product.updated", b"{\"id\": 3".to_vec()),
+        ("product.updated", b"<html>".to_vec()),
+        ("product.deleted", br#"{"id": 794}"#.to_vec()),
+        ("product.deleted", product.clone()),
+        ("order.created", br#"{"id": 5}"#.to_vec()),
+    ];
+    for (topic, body) in &bodies {
+        let h = headers(topic, "d1", body);
+        let Inbound::Delivery(d) = src.inspect(&h, body).unwrap() else {
+            panic!("not a delivery")
+        };
+        let verified = d.verify(body, &v).unwrap();
+        let parsed = src.parse(&verified, body, Utc::now());
+        let triaged = src.triage(&verified, body);
+        let what = format!("{topic} {}", String::from_utf8_lossy(body));
+        match (&parsed, &triaged) {
+            (Ok(event), Ok(id)) => assert_eq!(&event.product_id, id, "{what}"),
+            (Ok(_), Err(e)) => panic!("{what}: parse succeeded, triage failed: {e}"),
+            (Err(_), Ok(_)) => assert!(
+                serde_json::from_slice::<serde_json::Value>(body).is_ok(),
+                "{what}: triage accepted a body that is not JSON"
+            ),
+            (Err(_), Err(_)) => {}
+        }
+    }
+}
