@@ -73,7 +73,8 @@ async fn main() -> anyhow::Result<()> {
         Some(
             state
                 .dispatcher(DispatchConfig::from_settings(&settings.dispatch), handlers)
-                .spawn(),
+                .spawn_on_own_thread(settings.dispatch.nice)
+                .context("cannot start the dispatcher thread")?,
         )
     } else {
         tracing::info!("dispatcher disabled");

@@ -236,6 +236,10 @@ pub struct DispatchSettings {
     pub backoff_base_ms: u64,
     /// Longest retry delay, seconds.
     pub backoff_max_secs: u64,
+    /// Niceness of the dispatcher's thread, 0 to 19 (Linux; 0 = the request
+    /// workers' priority): under a burst, answering comes first.
+    #[serde(default)]
+    pub nice: u8,
     /// Log sink: one structured log line per event.
     pub log: bool,
     /// JSON-lines file sink: path of the file to append to.
@@ -639,6 +643,9 @@ impl Settings {
         }
         if self.dispatch.batch == 0 {
             bail!("dispatch.batch must be greater than 0");
+        }
+        if self.dispatch.nice > 19 {
+            bail!("dispatch.nice must be between 0 and 19");
         }
         if self.dispatch.max_attempts == 0 {
             bail!("dispatch.max_attempts must be at least 1");

@@ -20,8 +20,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::join_all;
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::metrics::{DispatchResult, Metrics};
 use crate::normalise;
@@ -118,7 +117,8 @@ pub struct Dispatcher {
 #[derive(Debug)]
 pub struct DispatcherHandle {
     shutdown: watch::Sender<bool>,
-    join: JoinHandle<()>,
+    // Resolves (or errors, if the loop panicked) when the loop has ended.
+    done: oneshot::Receiver<()>,
 }
 
 impl DispatcherHandle {
@@ -126,7 +126,7 @@ impl DispatcherHandle {
     /// it, at most `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         let _ = self.shutdown.send(true);
-        if tokio::time::timeout(timeout, self.join).await.is_err() {
+        if tokio::time::timeout(timeout, self.done).await.is_err() {
             tracing::warn!(
                 "dispatcher did not finish in time; unfinished events stay leased and will be retried"
             );
@@ -155,33 +155,69 @@ impl Dispatcher {
         }
     }
 
-    /// Runs in the background until shut down.
+    /// Runs in the background, as a task of the current Tokio runtime,
+    /// until shut down.
     pub fn spawn(self) -> DispatcherHandle {
-        let (shutdown, mut stop) = watch::channel(false);
-        let join = tokio::spawn(async move {
-            loop {
-                if *stop.borrow() {
-                    break;
-                }
-                match self.run_once().await {
-                    Ok(n) if n > 0 => continue,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "dispatcher could not claim events"),
-                }
-                tokio::select! {
-                    () = self.wake.notified() => {
-                        // Let a few more inserts arrive: one claim for many
-                        // events instead of one wake-up (a cross-thread
-                        // syscall) and one claim per delivery.
-                        tokio::time::sleep(WAKE_COALESCE).await;
-                    }
-                    () = tokio::time::sleep(self.config.poll_interval) => {}
-                    _ = stop.changed() => {}
-                }
-            }
-            tracing::info!("dispatcher stopped");
+        let (shutdown, stop) = watch::channel(false);
+        let (finished, done) = oneshot::channel();
+        tokio::spawn(async move {
+            self.run(stop).await;
+            let _ = finished.send(());
         });
-        DispatcherHandle { shutdown, join }
+        DispatcherHandle { shutdown, done }
+    }
+
+    /// Runs in the background on a thread of its own (with its own Tokio
+    /// runtime), at niceness `nice` on Linux (0 = unchanged).
+    ///
+    /// Why a thread of its own: the request workers then have the CPU first.
+    /// Normalising and handing over an event costs about as much CPU as
+    /// receiving it; under a burst, sharing the workers' threads would slow
+    /// the answers the platforms wait for (and time out on) to do work
+    /// nobody waits for. At a lower priority the dispatcher takes the CPU
+    /// the workers leave, and catches up after the burst: events wait in the
+    /// store, durably, meanwhile.
+    ///
+    /// # Errors
+    /// When the thread or its runtime cannot be started.
+    pub fn spawn_on_own_thread(self, nice: u8) -> std::io::Result<DispatcherHandle> {
+        let (shutdown, stop) = watch::channel(false);
+        let (finished, done) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("dispatcher".into())
+            .spawn(move || {
+                lower_priority(nice);
+                runtime.block_on(self.run(stop));
+                let _ = finished.send(());
+            })?;
+        Ok(DispatcherHandle { shutdown, done })
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            match self.run_once().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "dispatcher could not claim events"),
+            }
+            tokio::select! {
+                () = self.wake.notified() => {
+                    // Let a few more inserts arrive: one claim for many
+                    // events instead of one wake-up (a cross-thread
+                    // syscall) and one claim per delivery.
+                    tokio::time::sleep(WAKE_COALESCE).await;
+                }
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        tracing::info!("dispatcher stopped");
     }
 
     /// Claims one batch of due events and dispatches them; returns how many.
@@ -262,6 +298,20 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Gives the calling thread niceness `nice` (Linux; a no-op elsewhere).
+fn lower_priority(nice: u8) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // On Linux a thread id names one thread for setpriority(2).
+        let me = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(me), i32::from(nice)) {
+            tracing::warn!(error = %e, nice, "could not lower the dispatcher's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 #[cfg(test)]
