@@ -82,7 +82,7 @@ start() {
     wait_up "$PORT"
 }
 
-declare -A RPS P50 P99 RSS CPU
+declare -A RPS P50 P99 RSS CPU DISP
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run_wrk() {
     local name=$1 out t0 t1 n
@@ -104,6 +104,10 @@ run_wrk() {
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
+dispatched() {
+    curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^webhook_dispatch_total\{result="delivered"\}/ { printf "%d", $2 }'
+}
+
 stored() {
     curl -s "http://127.0.0.1:$PORT/metrics" | awk -F' ' '/^webhook_deliveries_total.*outcome="stored"/ { s += $2 } END { printf "%d", s }'
 }
@@ -115,6 +119,9 @@ for name in $STORES; do
     # Short warm-up so connection set-up and first allocations are not measured.
     wrk -t1 -c"$CONNECTIONS" -d2s -s "$SCRIPT" "http://127.0.0.1:$PORT" >/dev/null
     run_wrk "$name"
+    # Dispatch runs beside ingestion at a lower priority: how much of what
+    # was stored had been handed to the sinks when the load stopped.
+    if [[ "$name" != floor ]]; then DISP[$name]="$(dispatched)/$(stored)"; fi
     if [[ "$MODE" == rss && "$name" != floor ]]; then
         while (( $(stored) < RSS_TARGET )); do
             wrk -t1 -c"$CONNECTIONS" -d20s -s "$SCRIPT" "http://127.0.0.1:$PORT" >/dev/null
@@ -126,10 +133,10 @@ for name in $STORES; do
 done
 
 floor=${RPS[floor]}
-printf '\n%-14s %10s %7s %8s %8s %12s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "cpu us/req" "RSS"
+printf '\n%-14s %10s %7s %8s %8s %12s %17s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "cpu us/req" "dispatched/stored" "RSS"
 for name in $STORES; do
     ratio=$(awk -v a="${RPS[$name]}" -v b="$floor" 'BEGIN { printf "%.2fx", a / b }')
-    printf '%-14s %10s %7s %8s %8s %12s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${RSS[$name]:-}"
+    printf '%-14s %10s %7s %8s %8s %12s %17s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${DISP[$name]:-}" "${RSS[$name]:-}"
 done
 echo
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
