@@ -160,3 +160,52 @@ async fn delivered_events_carry_a_verifiable_standard_webhooks_signature() {
         );
     }
 }
+
+/// The server's way to run the dispatcher: a thread of its own, at the
+/// configured niceness (Linux), handing events over like `spawn` does.
+#[actix_web::test]
+async fn the_dispatcher_thread_runs_at_its_niceness_and_delivers() {
+    let store = memory();
+    let ids = ingest(store.clone(), 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let state = state_with(store.clone(), &single_secret());
+    let handle = state
+        .dispatcher(
+            config(3),
+            vec![Arc::new(JsonlSink::new(file.clone())) as Arc<dyn EventHandler>],
+        )
+        .spawn_on_own_thread(7)
+        .unwrap();
+    #[cfg(target_os = "linux")]
+    {
+        // /proc/self/task/<tid>/stat: comm in parentheses, then fields from
+        // the third on; niceness is the nineteenth.
+        let nice = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("stat")).ok())
+                .find(|stat| stat.contains("(dispatcher)"))
+                .map(|stat| {
+                    let after = &stat[stat.rfind(')').unwrap() + 2..];
+                    after.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+                })
+        };
+        // The thread sets it first thing; give it a moment to start.
+        let mut seen = nice();
+        for _ in 0..100 {
+            if seen == Some(7) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            seen = nice();
+        }
+        assert_eq!(seen, Some(7));
+    }
+    wait_for(&*store, EventStatus::Delivered, 3).await;
+    handle.shutdown(Duration::from_secs(2)).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    for id in &ids {
+        assert!(text.contains(id.as_str()), "{id} not handed over");
+    }
+}
