@@ -40,10 +40,14 @@ impl DedupKey {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
-        h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = h.finalize();
+        let mut id = String::with_capacity(32);
+        for &b in &digest[..16] {
+            id.push(char::from(HEX[usize::from(b >> 4)]));
+            id.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        id
     }
 }
 
@@ -234,5 +238,13 @@ mod tests {
         let same = DedupKey::new(PlatformId::SHOPIFY, "ab".into(), EventId::new("c"));
         assert_eq!(a.fingerprint(), same.fingerprint());
         assert_eq!(a.fingerprint().len(), 32);
+        // Stored ids must not change between versions: a known answer
+        // (SHA-256 of the length-prefixed parts, first 16 bytes in hex).
+        let known = DedupKey::new(
+            PlatformId::SHOPIFY,
+            "example.myshopify.com".into(),
+            EventId::new("products/create:e-1"),
+        );
+        assert_eq!(known.fingerprint(), "75864dd63557624a2ca2b98e78e54f31");
     }
 }

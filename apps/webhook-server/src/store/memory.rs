@@ -26,13 +26,16 @@ pub struct MemoryStore {
     state: Mutex<State>,
 }
 
-type Group = (String, String, String);
+/// A product's queue key: platform, store and product key, joined by a
+/// separator none of them contains (one allocation, one hash).
+type Group = String;
 
 #[derive(Debug, Default)]
 struct State {
     next_seq: i64,
     events: BTreeMap<i64, Slot>,
-    by_id: HashMap<String, i64>,
+    /// Our ids (see [`key_of`]) to insertion order.
+    by_id: HashMap<u128, i64>,
     /// Pending events per product, in order.
     pending: HashMap<Group, BTreeSet<i64>>,
     /// The oldest pending event of each product: the only claimable ones.
@@ -89,11 +92,15 @@ impl Default for MemoryStore {
 }
 
 fn group_of(e: &NewEvent) -> Group {
-    (
-        e.platform.clone(),
-        e.store.clone(),
-        e.product_key().to_owned(),
-    )
+    let key = e.product_key();
+    let mut g = String::with_capacity(e.platform.len() + e.store.len() + key.len() + 2);
+    for (i, part) in [e.platform.as_str(), &e.store, key].into_iter().enumerate() {
+        if i > 0 {
+            g.push('\u{1f}');
+        }
+        g.push_str(part);
+    }
+    g
 }
 
 impl State {
@@ -151,7 +158,7 @@ impl State {
                     self.dropped_undelivered += 1;
                     self.dequeue(&group_of(&slot.stored.event), seq);
                 }
-                self.by_id.remove(&slot.stored.event.id);
+                self.by_id.remove(&key_of(&slot.stored.event.id));
             }
         }
     }
@@ -183,7 +190,7 @@ impl EventStore for MemoryStore {
         }
         s.next_seq += 1;
         let seq = s.next_seq;
-        s.by_id.insert(event.id.clone(), seq);
+        s.by_id.insert(key, seq);
         let next_attempt_at = event.received_at;
         if event.status == EventStatus::Pending {
             s.enqueue(group_of(&event), seq);
@@ -242,10 +249,14 @@ impl EventStore for MemoryStore {
         outcome: DispatchOutcome,
     ) -> Result<bool, StoreError> {
         let mut s = self.lock();
-        let Some(seq) = s.by_id.get(id).copied() else {
+        let Some(seq) = s.by_id.get(&key_of(id)).copied() else {
             return Ok(false);
         };
-        let Some(slot) = s.events.get_mut(&seq) else {
+        let Some(slot) = s
+            .events
+            .get_mut(&seq)
+            .filter(|slot| slot.stored.event.id == id)
+        else {
             return Ok(false);
         };
         let owned = slot.lease.as_ref().is_some_and(|(w, _)| w == worker_id);
@@ -318,17 +329,22 @@ impl EventStore for MemoryStore {
     async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let s = self.lock();
         Ok(s.by_id
-            .get(id)
+            .get(&key_of(id))
             .and_then(|seq| s.events.get(seq))
+            .filter(|slot| slot.stored.event.id == id)
             .map(|slot| slot.stored.clone()))
     }
 
     async fn replay(&self, id: &str) -> Result<bool, StoreError> {
         let mut s = self.lock();
-        let Some(seq) = s.by_id.get(id).copied() else {
+        let Some(seq) = s.by_id.get(&key_of(id)).copied() else {
             return Ok(false);
         };
-        let Some(slot) = s.events.get_mut(&seq) else {
+        let Some(slot) = s
+            .events
+            .get_mut(&seq)
+            .filter(|slot| slot.stored.event.id == id)
+        else {
             return Ok(false);
         };
         slot.lease = None;
