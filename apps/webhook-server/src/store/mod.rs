@@ -193,26 +193,10 @@ impl NewEvent {
         error: &PayloadError,
         received_at: DateTime<Utc>,
     ) -> Self {
-        let key = DedupKey::new(
-            meta.platform.clone(),
-            meta.store.clone(),
-            meta.event_id.clone(),
-        );
         Self {
-            id: key.fingerprint(),
-            platform: meta.platform.as_str().to_owned(),
-            store: meta.store.clone(),
-            topic: meta.topic.as_str().to_owned(),
-            raw_topic: meta.raw_topic.clone(),
-            event_id: meta.event_id.as_str().to_owned(),
-            delivery_id: meta.delivery_id.clone(),
-            product_id: None,
-            triggered_at: meta.triggered_at,
-            received_at,
-            product: None,
-            raw_body,
             status: EventStatus::Failed,
             error: Some(error.to_string()),
+            ..Self::received(meta, raw_body, None, received_at)
         }
     }
 

@@ -26,6 +26,6 @@ pub use error::{PayloadError, WebhookError};
 pub use headers::{HeaderLookup, Headers, optional_header, required_header};
 pub use source::{
     DeliveryMeta, Inbound, Ping, Received, UnverifiedDelivery, VerifiedDelivery, WebhookSource,
-    receive,
+    check_triage, receive,
 };
 pub use verify::{HmacVerifier, SIGNATURE_LEN, sign};

@@ -231,6 +231,33 @@ pub trait WebhookSource: Send + Sync + Debug {
     }
 }
 
+/// Checks [`WebhookSource::triage`]'s contract for one verified body: when
+/// [`WebhookSource::parse`] succeeds, `triage` succeeds with the same
+/// `product_id`; when `triage` accepts a body `parse` rejects, the body is
+/// at least JSON. For platform crates' tests and fuzz targets.
+///
+/// # Errors
+/// What broke the contract, in words.
+pub fn check_triage(
+    source: &dyn WebhookSource,
+    delivery: &VerifiedDelivery,
+    body: &[u8],
+) -> Result<(), String> {
+    let parsed = source.parse(delivery, body, DateTime::<Utc>::UNIX_EPOCH);
+    match (parsed, source.triage(delivery, body)) {
+        (Ok(event), Ok(id)) if event.product_id == id => Ok(()),
+        (Ok(event), Ok(id)) => Err(format!(
+            "triage read product id {id:?}, parse {:?}",
+            event.product_id
+        )),
+        (Ok(_), Err(e)) => Err(format!("parse succeeded, triage failed: {e}")),
+        (Err(_), Ok(_)) if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() => {
+            Err("triage accepted a body that is not JSON".to_owned())
+        }
+        (Err(_), _) => Ok(()),
+    }
+}
+
 /// The outcome of [`receive`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

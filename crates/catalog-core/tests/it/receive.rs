@@ -1,7 +1,7 @@
 use catalog_core::webhook::{
     DeliveryMeta, HeaderLookup, Headers, HmacVerifier, Inbound, PayloadError, Ping, Received,
-    UnverifiedDelivery, VerifiedDelivery, WebhookError, WebhookSource, receive, required_header,
-    sign,
+    UnverifiedDelivery, VerifiedDelivery, WebhookError, WebhookSource, check_triage, receive,
+    required_header, sign,
 };
 use catalog_core::{CatalogEvent, EventId, PlatformId, Topic};
 use chrono::{DateTime, Utc};
@@ -128,4 +128,57 @@ fn pings_are_not_events() {
     )
     .unwrap();
     assert!(matches!(got, Received::Ping(_)));
+}
+
+/// A platform whose triage reads the wrong field: `check_triage` must say so.
+#[derive(Debug)]
+struct LyingTriage;
+
+impl WebhookSource for LyingTriage {
+    fn platform(&self) -> PlatformId {
+        Toy.platform()
+    }
+    fn inspect(&self, headers: &dyn HeaderLookup, body: &[u8]) -> Result<Inbound, WebhookError> {
+        Toy.inspect(headers, body)
+    }
+    fn parse(
+        &self,
+        delivery: &VerifiedDelivery,
+        body: &[u8],
+        received_at: DateTime<Utc>,
+    ) -> Result<CatalogEvent, PayloadError> {
+        Toy.parse(delivery, body, received_at)
+    }
+    fn triage(
+        &self,
+        _delivery: &VerifiedDelivery,
+        body: &[u8],
+    ) -> Result<Option<String>, PayloadError> {
+        // Accepts anything, and reads a constant.
+        Ok((!body.is_empty()).then(|| "7".to_owned()))
+    }
+}
+
+#[test]
+fn check_triage_holds_for_the_default_and_catches_a_wrong_one() {
+    let verifier = HmacVerifier::new([SecretString::from("s3cret")]).unwrap();
+    let verified = |body: &[u8]| {
+        let Inbound::Delivery(d) = Toy.inspect(&headers(body, b"s3cret"), body).unwrap() else {
+            panic!("not a delivery")
+        };
+        d.verify(body, &verifier).unwrap()
+    };
+    for body in [&br#"{"id":"42"}"#[..], b"{}", b"not json"] {
+        // The default triage is the full parse: always in agreement.
+        assert_eq!(check_triage(&Toy, &verified(body), body), Ok(()));
+    }
+    let err = check_triage(
+        &LyingTriage,
+        &verified(br#"{"id":"42"}"#),
+        br#"{"id":"42"}"#,
+    )
+    .unwrap_err();
+    assert!(err.contains("\"7\""), "{err}");
+    let err = check_triage(&LyingTriage, &verified(b"not json"), b"not json").unwrap_err();
+    assert!(err.contains("not JSON"), "{err}");
 }

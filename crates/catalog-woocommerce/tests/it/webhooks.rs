@@ -369,17 +369,9 @@ fn triage_gives_the_product_id_parse_gives() {
             panic!("not a delivery")
         };
         let verified = d.verify(body, &v).unwrap();
-        let parsed = src.parse(&verified, body, Utc::now());
-        let triaged = src.triage(&verified, body);
         let what = format!("{topic} {}", String::from_utf8_lossy(body));
-        match (&parsed, &triaged) {
-            (Ok(event), Ok(id)) => assert_eq!(&event.product_id, id, "{what}"),
-            (Ok(_), Err(e)) => panic!("{what}: parse succeeded, triage failed: {e}"),
-            (Err(_), Ok(_)) => assert!(
-                serde_json::from_slice::<serde_json::Value>(body).is_ok(),
-                "{what}: triage accepted a body that is not JSON"
-            ),
-            (Err(_), Err(_)) => {}
+        if let Err(e) = catalog_core::webhook::check_triage(&src, &verified, body) {
+            panic!("{what}: {e}");
         }
     }
 }
