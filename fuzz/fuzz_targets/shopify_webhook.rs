@@ -3,7 +3,7 @@
 #![no_main]
 
 use catalog_core::webhook::{
-    Headers, HmacVerifier, Inbound, Received, check_triage, receive, sign,
+    Headers, HmacVerifier, Inbound, Received, WebhookSource, check_triage, receive, sign,
 };
 use catalog_shopify::ShopifyWebhookSource;
 use catalog_shopify::webhook::{

@@ -3,7 +3,7 @@
 #![no_main]
 
 use catalog_core::webhook::{
-    Headers, HmacVerifier, Inbound, Received, check_triage, receive, sign,
+    Headers, HmacVerifier, Inbound, Received, WebhookSource, check_triage, receive, sign,
 };
 use catalog_woocommerce::WooCommerceWebhookSource;
 use catalog_woocommerce::webhook::{
