@@ -9,7 +9,8 @@
 # `benchsecret`, signed Shopify products/create with unique ids) and prints a
 # table with ratios to the floor. Needs wrk (apt-get install -y wrk) and python3.
 # Environment: DURATION (10s), CONNECTIONS (32), THREADS (1), SHARED (../shared),
-# RSS_TARGET (1000000).
+# RSS_TARGET (1000000), PRODUCTS (1: the shared script, every delivery the same
+# product; N: N products in turn, see mk_multi_product.py).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -18,6 +19,8 @@ DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 THREADS="${THREADS:-1}"
 RSS_TARGET="${RSS_TARGET:-1000000}"
+# 1: every delivery is the same product (the shared script); N > 1: N products.
+PRODUCTS="${PRODUCTS:-1}"
 MODE="${1:-}"
 # sqlite = synchronous=FULL (fsync before each acknowledgement, the default);
 # sqlite-normal = synchronous=NORMAL (survives a process crash, not power loss).
@@ -30,7 +33,14 @@ echo "== building release binaries" >&2
 cargo build --release --quiet --manifest-path "$SHARED/bench/floor/Cargo.toml" --target-dir target/floor
 cargo build --release --quiet -p webhook-server --features shopify
 SCRIPT="$ROOT/target/create.lua"
-python3 "$SHARED/bench/mk_wrk_script.py" benchsecret "$SHARED/bench/products_create.json" "$SCRIPT" /webhooks/shopify/products/create
+if (( PRODUCTS > 1 )); then
+    # PRODUCTS signed variants of the body, one product id each: dispatch
+    # (in order per product) then runs that many products side by side.
+    SCRIPT="$ROOT/target/create-$PRODUCTS.lua"
+    python3 "$ROOT/apps/webhook-server/bench/mk_multi_product.py" benchsecret "$SHARED/bench/products_create.json" "$SCRIPT" /webhooks/shopify/products/create "$PRODUCTS"
+else
+    python3 "$SHARED/bench/mk_wrk_script.py" benchsecret "$SHARED/bench/products_create.json" "$SCRIPT" /webhooks/shopify/products/create
+fi
 
 WORK="$(mktemp -d)"
 PID=""
