@@ -355,9 +355,12 @@ fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>, gate: &WriterGate) 
     }
 }
 
-/// Catch-up passes per round before the final one.
+/// Most catch-up passes per round before the final one (when the writer
+/// commits faster than a pass copies, the final pass gets what came in
+/// during the last one: the writer waits that long, and no longer).
 const MAX_PASSES: usize = 4;
-/// At most this many frames (pages) are left for the pass the writer waits for.
+/// Catch-up stops once a pass saw fewer new frames (pages) than this: about
+/// what the final pass, the one the writer waits for, then copies.
 const FINAL_PASS_FRAMES: i64 = 256;
 
 /// Checkpointer period, in ticks of 100 ms. Once a second: the index pages
