@@ -11,8 +11,7 @@
 //!
 //! [`WebhookSource::triage`]: catalog_core::webhook::WebhookSource::triage
 
-use catalog_core::webhook::{DeliveryMeta, PayloadError, VerifiedDelivery};
-use catalog_core::{EventId, PlatformId, Topic};
+use catalog_core::webhook::{PayloadError, VerifiedDelivery};
 
 use crate::platforms::Platforms;
 use crate::store::{EventStatus, NewEvent};
@@ -38,17 +37,8 @@ pub fn product_json(
     let Some(entry) = platforms.get(&event.platform) else {
         return Ok(None);
     };
-    let meta = DeliveryMeta::new(
-        PlatformId::new(event.platform.clone()),
-        event.store.clone(),
-        Topic::from_canonical(&event.topic),
-        event.raw_topic.clone(),
-        EventId::new(event.event_id.clone()),
-    )
-    .with_delivery_id(event.delivery_id.clone())
-    .with_triggered_at(event.triggered_at);
     // Verified before it was stored: only verified deliveries are stored.
-    let delivery = VerifiedDelivery::reloaded(meta);
+    let delivery = VerifiedDelivery::reloaded(event.meta());
     let parsed = entry
         .source
         .parse_lean(&delivery, &event.raw_body, event.received_at)?;

@@ -186,6 +186,20 @@ impl NewEvent {
         }
     }
 
+    /// The delivery's meta back from what was stored: the inverse of
+    /// [`NewEvent::received`] (the API version is not stored).
+    pub fn meta(&self) -> DeliveryMeta {
+        DeliveryMeta::new(
+            catalog_core::PlatformId::new(self.platform.clone()),
+            self.store.clone(),
+            catalog_core::Topic::from_canonical(&self.topic),
+            self.raw_topic.clone(),
+            catalog_core::EventId::new(self.event_id.clone()),
+        )
+        .with_delivery_id(self.delivery_id.clone())
+        .with_triggered_at(self.triggered_at)
+    }
+
     /// A verified delivery that could not be parsed: kept as `Failed`.
     pub fn unparseable(
         meta: &DeliveryMeta,
