@@ -10,7 +10,9 @@
 # table with ratios to the floor. Needs wrk (apt-get install -y wrk) and python3.
 # Environment: DURATION (10s), CONNECTIONS (32), THREADS (1), SHARED (../shared),
 # RSS_TARGET (1000000), PRODUCTS (1: the shared script, every delivery the same
-# product; N: N products in turn, see mk_multi_product.py).
+# product; N: N products in turn, see mk_multi_product.py), SERVER_ENV (extra
+# VAR=value settings for the webhook-server runs, space-separated, e.g.
+# "CATALOG_DISPATCH__ENABLED=false" to measure ingestion alone).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -21,6 +23,7 @@ THREADS="${THREADS:-1}"
 RSS_TARGET="${RSS_TARGET:-1000000}"
 # 1: every delivery is the same product (the shared script); N > 1: N products.
 PRODUCTS="${PRODUCTS:-1}"
+SERVER_ENV="${SERVER_ENV:-}"
 MODE="${1:-}"
 # sqlite = synchronous=FULL (fsync before each acknowledgement, the default);
 # sqlite-normal = synchronous=NORMAL (survives a process crash, not power loss).
@@ -84,7 +87,7 @@ start() {
             env -i PATH="$PATH" APP_PORT="$PORT" SHOPIFY_WEBHOOK_SECRET=benchsecret \
                 CATALOG_DATABASE_URL="$url" CATALOG_DATABASE__DURABILITY="$durability" \
                 CATALOG_RATE_LIMIT__ENABLED=false \
-                CATALOG_LOG__LEVEL=warn \
+                CATALOG_LOG__LEVEL=warn $SERVER_ENV \
                 target/release/webhook-server >"$WORK/$name.log" 2>&1 &
             ;;
     esac
@@ -92,17 +95,22 @@ start() {
     wait_up "$PORT"
 }
 
-declare -A RPS P50 P99 RSS CPU DISP
+declare -A RPS P50 P99 RSS CPU DISP WB
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run_wrk() {
-    local name=$1 out t0 t1 n
+    local name=$1 out t0 t1 n w0 w1
     t0=$(cpu_ticks "$PID")
+    w0=$(written "$PID")
     out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$SCRIPT" "http://127.0.0.1:$PORT")
     t1=$(cpu_ticks "$PID")
+    w1=$(written "$PID")
     n=$(echo "$out" | awk '/requests in/ { print $1 }')
     # Server CPU time per request (user + system, all threads), microseconds:
     # less sensitive to what else runs on the machine than req/s.
     CPU[$name]=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", (b - a) / hz * 1e6 / n }')
+    # Bytes the server caused to be written to the disk per request (WAL,
+    # database, checkpoints; 0 for the floor and the memory store).
+    WB[$name]=$(awk -v a="$w0" -v b="$w1" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / n }')
     echo "$out" >"$WORK/$name.wrk"
     RPS[$name]=$(echo "$out" | awk '/^Requests\/sec:/ { printf "%.0f", $2 }')
     P50[$name]=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
@@ -111,6 +119,8 @@ run_wrk() {
     non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
     if [[ -n "$non2xx" ]]; then echo "WARNING: $name answered $non2xx non-2xx responses" >&2; fi
 }
+
+written() { awk '/^write_bytes:/ { print $2 }' "/proc/$1/io"; }
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
@@ -143,10 +153,10 @@ for name in $STORES; do
 done
 
 floor=${RPS[floor]}
-printf '\n%-14s %10s %7s %8s %8s %12s %17s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "cpu us/req" "dispatched/stored" "RSS"
+printf '\n%-14s %10s %7s %8s %8s %12s %14s %17s  %s\n' store "req/s" ratio "p50 ms" "p99 ms" "cpu us/req" "disk B/req" "dispatched/stored" "RSS"
 for name in $STORES; do
     ratio=$(awk -v a="${RPS[$name]}" -v b="$floor" 'BEGIN { printf "%.2fx", a / b }')
-    printf '%-14s %10s %7s %8s %8s %12s %17s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${DISP[$name]:-}" "${RSS[$name]:-}"
+    printf '%-14s %10s %7s %8s %8s %12s %14s %17s  %s\n' "$name" "${RPS[$name]}" "$ratio" "${P50[$name]}" "${P99[$name]}" "${CPU[$name]}" "${WB[$name]}" "${DISP[$name]:-}" "${RSS[$name]:-}"
 done
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency${SERVER_ENV:+, server env: $SERVER_ENV}, load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -270,8 +270,10 @@ impl Metrics {
                      # HELP webhook_store_commits_total Store write transactions committed.\n\
                      # TYPE webhook_store_commits_total counter\nwebhook_store_commits_total {}\n\
                      # HELP webhook_store_writes_total Store write commands executed.\n\
-                     # TYPE webhook_store_writes_total counter\nwebhook_store_writes_total {}",
-                    s.events, s.pending, s.commits, s.writes
+                     # TYPE webhook_store_writes_total counter\nwebhook_store_writes_total {}\n\
+                     # HELP webhook_store_dropped_undelivered_total Events dropped before delivery to stay within the memory store's bound.\n\
+                     # TYPE webhook_store_dropped_undelivered_total counter\nwebhook_store_dropped_undelivered_total {}",
+                    s.events, s.pending, s.commits, s.writes, s.dropped_undelivered
                 );
             }
             None => out.push_str(

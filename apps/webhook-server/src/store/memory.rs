@@ -371,6 +371,7 @@ impl EventStore for MemoryStore {
             pending: s.pending.values().map(|q| q.len() as u64).sum(),
             commits: s.writes,
             writes: s.writes,
+            dropped_undelivered: s.dropped_undelivered,
         })
     }
 

@@ -305,6 +305,10 @@ pub struct StoreStats {
     pub commits: u64,
     /// Commands written since start (inserts and updates).
     pub writes: u64,
+    /// Events dropped before they were delivered, to stay within a bound
+    /// (the memory store's `memory_max_events`); always 0 for the durable
+    /// stores, which never drop an event.
+    pub dropped_undelivered: u64,
 }
 
 /// Durable, deduplicating storage of events and their dispatch state.

@@ -738,6 +738,7 @@ impl EventStore for PostgresStore {
             // Every write is its own transaction.
             commits: writes,
             writes,
+            dropped_undelivered: 0,
         })
     }
 

@@ -753,6 +753,7 @@ fn stats(path: &Path) -> Result<StoreStats, StoreError> {
         pending: u64::try_from(pending).unwrap_or(0),
         commits: 0,
         writes: 0,
+        dropped_undelivered: 0,
     })
 }
 

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use catalog_core::InsertOutcome;
 use catalog_core::webhook::sign;
 use webhook_server::configure;
+use webhook_server::store::memory::MemoryStore;
 use webhook_server::store::{
     DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
     StoreStats, StoredEvent,
@@ -393,6 +394,38 @@ async fn store_errors_are_503_never_200() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// The memory store keeps `memory_max_events`; what it drops before
+/// delivery is counted in `/metrics`, so an operator sees the loss.
+#[actix_web::test]
+async fn memory_store_drops_show_in_metrics() {
+    let store = Arc::new(MemoryStore::new(2, 100));
+    let app = app!(state_with(store.clone(), &single_secret()));
+    // No dispatcher runs here: all five stay undelivered, three are dropped.
+    for i in 0..5u64 {
+        let res = test::call_service(
+            &app,
+            delivery(
+                CREATE,
+                "products/create",
+                &format!("drop{i}"),
+                &body(i),
+                SECRET,
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let res = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+    assert!(text.contains("webhook_store_events 2\n"), "{text}");
+    assert!(
+        text.contains("webhook_store_dropped_undelivered_total 3\n"),
+        "{text}"
+    );
+    assert_eq!(store.dropped_undelivered(), 3);
+}
+
 #[actix_web::test]
 async fn status_health_metrics_and_docs() {
     let store = memory();
@@ -423,6 +456,10 @@ async fn status_health_metrics_and_docs() {
     ), "{text}");
     assert!(text.contains("outcome=\"unauthorized\"} 1"), "{text}");
     assert!(text.contains("webhook_dispatch_queue_pending 1"), "{text}");
+    assert!(
+        text.contains("webhook_store_dropped_undelivered_total 0\n"),
+        "{text}"
+    );
     assert!(
         text.contains("webhook_delivery_duration_seconds_count 2"),
         "{text}"
