@@ -38,6 +38,11 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
+    /// Another process owns the embedded database (see [`SqliteStore::open`]).
+    #[error(
+        "{0} is open in another webhook-server (which holds {0}.lock): one SQLite file belongs to one server; run several replicas on PostgreSQL"
+    )]
+    InUse(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

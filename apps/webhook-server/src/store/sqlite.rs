@@ -185,6 +185,9 @@ pub struct SqliteStore {
     alive: std::sync::Mutex<Option<Arc<()>>>,
     checkpointer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Arc<Counters>,
+    // Locked while the store is open; released by `close` (or on drop, and
+    // by the kernel if the process dies).
+    owner: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 /// Held by the writer while it runs a batch; the checkpointer takes it for
@@ -195,8 +198,15 @@ impl SqliteStore {
     /// Opens (creating if needed) the database, runs migrations and starts the
     /// writer thread.
     ///
+    /// The store takes an exclusive lock on `<path>.lock` for as long as it
+    /// is open: one process owns the file. SQLite itself would let a second
+    /// server in, and the two would then dispatch each other's events
+    /// (leases keep that rare, not impossible) and fight over the single
+    /// writer; several replicas belong on PostgreSQL.
+    ///
     /// # Errors
-    /// When the file cannot be opened or migrated.
+    /// When the file cannot be opened or migrated, and [`StoreError::InUse`]
+    /// when another store (in this process or another) has it open.
     pub fn open(path: &Path, durability: Durability, batch_max: usize) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -205,6 +215,7 @@ impl SqliteStore {
                 StoreError::Database(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let owner = take_ownership(path)?;
         let mut conn = Connection::open(path)?;
         configure(&conn, durability)?;
         migrate(&mut conn)?;
@@ -233,6 +244,7 @@ impl SqliteStore {
             alive: std::sync::Mutex::new(Some(alive)),
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             counters,
+            owner: std::sync::Mutex::new(Some(owner)),
         })
     }
 
@@ -252,6 +264,29 @@ impl SqliteStore {
             .await
             .map_err(|_| StoreError::Unavailable)?;
         rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+/// Locks `<path>.lock` (created if needed) for this store, without waiting.
+fn take_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(StoreError::InUse(path.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
     }
 }
 
@@ -871,6 +906,9 @@ impl EventStore for SqliteStore {
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        // Everything is written and checkpointed: another store may open
+        // the file now.
+        drop(take_locked(&self.owner));
     }
 }
 
@@ -936,6 +974,29 @@ mod tests {
         assert!(rows[0].1 < json.len() as i64 / 2, "{rows:?}");
         assert_eq!(rows[1], (0, 8));
         assert_eq!(rows[2], (0, 300));
+    }
+
+    #[tokio::test]
+    async fn one_store_owns_the_file_until_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.db");
+        let first = SqliteStore::open(&path, Durability::ProcessCrash, 8).unwrap();
+        let second = SqliteStore::open(&path, Durability::ProcessCrash, 8);
+        match second {
+            Err(StoreError::InUse(p)) => assert_eq!(p, path.display().to_string()),
+            other => panic!("expected InUse, got {other:?}"),
+        }
+        // The refused open changed nothing: the owner still writes.
+        first.ping().await.unwrap();
+        first.close().await;
+        let reopened = SqliteStore::open(&path, Durability::ProcessCrash, 8).unwrap();
+        reopened.ping().await.unwrap();
+        drop(reopened);
+        // Dropped without close: the lock goes with it.
+        SqliteStore::open(&path, Durability::ProcessCrash, 8)
+            .unwrap()
+            .close()
+            .await;
     }
 
     #[tokio::test]

@@ -154,6 +154,10 @@ mod crash {
     }
 
     fn spawn_child(port: u16, db: &std::path::Path) -> Child {
+        spawn_with_stderr(port, db, Stdio::null())
+    }
+
+    fn spawn_with_stderr(port: u16, db: &std::path::Path, stderr: Stdio) -> Child {
         Command::new(env!("CARGO_BIN_EXE_webhook-server"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -165,7 +169,7 @@ mod crash {
             .env("CATALOG_LOG__LEVEL", "warn")
             .current_dir(db.parent().unwrap())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap()
     }
@@ -185,6 +189,37 @@ mod crash {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("server did not become ready");
+    }
+
+    /// Two servers on one SQLite file would both dispatch and both write:
+    /// the second is refused at start-up with a message naming the file,
+    /// and the first goes on serving.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_server_on_the_same_sqlite_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let port = free_port();
+        let _first = spawn(port, &db);
+        wait_ready(port).await;
+
+        let second = spawn_with_stderr(free_port(), &db, Stdio::piped());
+        let out = tokio::task::spawn_blocking(move || second.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "second server started: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "{} is open in another webhook-server",
+                db.display()
+            )),
+            "{stderr}"
+        );
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 200);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
