@@ -125,10 +125,10 @@ impl AppState {
             body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
             admin_token: settings.admin.token.clone(),
             limiter: settings.rate_limit.enabled.then(|| {
-                Arc::new(RateLimiter::new(
-                    settings.rate_limit.per_second,
-                    settings.rate_limit.burst,
-                ))
+                Arc::new(
+                    RateLimiter::new(settings.rate_limit.per_second, settings.rate_limit.burst)
+                        .behind(settings.rate_limit.trusted_proxies.clone()),
+                )
             }),
         }
     }

@@ -215,6 +215,9 @@ pub struct RateLimitSettings {
     pub per_second: f64,
     /// Burst size per client address.
     pub burst: f64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (a list in
+    /// TOML, comma-separated in the environment).
+    pub trusted_proxies: crate::ratelimit::TrustedProxies,
 }
 
 /// `[dispatch]`.
@@ -781,6 +784,53 @@ mod tests {
         let secret = "[shopify]\nwebhook_secret = \"s3cret\" 12\n";
         let (line, key) = first_failing_line(secret).unwrap();
         assert_eq!((line, key.as_str()), (2, "shopify.webhook_secret"));
+    }
+
+    #[test]
+    fn trusted_proxies_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[rate_limit]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let from_file = Settings::load_from(Some(&path), &[]).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let proxies = &from_file.rate_limit.trusted_proxies;
+        assert_eq!(
+            proxies.client(ip("10.2.3.4"), &["198.51.100.4"]),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            proxies.client(ip("::1"), &["198.51.100.4"]),
+            ip("198.51.100.4")
+        );
+        let from_env = Settings::load_from(
+            None,
+            &env(&[("CATALOG_RATE_LIMIT__TRUSTED_PROXIES", "10.0.0.0/8, ::1")]),
+        )
+        .unwrap();
+        assert_eq!(&from_env.rate_limit.trusted_proxies, proxies);
+        assert!(
+            Settings::load_from(None, &[])
+                .unwrap()
+                .rate_limit
+                .trusted_proxies
+                .is_empty()
+        );
+        // A bad entry stops start-up naming the key and the entry.
+        let err = Settings::load_from(
+            None,
+            &env(&[(
+                "CATALOG_RATE_LIMIT__TRUSTED_PROXIES",
+                "10.0.0.0/8,lb.internal",
+            )]),
+        )
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("rate_limit.trusted_proxies"), "{err}");
+        assert!(err.contains("lb.internal"), "{err}");
     }
 
     #[test]

@@ -12,8 +12,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::web;
 
+use std::net::IpAddr;
+
 use crate::AppState;
 use crate::error::Error;
+use crate::ratelimit::RateLimiter;
 
 /// Mounts every route.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
@@ -39,6 +42,21 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
     }
 }
 
+/// The address a request is limited as (see [`crate::ratelimit::TrustedProxies`]).
+fn client_of(limiter: &RateLimiter, peer: IpAddr, req: &ServiceRequest) -> IpAddr {
+    if !limiter.trusts_proxies() {
+        return peer;
+    }
+    // A value that is not text counts as an unreadable entry: it stops the
+    // walk at the proxy, it is not skipped.
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    limiter.client(peer, &forwarded)
+}
+
 /// Refuses requests over the per-address budget with 429.
 async fn rate_limit(
     req: ServiceRequest,
@@ -47,7 +65,7 @@ async fn rate_limit(
     if let Some(state) = req.app_data::<web::Data<AppState>>()
         && let Some(limiter) = &state.limiter
         && let Some(peer) = req.peer_addr()
-        && !limiter.check(peer.ip())
+        && !limiter.check(client_of(limiter, peer.ip(), &req))
     {
         let platform = req.path().split('/').nth(2).unwrap_or("other");
         state.metrics.record_delivery(

@@ -126,6 +126,55 @@ async fn rate_limit_per_client_address() {
     handle.stop(true).await;
 }
 
+/// Behind a reverse proxy every request comes from the proxy: with the proxy
+/// trusted, each client named by `X-Forwarded-For` has its own bucket; from
+/// an untrusted peer the header changes nothing.
+#[actix_web::test]
+async fn rate_limit_behind_a_trusted_proxy() {
+    async fn send(addr: SocketAddr, n: u64, forwarded_for: Option<&str>) -> u16 {
+        let b = body(n);
+        let mut req =
+            reqwest::Client::new().post(format!("http://{addr}/webhooks/shopify/products/create"));
+        for (k, v) in shopify_headers(&format!("xff-{n}"), b.as_bytes(), SECRET) {
+            req = req.header(k, v);
+        }
+        if let Some(xff) = forwarded_for {
+            req = req.header("X-Forwarded-For", xff);
+        }
+        req.body(b).send().await.unwrap().status().as_u16()
+    }
+    let mut s = settings();
+    s.rate_limit.enabled = true;
+    s.rate_limit.per_second = 0.01;
+    s.rate_limit.burst = 2.0;
+
+    // We reach the server from 127.0.0.1: that is the proxy.
+    s.rate_limit.trusted_proxies =
+        webhook_server::ratelimit::TrustedProxies::parse(["127.0.0.0/8"]).unwrap();
+    let (addr, handle) = start(&s);
+    let a = Some("203.0.113.50, 198.51.100.1");
+    let b = Some("198.51.100.2");
+    let mut statuses = Vec::new();
+    for (i, client) in [a, a, a, b, b, b].into_iter().enumerate() {
+        statuses.push(send(addr, i as u64, client).await);
+    }
+    assert_eq!(statuses, vec![200, 200, 429, 200, 200, 429]);
+    // The proxy's own bucket (no header) is untouched by its clients'.
+    assert_eq!(send(addr, 10, None).await, 200);
+    handle.stop(true).await;
+
+    // Not trusted: a client cannot escape its bucket by inventing addresses.
+    s.rate_limit.trusted_proxies = webhook_server::ratelimit::TrustedProxies::default();
+    let (addr, handle) = start(&s);
+    let mut statuses = Vec::new();
+    for i in 0..3u64 {
+        let xff = format!("198.51.100.{i}");
+        statuses.push(send(addr, 20 + i, Some(&xff)).await);
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    handle.stop(true).await;
+}
+
 #[cfg(feature = "shopify")]
 mod crash {
     //! The real binary with the real Shopify source and a SQLite file.
