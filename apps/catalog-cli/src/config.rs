@@ -1,6 +1,6 @@
-//! Configuration: the webhook server's file, read the same way (defaults,
-//! then `--config FILE`, then `CATALOG_*` variables and the seed's aliases,
-//! with `.env` loaded first), into structs that keep only what the CLI needs
+//! Configuration: the webhook server's file, read the same way and by the
+//! same code ([`catalog_config`]: `--config FILE`, then `CATALOG_*` variables
+//! and the seed's aliases, with `.env` loaded first), into structs that keep only what the CLI needs
 //! and ignore the server-only keys.
 //!
 //! Stores come from `[[shopify.stores]]` / `[[woocommerce.stores]]`. When a
@@ -18,17 +18,6 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::error::{CliError, Kind};
-
-/// Seed variables that map onto configuration keys, as in the server
-/// (`apps/webhook-server/src/settings.rs`, `ENV_ALIASES`).
-const ENV_ALIASES: &[(&str, &str)] = &[
-    ("APP_HOST", "server.host"),
-    ("APP_PORT", "server.port"),
-    ("SHOPIFY_CLIENT_SECRET", "shopify.webhook_secret"),
-    ("SHOPIFY_WEBHOOK_SECRET", "shopify.webhook_secret"),
-    ("WOOCOMMERCE_WEBHOOK_SECRET", "woocommerce.webhook_secret"),
-    ("CATALOG_ADMIN_TOKEN", "admin.token"),
-];
 
 /// The platforms the CLI knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -256,46 +245,26 @@ impl Config {
         file: Option<&Path>,
         env: &[(String, String)],
     ) -> Result<Self, CliError> {
-        let mut builder = config::Config::builder();
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(CliError::new(
-                    Kind::Config,
-                    format!(
-                        "configuration file {} does not exist: fix --config",
-                        path.display()
-                    ),
-                ));
+        // The server's layering and its errors, which never echo a value
+        // (catalog_config), with the CLI's own wording around them.
+        let layers = catalog_config::Layers {
+            defaults: None,
+            file,
+            env,
+        };
+        let file_config: FileConfig = catalog_config::load(&layers).map_err(|e| match e {
+            catalog_config::LoadError::MissingFile(path) => CliError::new(
+                Kind::Config,
+                format!(
+                    "configuration file {} does not exist: fix --config",
+                    path.display()
+                ),
+            ),
+            other @ catalog_config::LoadError::Alias { .. } => {
+                CliError::new(Kind::Config, other.to_string())
             }
-            builder = builder.add_source(
-                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
-            );
-        }
-        let catalog_env: config::Map<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("CATALOG_"))
-            .cloned()
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("CATALOG")
-                .prefix_separator("_")
-                .separator("__")
-                .source(Some(catalog_env)),
-        );
-        for (var, key) in ENV_ALIASES {
-            if let Some((_, value)) = env.iter().find(|(k, _)| k == var)
-                && !value.is_empty()
-            {
-                builder = builder.set_override(*key, value.as_str()).map_err(|e| {
-                    CliError::new(Kind::Config, format!("invalid value for {var} ({key})"))
-                        .with_detail(e.to_string())
-                })?;
-            }
-        }
-        let file_config: FileConfig = builder
-            .build()
-            .and_then(config::Config::try_deserialize)
-            .map_err(|e| CliError::new(Kind::Config, format!("invalid configuration: {e}")))?;
+            other => CliError::new(Kind::Config, format!("invalid configuration: {other}")),
+        })?;
         Self::from_file_config(file_config, env)
     }
 

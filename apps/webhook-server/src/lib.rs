@@ -37,7 +37,8 @@ pub mod normalise;
 pub mod pipeline;
 pub mod platforms;
 pub mod ratelimit;
-pub mod redact;
+/// Keeping credentials out of logs and errors (shared with the CLI).
+pub use catalog_config::redact;
 pub mod routes;
 pub mod settings;
 pub mod store;

@@ -13,17 +13,9 @@ use serde::Deserialize;
 /// The built-in defaults, also the reference for every key.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
-/// Seed-compatible environment variables and the keys they set. They take
-/// precedence over `CATALOG_*` variables and the file.
-pub const ENV_ALIASES: &[(&str, &str)] = &[
-    ("APP_HOST", "server.host"),
-    ("APP_PORT", "server.port"),
-    ("SHOPIFY_CLIENT_SECRET", "shopify.webhook_secret"),
-    ("SHOPIFY_WEBHOOK_SECRET", "shopify.webhook_secret"),
-    ("WOOCOMMERCE_WEBHOOK_SECRET", "woocommerce.webhook_secret"),
-    ("CATALOG_DATABASE_URL", "database.url"),
-    ("CATALOG_ADMIN_TOKEN", "admin.token"),
-];
+/// Seed-compatible environment variables and the keys they set (shared
+/// with the CLI, see [`catalog_config::ENV_ALIASES`]).
+pub use catalog_config::ENV_ALIASES;
 
 /// All settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -547,57 +539,20 @@ impl Settings {
     /// # Errors
     /// As [`Settings::load`].
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> anyhow::Result<Self> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
-        if let Some(path) = file {
-            if !path.is_file() {
-                bail!("configuration file {} does not exist", path.display());
+        let layers = catalog_config::Layers {
+            defaults: Some(DEFAULTS),
+            file,
+            env,
+        };
+        let settings: Self = catalog_config::load(&layers).map_err(|e| match e {
+            catalog_config::LoadError::Syntax(_) => {
+                anyhow::Error::new(e).context("failed to load configuration")
             }
-            builder = builder.add_source(
-                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
-            );
-        }
-        let catalog_env: config::Map<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("CATALOG_"))
-            .cloned()
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("CATALOG")
-                .prefix_separator("_")
-                .separator("__")
-                .source(Some(catalog_env)),
-        );
-        for (var, key) in ENV_ALIASES {
-            if let Some((_, value)) = env.iter().find(|(k, _)| k == var)
-                && !value.is_empty()
-            {
-                builder = builder
-                    .set_override(*key, value.as_str())
-                    .with_context(|| format!("invalid value for {var} ({key})"))?;
+            catalog_config::LoadError::Invalid(_) => {
+                anyhow::Error::new(e).context("invalid configuration")
             }
-        }
-        let settings: Self = builder
-            .build()
-            // A syntax error quotes the line, which may be a secret's.
-            .map_err(|e| {
-                let mut msg = crate::redact::strip_source_excerpt(&e.to_string());
-                // `toml` reports some value errors (integers beyond i64,
-                // overflowing floats) without a position: find the line.
-                if !msg.contains("line ")
-                    && let Some((line, key)) = file
-                        .and_then(|p| std::fs::read(p).ok())
-                        .and_then(|bytes| first_failing_line(&String::from_utf8_lossy(&bytes)))
-                {
-                    msg = format!("{msg} (line {line}, key `{key}`)");
-                }
-                anyhow::anyhow!(msg)
-            })
-            .context("failed to load configuration")?
-            .try_deserialize()
-            // serde quotes refused values, which may be secrets.
-            .map_err(|e| anyhow::anyhow!(crate::redact::redact_quoted_values(&e.to_string())))
-            .context("invalid configuration")?;
+            other => anyhow::Error::new(other),
+        })?;
         settings.validate()?;
         Ok(settings)
     }
@@ -699,48 +654,6 @@ impl Settings {
     }
 }
 
-/// The first line (1-based) at which the file stops loading, with the key
-/// (`section.key`) written on it, found by loading growing prefixes of the
-/// file with the same parser. Used only on the error path, for errors that
-/// `toml` reports without a position (integers beyond i64, overflowing
-/// floats, ...): whatever the token's shape, the first failing prefix ends on
-/// the line that holds it (or on the first line of a construct spanning
-/// several lines, which names the same key).
-fn first_failing_line(text: &str) -> Option<(usize, String)> {
-    // Configuration files are small; bound the work for pathological input.
-    const MAX_LINES: usize = 5_000;
-    let lines: Vec<&str> = text.lines().take(MAX_LINES).collect();
-    let mut section = String::new();
-    for n in 1..=lines.len() {
-        let line = lines[n - 1].trim();
-        if let Some(header) = line.strip_prefix('[') {
-            section = header
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-        }
-        let prefix = lines[..n].join("\n");
-        let fails = config::Config::builder()
-            .add_source(config::File::from_str(&prefix, config::FileFormat::Toml))
-            .build()
-            .is_err();
-        if fails {
-            let key = line.split_once('=').map_or(line, |(k, _)| k).trim();
-            let key = if section.is_empty() || line.starts_with('[') {
-                key.to_owned()
-            } else {
-                format!("{section}.{key}")
-            };
-            // Never echo a value: only what stands before `=` (or a header).
-            return Some((n, key.chars().take(100).collect()));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,31 +672,6 @@ mod tests {
         assert_eq!(s.shopify.stores.len(), 2);
         assert_eq!(s.woocommerce.stores.len(), 1);
         assert!(s.dispatch.http.is_some());
-    }
-
-    #[test]
-    fn positionless_errors_are_located() {
-        let big = "9".repeat(45);
-        let text = format!(
-            "[a]\nsecret = \"{big}\" # {big}\nok = 5\nlist = [1, 2_000, {big}]\nlow = -{big}\n"
-        );
-        assert_eq!(first_failing_line(&text), Some((4, "a.list".to_owned())));
-        let negative = format!("[a]\nok = 1\nlow = -{big}\n");
-        assert_eq!(first_failing_line(&negative), Some((3, "a.low".to_owned())));
-        assert_eq!(first_failing_line("port = 8050\n"), None);
-        let hex = format!("x = 0x{}\n", "f".repeat(40));
-        assert_eq!(first_failing_line(&hex), Some((1, "x".to_owned())));
-        let commented = format!("# a = {big}\nport = 7{big}#8\n");
-        assert_eq!(first_failing_line(&commented), Some((2, "port".to_owned())));
-        let float = "[serve-r]\nport = 700088888888888700088888888888888888888E8844888888888\n";
-        assert_eq!(
-            first_failing_line(float),
-            Some((2, "serve-r.port".to_owned()))
-        );
-        // The value itself is never part of the answer.
-        let secret = "[shopify]\nwebhook_secret = \"s3cret\" 12\n";
-        let (line, key) = first_failing_line(secret).unwrap();
-        assert_eq!((line, key.as_str()), (2, "shopify.webhook_secret"));
     }
 
     #[test]

@@ -125,6 +125,35 @@ async fn a_missing_config_file_and_an_unknown_store_are_configuration_errors() {
     );
 }
 
+/// Regression: the CLI built its own configuration error messages, and a
+/// TOML syntax error quoted the offending line, secret and all (the server
+/// already hid it). Both now share `catalog_config`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_never_echo_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, place) in [
+        (
+            "[shopify]\nwebhook_secret = \"cli-s3cret-1\" 12\n",
+            "line 2",
+        ),
+        (
+            "[admin]\ntoken = \"cli-s3cret-2-long-enough\"\n[server]\nport = \"cli-s3cret-3\"\n",
+            "server.port",
+        ),
+    ] {
+        std::fs::write(dir.path().join("bad.toml"), text).unwrap();
+        let mut cmd = catalog(dir.path());
+        cmd.args(["--config", "bad.toml", "events", "list"]);
+        let o = run(cmd).await;
+        assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+        let stderr = err(&o);
+        assert!(stderr.contains("invalid configuration"), "{stderr}");
+        assert!(stderr.contains(place), "{stderr}");
+        assert!(!stderr.contains("cli-s3cret"), "{stderr}");
+        assert!(!out(&o).contains("cli-s3cret"), "{}", out(&o));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_client_credentials_name_the_config_keys() {
     let server = FakeShopify::start(Options::default()).await;

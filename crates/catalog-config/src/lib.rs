@@ -1,0 +1,328 @@
+//! # catalog-config
+//!
+//! The configuration layering the catalog apps share (the webhook server and
+//! the `catalog` CLI read the same file and variables):
+//!
+//! 1. built-in defaults (TOML text, optional),
+//! 2. a TOML file (`--config FILE`, optional),
+//! 3. `CATALOG_*` environment variables (`CATALOG_DISPATCH__BATCH` is
+//!    `dispatch.batch`: `__` separates levels),
+//! 4. the seed's variables ([`ENV_ALIASES`]: `APP_PORT`,
+//!    `SHOPIFY_WEBHOOK_SECRET`, ...), which win over everything else.
+//!
+//! Errors name the key or the line and never contain a value: configuration
+//! holds secrets, and start-up errors end up in logs. `toml` quotes the
+//! offending line and serde the refused value; both are taken out
+//! ([`redact`]), and errors `toml` gives without a position are located.
+//!
+//! ```
+//! #[derive(serde::Deserialize)]
+//! struct Server { port: u16 }
+//! #[derive(serde::Deserialize)]
+//! struct Settings { server: Server }
+//!
+//! let env = vec![("APP_PORT".to_owned(), "9000".to_owned())];
+//! let layers = catalog_config::Layers {
+//!     defaults: Some("[server]\nport = 8050\n"),
+//!     file: None,
+//!     env: &env,
+//! };
+//! let s: Settings = catalog_config::load(&layers).unwrap();
+//! assert_eq!(s.server.port, 9000);
+//! ```
+
+pub mod redact;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+/// Seed-compatible environment variables and the keys they set. They take
+/// precedence over `CATALOG_*` variables and the file. Empty values are
+/// ignored.
+pub const ENV_ALIASES: &[(&str, &str)] = &[
+    ("APP_HOST", "server.host"),
+    ("APP_PORT", "server.port"),
+    ("SHOPIFY_CLIENT_SECRET", "shopify.webhook_secret"),
+    ("SHOPIFY_WEBHOOK_SECRET", "shopify.webhook_secret"),
+    ("WOOCOMMERCE_WEBHOOK_SECRET", "woocommerce.webhook_secret"),
+    ("CATALOG_DATABASE_URL", "database.url"),
+    ("CATALOG_ADMIN_TOKEN", "admin.token"),
+];
+
+/// Where configuration comes from, lowest precedence first.
+#[derive(Debug, Clone, Copy)]
+pub struct Layers<'a> {
+    /// Built-in defaults, as TOML text.
+    pub defaults: Option<&'a str>,
+    /// The configuration file, when one was given (it must exist).
+    pub file: Option<&'a Path>,
+    /// The environment (`std::env::vars()`, or a fixed list in tests); only
+    /// `CATALOG_*` variables and [`ENV_ALIASES`] are read.
+    pub env: &'a [(String, String)],
+}
+
+/// Why configuration could not be loaded. No variant carries a value read
+/// from the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file given does not exist (or is not a file).
+    MissingFile(PathBuf),
+    /// A seed variable could not be applied to its key.
+    Alias {
+        /// The variable (`APP_PORT`).
+        var: &'static str,
+        /// The key it sets (`server.port`).
+        key: &'static str,
+    },
+    /// The layers could not be read or merged (a TOML syntax error, a value
+    /// out of range): the message, with its line and key, without the
+    /// excerpt of the file.
+    Syntax(String),
+    /// The merged configuration does not fit the settings type (a wrong
+    /// type, a missing or unknown key): the message, naming the key, with
+    /// refused strings hidden.
+    Invalid(String),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingFile(path) => {
+                write!(f, "configuration file {} does not exist", path.display())
+            }
+            Self::Alias { var, key } => write!(f, "invalid value for {var} ({key})"),
+            Self::Syntax(msg) | Self::Invalid(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Reads the layers into `T`.
+///
+/// # Errors
+/// [`LoadError`]; its message never contains a configured value.
+pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
+    let mut builder = config::Config::builder();
+    if let Some(defaults) = layers.defaults {
+        builder = builder.add_source(config::File::from_str(defaults, config::FileFormat::Toml));
+    }
+    if let Some(path) = layers.file {
+        if !path.is_file() {
+            return Err(LoadError::MissingFile(path.to_path_buf()));
+        }
+        builder = builder
+            .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml));
+    }
+    let catalog_env: config::Map<String, String> = layers
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("CATALOG_"))
+        .cloned()
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix("CATALOG")
+            .prefix_separator("_")
+            .separator("__")
+            .source(Some(catalog_env)),
+    );
+    for (var, key) in ENV_ALIASES {
+        if let Some((_, value)) = layers.env.iter().find(|(k, _)| k == var)
+            && !value.is_empty()
+        {
+            builder = builder
+                .set_override(*key, value.as_str())
+                .map_err(|_| LoadError::Alias { var, key })?;
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| {
+            // A syntax error quotes the line, which may be a secret's.
+            let mut msg = redact::strip_source_excerpt(&e.to_string());
+            // `toml` reports some value errors (integers beyond i64,
+            // overflowing floats) without a position: find the line.
+            if !msg.contains("line ")
+                && let Some((line, key)) = layers
+                    .file
+                    .and_then(|p| std::fs::read(p).ok())
+                    .and_then(|bytes| first_failing_line(&String::from_utf8_lossy(&bytes)))
+            {
+                msg = format!("{msg} (line {line}, key `{key}`)");
+            }
+            LoadError::Syntax(msg)
+        })?
+        .try_deserialize()
+        // serde quotes refused values, which may be secrets.
+        .map_err(|e| LoadError::Invalid(redact::redact_quoted_values(&e.to_string())))
+}
+
+/// The first line (1-based) at which the file stops loading, with the key
+/// (`section.key`) written on it, found by loading growing prefixes of the
+/// file with the same parser. Used only on the error path, for errors that
+/// `toml` reports without a position (integers beyond i64, overflowing
+/// floats, ...): whatever the token's shape, the first failing prefix ends on
+/// the line that holds it (or on the first line of a construct spanning
+/// several lines, which names the same key).
+fn first_failing_line(text: &str) -> Option<(usize, String)> {
+    // Configuration files are small; bound the work for pathological input.
+    const MAX_LINES: usize = 5_000;
+    let lines: Vec<&str> = text.lines().take(MAX_LINES).collect();
+    let mut section = String::new();
+    for n in 1..=lines.len() {
+        let line = lines[n - 1].trim();
+        if let Some(header) = line.strip_prefix('[') {
+            section = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+        }
+        let prefix = lines[..n].join("\n");
+        let fails = config::Config::builder()
+            .add_source(config::File::from_str(&prefix, config::FileFormat::Toml))
+            .build()
+            .is_err();
+        if fails {
+            let key = line.split_once('=').map_or(line, |(k, _)| k).trim();
+            let key = if section.is_empty() || line.starts_with('[') {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            };
+            // Never echo a value: only what stands before `=` (or a header).
+            return Some((n, key.chars().take(100).collect()));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Shopify {
+        webhook_secret: Option<String>,
+        #[serde(default)]
+        secrets: Vec<String>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Settings {
+        shopify: Shopify,
+        #[serde(default)]
+        server: Option<Server>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Server {
+        port: u16,
+    }
+
+    fn load_file(text: &str, env: &[(String, String)]) -> Result<Settings, LoadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        load(&Layers {
+            defaults: Some("[shopify]\n"),
+            file: Some(&path),
+            env,
+        })
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let env = vec![
+            ("CATALOG_SERVER__PORT".to_owned(), "9001".to_owned()),
+            ("SHOPIFY_WEBHOOK_SECRET".to_owned(), "from-seed".to_owned()),
+        ];
+        let s = load_file(
+            "[shopify]\nwebhook_secret = \"from-file\"\n[server]\nport = 9000\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(s.shopify.webhook_secret.as_deref(), Some("from-seed"));
+        assert_eq!(s.server.unwrap().port, 9001);
+        // An empty seed variable is ignored.
+        let env = vec![("SHOPIFY_WEBHOOK_SECRET".to_owned(), String::new())];
+        let s = load_file("[shopify]\nwebhook_secret = \"from-file\"\n", &env).unwrap();
+        assert_eq!(s.shopify.webhook_secret.as_deref(), Some("from-file"));
+        assert!(s.shopify.secrets.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_place_and_never_the_value() {
+        // Syntax: toml's excerpt would show the line, secret and all.
+        let err = load_file("[shopify]\nwebhook_secret = \"s3cret-a\" 12\n", &[]).unwrap_err();
+        assert!(matches!(err, LoadError::Syntax(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(!msg.contains("s3cret-a"), "{msg}");
+        // Type: serde quotes the refused string.
+        let err = load_file("[shopify]\nsecrets = \"s3cret-b\"\n", &[]).unwrap_err();
+        assert!(matches!(err, LoadError::Invalid(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("shopify.secrets"), "{msg}");
+        assert!(!msg.contains("s3cret-b"), "{msg}");
+        // From the environment too.
+        let env = vec![("CATALOG_SERVER__PORT".to_owned(), "s3cret-c".to_owned())];
+        let msg = load_file("[shopify]\n", &env).unwrap_err().to_string();
+        assert!(msg.contains("server.port"), "{msg}");
+        assert!(!msg.contains("s3cret-c"), "{msg}");
+        // An integer beyond i64 is located although toml gives no position.
+        let msg = load_file(&format!("[server]\nport = 8{}\n", "9".repeat(40)), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = load::<Settings>(&Layers {
+            defaults: None,
+            file: Some(Path::new("/nonexistent/c.toml")),
+            env: &[],
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            LoadError::MissingFile(PathBuf::from("/nonexistent/c.toml"))
+        );
+        assert_eq!(
+            err.to_string(),
+            "configuration file /nonexistent/c.toml does not exist"
+        );
+    }
+
+    #[test]
+    fn positionless_errors_are_located() {
+        let big = "9".repeat(45);
+        let text = format!(
+            "[a]\nsecret = \"{big}\" # {big}\nok = 5\nlist = [1, 2_000, {big}]\nlow = -{big}\n"
+        );
+        assert_eq!(first_failing_line(&text), Some((4, "a.list".to_owned())));
+        let negative = format!("[a]\nok = 1\nlow = -{big}\n");
+        assert_eq!(first_failing_line(&negative), Some((3, "a.low".to_owned())));
+        assert_eq!(first_failing_line("port = 8050\n"), None);
+        let hex = format!("x = 0x{}\n", "f".repeat(40));
+        assert_eq!(first_failing_line(&hex), Some((1, "x".to_owned())));
+        let commented = format!("# a = {big}\nport = 7{big}#8\n");
+        assert_eq!(first_failing_line(&commented), Some((2, "port".to_owned())));
+        let float = "[serve-r]\nport = 700088888888888700088888888888888888888E8844888888888\n";
+        assert_eq!(
+            first_failing_line(float),
+            Some((2, "serve-r.port".to_owned()))
+        );
+        // The value itself is never part of the answer.
+        let secret = "[shopify]\nwebhook_secret = \"s3cret\" 12\n";
+        let (line, key) = first_failing_line(secret).unwrap();
+        assert_eq!((line, key.as_str()), (2, "shopify.webhook_secret"));
+    }
+}
