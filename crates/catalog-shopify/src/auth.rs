@@ -134,10 +134,10 @@ impl TokenProvider {
         };
         // Held across the grant request: this is what makes renewal single-flight.
         let mut cache = grant.cache.lock().await;
-        if let Some((token, renew_at)) = &cache.token {
-            if Instant::now() < *renew_at {
-                return Ok(token.clone());
-            }
+        if let Some((token, renew_at)) = &cache.token
+            && Instant::now() < *renew_at
+        {
+            return Ok(token.clone());
         }
         let (header, lifetime) = grant.request(http).await?;
         cache.generation += 1;

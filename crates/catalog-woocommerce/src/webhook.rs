@@ -209,15 +209,15 @@ impl WebhookSource for WooCommerceWebhookSource {
         // Custom `action.*` topics carry whatever; for the standard ones the
         // resource/event headers must agree with the topic.
         if resource != "action" {
-            if let Some(r) = optional_header(headers, RESOURCE_HEADER) {
-                if r != resource {
-                    return Err(invalid(RESOURCE_HEADER, "does not match the topic"));
-                }
+            if let Some(r) = optional_header(headers, RESOURCE_HEADER)
+                && r != resource
+            {
+                return Err(invalid(RESOURCE_HEADER, "does not match the topic"));
             }
-            if let Some(e) = optional_header(headers, EVENT_HEADER) {
-                if e != event {
-                    return Err(invalid(EVENT_HEADER, "does not match the topic"));
-                }
+            if let Some(e) = optional_header(headers, EVENT_HEADER)
+                && e != event
+            {
+                return Err(invalid(EVENT_HEADER, "does not match the topic"));
             }
         }
         if !subscription.bytes().all(|b| b.is_ascii_digit()) {
@@ -270,13 +270,13 @@ impl WebhookSource for WooCommerceWebhookSource {
             catalog_core::json::decode(body).map_err(PayloadError::from)?;
         // The payload is built at delivery time: if the product is gone by
         // then, WooCommerce sends the REST error object instead.
-        if value.get("id").is_none() {
-            if let Some(code) = value.get("code").and_then(|c| c.as_str()) {
-                return Err(PayloadError::new(
-                    "",
-                    format!("the store sent an error instead of the product: {code}"),
-                ));
-            }
+        if value.get("id").is_none()
+            && let Some(code) = value.get("code").and_then(|c| c.as_str())
+        {
+            return Err(PayloadError::new(
+                "",
+                format!("the store sent an error instead of the product: {code}"),
+            ));
         }
         if meta.topic == Topic::ProductDeleted {
             // Headers are not signed: a captured product body replayed under
