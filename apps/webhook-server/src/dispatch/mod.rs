@@ -197,12 +197,28 @@ impl Dispatcher {
     }
 
     async fn run(self, mut stop: watch::Receiver<bool>) {
+        // The next batch, when claimed along with the last one's outcomes.
+        let mut next: Option<Result<Vec<StoredEvent>, StoreError>> = None;
         loop {
             if *stop.borrow() {
+                // Claimed already: hand them over rather than leave them
+                // leased until the lease runs out.
+                if let Some(Ok(events)) = next.take()
+                    && !events.is_empty()
+                {
+                    self.dispatch_claimed(events, false).await;
+                }
                 break;
             }
-            match self.run_once().await {
-                Ok(n) if n > 0 => continue,
+            let claimed = match next.take() {
+                Some(claimed) => claimed,
+                None => self.claim().await,
+            };
+            match claimed {
+                Ok(events) if !events.is_empty() => {
+                    next = self.dispatch_claimed(events, true).await;
+                    continue;
+                }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "dispatcher could not claim events"),
             }
@@ -225,24 +241,60 @@ impl Dispatcher {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let mut events = self
-            .store
-            .claim_due(&self.config.worker_id, self.config.lease, self.config.batch)
-            .await?;
+        let events = self.claim().await?;
         let n = events.len();
-        if n == 0 {
-            return Ok(0);
+        if n > 0 {
+            self.dispatch_claimed(events, false).await;
         }
-        self.metrics
-            .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
-        // One event per product in a batch, so they can go concurrently.
-        join_all(events.iter_mut().map(|e| self.dispatch_one(e))).await;
-        self.metrics
-            .dispatch_in_flight(-i64::try_from(n).unwrap_or(0));
         Ok(n)
     }
 
-    async fn dispatch_one(&self, event: &mut StoredEvent) {
+    async fn claim(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store
+            .claim_due(&self.config.worker_id, self.config.lease, self.config.batch)
+            .await
+    }
+
+    /// Hands a claimed batch to the sinks and records the outcomes; with
+    /// `claim_next`, claims the next batch in the same round trip.
+    ///
+    /// Why together: the outcomes are what make the next events of the same
+    /// products due (the oldest pending event of a product is the only one
+    /// claimable), so a claim cannot usefully go before them; sent right
+    /// behind them, it rides in the same store round trip (with SQLite, the
+    /// same write batch: commands run in the order they were sent) instead
+    /// of one of its own. A store that runs them out of order only returns
+    /// fewer events this time; order per product is kept by the store.
+    async fn dispatch_claimed(
+        &self,
+        mut events: Vec<StoredEvent>,
+        claim_next: bool,
+    ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
+        let n = i64::try_from(events.len()).unwrap_or(0);
+        self.metrics.dispatch_in_flight(n);
+        // One event per product in a batch, so they can go concurrently.
+        let outcomes = join_all(events.iter_mut().map(|e| self.attempt(e))).await;
+        // `join` polls the outcomes first: their commands are queued before
+        // the claim's.
+        let finished = join_all(
+            events
+                .iter()
+                .zip(outcomes)
+                .map(|(event, outcome)| self.finish(event, outcome)),
+        );
+        let next = if claim_next {
+            let (_, next) = futures::future::join(finished, self.claim()).await;
+            Some(next)
+        } else {
+            finished.await;
+            None
+        };
+        self.metrics.dispatch_in_flight(-n);
+        next
+    }
+
+    /// One attempt at handing `event` to every sink; returns what to record.
+    async fn attempt(&self, event: &mut StoredEvent) -> DispatchOutcome {
         // The product from the stored body (crate::normalise); a body that
         // cannot be normalised is kept as `failed` and not sent.
         match normalise::product_json(&self.platforms, &event.event) {
@@ -251,9 +303,7 @@ impl Dispatcher {
                 let error = e.to_string();
                 tracing::warn!(id = %event.event.id, error = %error, "stored delivery could not be normalised; kept as failed");
                 self.metrics.record_dispatch(DispatchResult::Unreadable);
-                self.finish(event, DispatchOutcome::Unreadable { error })
-                    .await;
-                return;
+                return DispatchOutcome::Unreadable { error };
             }
         }
         let mut failure = None;
@@ -279,7 +329,7 @@ impl Dispatcher {
             }
         };
         self.metrics.record_dispatch(result);
-        self.finish(event, outcome).await;
+        outcome
     }
 
     /// Records the outcome of a claimed event in the store.
