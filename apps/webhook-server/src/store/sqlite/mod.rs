@@ -632,6 +632,44 @@ fn clone_err(err: &StoreError) -> StoreError {
     StoreError::Database(err.to_string())
 }
 
+type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A command's answer given once the batch's fate is known (its value on
+/// commit, the batch's error on rollback); a statement error is answered now
+/// and aborts the batch.
+fn after_commit<T: Send + 'static>(
+    reply: Answer<T>,
+    result: Result<T, StoreError>,
+) -> Result<Reply, StoreError> {
+    match result {
+        Ok(value) => Ok(Box::new(move |err: Option<&StoreError>| {
+            let _ = reply.send(match err {
+                None => Ok(value),
+                Some(e) => Err(clone_err(e)),
+            });
+        })),
+        Err(e) => {
+            let _ = reply.send(Err(clone_err(&e)));
+            Err(e)
+        }
+    }
+}
+
+/// A command's answer given now, whatever the commit; a statement error
+/// still aborts the batch.
+fn at_once<T>(reply: Answer<T>, result: Result<T, StoreError>) -> Result<Reply, StoreError> {
+    match result {
+        Ok(value) => {
+            let _ = reply.send(Ok(value));
+            Ok(Box::new(|_| {}))
+        }
+        Err(e) => {
+            let _ = reply.send(Err(clone_err(&e)));
+            Err(e)
+        }
+    }
+}
+
 /// Runs one command inside the batch transaction and returns how to answer it
 /// once the transaction's fate is known. A statement error aborts the batch.
 fn execute(
@@ -640,56 +678,26 @@ fn execute(
     ids: &mut RecentIds,
     added: &mut Vec<Box<str>>,
 ) -> Result<Reply, StoreError> {
-    fn answer<T: Send + 'static>(reply: oneshot::Sender<Result<T, StoreError>>, value: T) -> Reply {
-        Box::new(move |err: Option<&StoreError>| {
-            let _ = reply.send(match err {
-                None => Ok(value),
-                Some(e) => Err(clone_err(e)),
-            });
-        })
-    }
     match cmd {
-        Command::Insert(event, reply) => match insert(tx, &event.0, event.1.as_ref(), ids, added) {
-            Ok(v) => Ok(answer(reply, v)),
-            Err(e) => {
-                let _ = reply.send(Err(clone_err(&e)));
-                Err(e)
-            }
-        },
+        Command::Insert(event, reply) => {
+            after_commit(reply, insert(tx, &event.0, event.1.as_ref(), ids, added))
+        }
+        // Answered before the commit: a lease lost to a crash or a rollback
+        // only means the event may be dispatched twice, which at-least-once
+        // allows; waiting for the fsync would not.
         Command::Claim {
             worker,
             lease,
             limit,
             reply,
-        } => match claim(tx, &worker, lease, limit) {
-            // Answered before the commit: a lease lost to a crash or a
-            // rollback only means the event may be dispatched twice, which
-            // at-least-once allows; waiting for the fsync would not.
-            Ok(v) => {
-                let _ = reply.send(Ok(v));
-                Ok(Box::new(|_| {}))
-            }
-            Err(e) => {
-                let _ = reply.send(Err(clone_err(&e)));
-                Err(e)
-            }
-        },
+        } => at_once(reply, claim(tx, &worker, lease, limit)),
+        // Same reasoning: a lost completion means one more dispatch.
         Command::Complete {
             id,
             worker,
             outcome,
             reply,
-        } => match complete(tx, &id, &worker, &outcome, ids) {
-            // Same reasoning: a lost completion means one more dispatch.
-            Ok(v) => {
-                let _ = reply.send(Ok(v));
-                Ok(Box::new(|_| {}))
-            }
-            Err(e) => {
-                let _ = reply.send(Err(clone_err(&e)));
-                Err(e)
-            }
-        },
+        } => at_once(reply, complete(tx, &id, &worker, &outcome, ids)),
         // Reads: answer now, they do not depend on the commit. A read error
         // does not abort the other commands.
         Command::List {
@@ -705,13 +713,7 @@ fn execute(
             let _ = reply.send(get(tx, &id, ids));
             Ok(Box::new(|_| {}))
         }
-        Command::Replay(id, reply) => match replay(tx, &id, ids) {
-            Ok(v) => Ok(answer(reply, v)),
-            Err(e) => {
-                let _ = reply.send(Err(clone_err(&e)));
-                Err(e)
-            }
-        },
+        Command::Replay(id, reply) => after_commit(reply, replay(tx, &id, ids)),
         Command::Ping(reply) => {
             let _ = reply.send(Ok(()));
             Ok(Box::new(|_| {}))
