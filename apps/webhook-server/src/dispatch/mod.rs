@@ -15,7 +15,10 @@ pub mod sinks;
 pub mod standard_webhooks;
 
 use std::fmt;
+use std::future::Future as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -255,8 +258,9 @@ impl Dispatcher {
             .await
     }
 
-    /// Hands a claimed batch to the sinks and records the outcomes; with
-    /// `claim_next`, claims the next batch in the same round trip.
+    /// Hands a claimed batch to the sinks and records each outcome as soon
+    /// as it is known; with `claim_next`, claims the next batch in the same
+    /// round trip as the last outcomes.
     ///
     /// Why together: the outcomes are what make the next events of the same
     /// products due (the oldest pending event of a product is the only one
@@ -270,26 +274,36 @@ impl Dispatcher {
         mut events: Vec<StoredEvent>,
         claim_next: bool,
     ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
-        let n = i64::try_from(events.len()).unwrap_or(0);
-        self.metrics.dispatch_in_flight(n);
+        let n = events.len();
+        self.metrics
+            .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
+        let unsent = AtomicUsize::new(n);
+        let all_sent = Notify::new();
         // One event per product in a batch, so they can go concurrently.
-        let outcomes = join_all(events.iter_mut().map(|e| self.attempt(e))).await;
-        // `join` polls the outcomes first: their commands are queued before
-        // the claim's.
-        let finished = join_all(
-            events
-                .iter()
-                .zip(outcomes)
-                .map(|(event, outcome)| self.finish(event, outcome)),
-        );
-        let next = if claim_next {
-            let (_, next) = futures::future::join(finished, self.claim()).await;
-            Some(next)
-        } else {
-            finished.await;
-            None
+        let finished = join_all(events.iter_mut().map(|event| async {
+            let outcome = self.attempt(event).await;
+            let mut finish = std::pin::pin!(self.finish(event, outcome));
+            // The first poll sends the outcome to the store; count it as
+            // sent only then, so the claim goes out behind every outcome.
+            let first = std::future::poll_fn(|cx| Poll::Ready(finish.as_mut().poll(cx))).await;
+            if unsent.fetch_sub(1, Ordering::AcqRel) == 1 {
+                all_sent.notify_one();
+            }
+            if first.is_pending() {
+                finish.await;
+            }
+        }));
+        let next = async {
+            if !claim_next {
+                return None;
+            }
+            // A permit is stored if the last outcome went before this waits.
+            all_sent.notified().await;
+            Some(self.claim().await)
         };
-        self.metrics.dispatch_in_flight(-n);
+        let (_, next) = futures::future::join(finished, next).await;
+        self.metrics
+            .dispatch_in_flight(-i64::try_from(n).unwrap_or(0));
         next
     }
 

@@ -161,6 +161,59 @@ async fn delivered_events_carry_a_verifiable_standard_webhooks_signature() {
     }
 }
 
+/// Holds the events of one product until released; passes the others.
+#[derive(Debug)]
+struct HoldOne {
+    product_id: String,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for HoldOne {
+    fn name(&self) -> &str {
+        "hold-one"
+    }
+
+    async fn handle(
+        &self,
+        event: &webhook_server::store::StoredEvent,
+    ) -> Result<(), webhook_server::dispatch::HandlerError> {
+        if event.event.product_id.as_deref() == Some(self.product_id.as_str()) {
+            self.release.notified().await;
+        }
+        Ok(())
+    }
+}
+
+/// Events of a batch go to the sinks side by side, and each outcome is
+/// recorded as soon as it is known: a slow sink for one product does not
+/// keep the other products' events leased (another replica would take them
+/// over once the lease ran out, and send them twice).
+#[actix_web::test]
+async fn a_slow_sink_for_one_product_does_not_hold_back_the_others_outcomes() {
+    let store = memory();
+    let ids = ingest(store.clone(), 3).await;
+    let held = store.get(&ids[0]).await.unwrap().unwrap();
+    let gate = Arc::new(HoldOne {
+        product_id: held.event.product_id.clone().unwrap(),
+        release: tokio::sync::Notify::new(),
+    });
+    let state = state_with(store.clone(), &single_secret());
+    let handle = state
+        .dispatcher(config(3), vec![Arc::clone(&gate) as Arc<dyn EventHandler>])
+        .spawn();
+    wait_for(&*store, EventStatus::Delivered, 2).await;
+    let first = store.get(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        first.event.status,
+        EventStatus::Pending,
+        "still with the sink"
+    );
+    gate.release.notify_one();
+    wait_for(&*store, EventStatus::Delivered, 3).await;
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
 /// The server's way to run the dispatcher: a thread of its own, at the
 /// configured niceness (Linux), handing events over like `spawn` does.
 #[actix_web::test]
