@@ -214,8 +214,13 @@ impl Dispatcher {
                 break;
             }
             let claimed = match next.take() {
-                Some(claimed) => claimed,
-                None => self.claim().await,
+                Some(Ok(events)) if !events.is_empty() => Ok(events),
+                // Nothing (or an error) from the claim sent with the last
+                // outcomes: claim again now, before waiting. A store that
+                // ran that claim before the outcomes (PostgreSQL may: they
+                // go over separate connections) did not see the events they
+                // made due, and those must not wait for the poll interval.
+                Some(_) | None => self.claim().await,
             };
             match claimed {
                 Ok(events) if !events.is_empty() => {

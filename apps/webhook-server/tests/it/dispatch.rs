@@ -214,6 +214,112 @@ async fn a_slow_sink_for_one_product_does_not_hold_back_the_others_outcomes() {
     handle.shutdown(Duration::from_secs(2)).await;
 }
 
+/// A store that records outcomes late, as a shared database may when the
+/// claim sent behind them runs first on another connection.
+#[derive(Debug)]
+struct SlowOutcomes(Arc<dyn EventStore>);
+
+#[async_trait::async_trait]
+impl EventStore for SlowOutcomes {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn insert(
+        &self,
+        event: webhook_server::store::NewEvent,
+    ) -> Result<catalog_core::InsertOutcome, webhook_server::store::StoreError> {
+        self.0.insert(event).await
+    }
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        self.0.claim_due(worker_id, lease, limit).await
+    }
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: webhook_server::store::DispatchOutcome,
+    ) -> Result<bool, webhook_server::store::StoreError> {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        self.0.complete(id, worker_id, outcome).await
+    }
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<webhook_server::store::EventPage, webhook_server::store::StoreError> {
+        self.0.list(filter, before, limit).await
+    }
+    async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        self.0.get(id).await
+    }
+    async fn replay(&self, id: &str) -> Result<bool, webhook_server::store::StoreError> {
+        self.0.replay(id).await
+    }
+    async fn ping(&self) -> Result<(), webhook_server::store::StoreError> {
+        self.0.ping().await
+    }
+    async fn stats(
+        &self,
+    ) -> Result<webhook_server::store::StoreStats, webhook_server::store::StoreError> {
+        self.0.stats().await
+    }
+    async fn close(&self) {
+        self.0.close().await;
+    }
+}
+
+/// Events of one product go out one after the other without waiting for
+/// the idle poll, even when the store runs the claim sent along with an
+/// outcome before that outcome (the claim then finds nothing due).
+#[actix_web::test]
+async fn a_products_backlog_drains_without_waiting_for_the_poll_interval() {
+    let inner = memory();
+    let state = state_with(inner.clone(), &single_secret());
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    for i in 0..4 {
+        let res = test::call_service(
+            &app,
+            delivery(
+                "/webhooks/shopify/products/create",
+                "products/create",
+                &format!("same-{i}"),
+                &body(7),
+                SECRET,
+            )
+            .to_request(),
+        )
+        .await;
+        assert!(res.status().is_success());
+    }
+    let store: Arc<dyn EventStore> = Arc::new(SlowOutcomes(inner.clone()));
+    let mut c = config(3);
+    c.poll_interval = Duration::from_secs(5);
+    let state = state_with(store, &single_secret());
+    let started = std::time::Instant::now();
+    let handle = state
+        .dispatcher(
+            c,
+            vec![Arc::new(webhook_server::dispatch::sinks::LogSink) as Arc<dyn EventHandler>],
+        )
+        .spawn();
+    wait_for(&*inner, EventStatus::Delivered, 4).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "four events of one product took {:?}: the dispatcher waited for the poll",
+        started.elapsed()
+    );
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
 /// The server's way to run the dispatcher: a thread of its own, at the
 /// configured niceness (Linux), handing events over like `spawn` does.
 #[actix_web::test]
