@@ -217,14 +217,15 @@ impl Dispatcher {
                 Some(Ok(events)) if !events.is_empty() => Ok(events),
                 // Nothing (or an error) from the claim sent with the last
                 // outcomes: claim again now, before waiting. A store that
-                // ran that claim before the outcomes (PostgreSQL may: they
-                // go over separate connections) did not see the events they
-                // made due, and those must not wait for the poll interval.
+                // ran that claim before the outcomes did not see the events
+                // they made due, and those must not wait for the poll
+                // interval.
                 Some(_) | None => self.claim().await,
             };
             match claimed {
                 Ok(events) if !events.is_empty() => {
-                    next = self.dispatch_claimed(events, true).await;
+                    let pipelined = self.store.runs_commands_in_order();
+                    next = self.dispatch_claimed(events, pipelined).await;
                     continue;
                 }
                 Ok(_) => {}
@@ -264,8 +265,9 @@ impl Dispatcher {
     }
 
     /// Hands a claimed batch to the sinks and records each outcome as soon
-    /// as it is known; with `claim_next`, claims the next batch in the same
-    /// round trip as the last outcomes.
+    /// as it is known; with `claim_next` (for stores that run commands in
+    /// order, see [`EventStore::runs_commands_in_order`]), claims the next
+    /// batch in the same round trip as the last outcomes.
     ///
     /// Why together: the outcomes are what make the next events of the same
     /// products due (the oldest pending event of a product is the only one

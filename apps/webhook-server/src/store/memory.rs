@@ -166,6 +166,11 @@ impl State {
 
 #[async_trait::async_trait]
 impl EventStore for MemoryStore {
+    /// Each call does its work under the lock at its first poll.
+    fn runs_commands_in_order(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "memory (not durable; at most {} events, {} dedup keys)",

@@ -326,6 +326,15 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// A short description for logs (`sqlite ./data/catalog.db`).
     fn describe(&self) -> String;
 
+    /// Whether the commands one task sends run in the order it sent them,
+    /// even before it awaits their answers: then a claim sent right behind
+    /// outcomes sees them, and the dispatcher sends both in one round trip.
+    /// True for the embedded stores (one queue, or one lock taken at the
+    /// first poll); false by default, as for a pool of connections.
+    fn runs_commands_in_order(&self) -> bool {
+        false
+    }
+
     /// Stores the event unless one with the same id exists.
     ///
     /// # Errors

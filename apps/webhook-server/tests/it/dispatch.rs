@@ -214,8 +214,8 @@ async fn a_slow_sink_for_one_product_does_not_hold_back_the_others_outcomes() {
     handle.shutdown(Duration::from_secs(2)).await;
 }
 
-/// A store that records outcomes late, as a shared database may when the
-/// claim sent behind them runs first on another connection.
+/// A store that says it runs commands in order but records outcomes late:
+/// the claim the dispatcher sends behind them finds nothing due.
 #[derive(Debug)]
 struct SlowOutcomes(Arc<dyn EventStore>);
 
@@ -223,6 +223,9 @@ struct SlowOutcomes(Arc<dyn EventStore>);
 impl EventStore for SlowOutcomes {
     fn describe(&self) -> String {
         self.0.describe()
+    }
+    fn runs_commands_in_order(&self) -> bool {
+        true
     }
     async fn insert(
         &self,
@@ -278,8 +281,8 @@ impl EventStore for SlowOutcomes {
 }
 
 /// Events of one product go out one after the other without waiting for
-/// the idle poll, even when the store runs the claim sent along with an
-/// outcome before that outcome (the claim then finds nothing due).
+/// the idle poll, even when the claim sent along with an outcome runs
+/// before that outcome is recorded (the claim then finds nothing due).
 #[actix_web::test]
 async fn a_products_backlog_drains_without_waiting_for_the_poll_interval() {
     let inner = memory();

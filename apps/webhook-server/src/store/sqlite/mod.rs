@@ -976,6 +976,11 @@ fn stats(path: &Path) -> Result<StoreStats, StoreError> {
 
 #[async_trait::async_trait]
 impl EventStore for SqliteStore {
+    /// Every command goes through the writer's one queue, in order.
+    fn runs_commands_in_order(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "sqlite {} (WAL, synchronous={})",
