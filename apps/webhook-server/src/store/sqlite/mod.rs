@@ -985,10 +985,7 @@ impl EventStore for SqliteStore {
         format!(
             "sqlite {} (WAL, synchronous={})",
             self.path.display(),
-            match self.durability {
-                Durability::PowerLoss => "FULL",
-                Durability::ProcessCrash => "NORMAL",
-            }
+            synchronous(self.durability)
         )
     }
 
