@@ -28,7 +28,8 @@
 //! registry of sources and per-store secrets), [`pipeline`] (the ordered
 //! delivery steps), [`store`] (the [`store::EventStore`] trait, SQLite,
 //! memory and PostgreSQL), [`dispatch`] (sinks, among them NATS JetStream, and
-//! the dispatcher), [`routes`], [`metrics`], [`error`], [`redact`].
+//! the dispatcher), [`retention`] (deleting old finished events), [`routes`],
+//! [`metrics`], [`error`], [`redact`].
 
 pub mod dispatch;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod normalise;
 pub mod pipeline;
 pub mod platforms;
 pub mod ratelimit;
+pub mod retention;
 /// Keeping credentials out of logs and errors (shared with the CLI).
 pub use catalog_config::redact;
 pub mod routes;
@@ -132,6 +134,11 @@ impl AppState {
                 )
             }),
         }
+    }
+
+    /// A pruner of this state's store under `settings`.
+    pub fn pruner(&self, settings: crate::settings::RetentionSettings) -> retention::Pruner {
+        retention::Pruner::new(Arc::clone(&self.store), settings, Arc::clone(&self.metrics))
     }
 
     /// A dispatcher over this state's store with the given sinks.

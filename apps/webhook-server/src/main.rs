@@ -80,6 +80,19 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("dispatcher disabled");
         None
     };
+    let pruner = if settings.retention.enabled() {
+        tracing::info!(policy = %settings.retention.describe(), "retention enabled");
+        Some(
+            state
+                .pruner(settings.retention)
+                .spawn(webhook_server::retention::ROUND_EVERY),
+        )
+    } else {
+        tracing::info!(
+            "retention off: every event is kept (retention.delivered_days and retention.failed_days are 0)"
+        );
+        None
+    };
     tracing::info!(
         admin = state.admin_token.is_some(),
         rate_limit = settings.rate_limit.enabled,
@@ -116,6 +129,10 @@ async fn main() -> anyhow::Result<()> {
     // Runs until SIGINT/SIGTERM; actix then stops accepting and waits up to
     // shutdown_timeout for in-flight requests.
     server.run().await.context("HTTP server failed")?;
+    if let Some(p) = pruner {
+        // A chunk already queued in the store completes; none follows.
+        p.abort();
+    }
     tracing::info!("HTTP server stopped; draining dispatcher");
     if let Some(d) = dispatcher {
         d.shutdown(Duration::from_secs(settings.server.shutdown_timeout_secs))

@@ -87,6 +87,7 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     dispatched: [AtomicU64; 4],
     dispatch_in_flight: AtomicU64,
+    pruned: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -130,6 +131,7 @@ impl Metrics {
             latency_sum_micros: AtomicU64::new(0),
             dispatched: Default::default(),
             dispatch_in_flight: AtomicU64::new(0),
+            pruned: AtomicU64::new(0),
         }
     }
 
@@ -169,6 +171,11 @@ impl Metrics {
             DispatchResult::Unreadable => 3,
         };
         self.dispatched[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts events deleted by the retention policy.
+    pub fn record_pruned(&self, n: u64) {
+        self.pruned.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Adjusts the number of events being dispatched right now.
@@ -256,6 +263,13 @@ impl Metrics {
              # TYPE webhook_dispatch_in_flight gauge\n\
              webhook_dispatch_in_flight {}",
             self.dispatch_in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP webhook_store_pruned_total Finished events deleted by the retention policy.\n\
+             # TYPE webhook_store_pruned_total counter\n\
+             webhook_store_pruned_total {}",
+            self.pruned.load(Ordering::Relaxed)
         );
         match store {
             Some(s) => {

@@ -34,6 +34,8 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Background dispatch to sinks.
     pub dispatch: DispatchSettings,
+    /// How long finished events are kept.
+    pub retention: RetentionSettings,
     /// Shopify stores and secrets.
     #[serde(default)]
     pub shopify: PlatformSettings,
@@ -210,6 +212,57 @@ pub struct RateLimitSettings {
     /// Reverse proxies whose `X-Forwarded-For` names the client (a list in
     /// TOML, comma-separated in the environment).
     pub trusted_proxies: crate::ratelimit::TrustedProxies,
+}
+
+/// `[retention]`: finished events are deleted this many days after they
+/// were received (pending events never are). A deleted event's id is
+/// forgotten too, so a platform's retry of it would be stored again: keep
+/// them longer than the platforms retry (Shopify: 4 hours; WooCommerce: no
+/// retries).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetentionSettings {
+    /// Delivered events, days; 0 keeps them forever.
+    pub delivered_days: u32,
+    /// Failed (unreadable) and dead-lettered events, days; 0 keeps them
+    /// forever (the default: they are there to be inspected and replayed).
+    pub failed_days: u32,
+}
+
+/// Longest retention accepted, days (a hundred years).
+const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl RetentionSettings {
+    /// What to delete at `now`.
+    pub fn policy(&self, now: chrono::DateTime<chrono::Utc>) -> crate::store::PrunePolicy {
+        let before = |days: u32| {
+            (days > 0)
+                .then(|| now - chrono::Duration::days(i64::from(days.min(MAX_RETENTION_DAYS))))
+        };
+        crate::store::PrunePolicy::new(before(self.delivered_days), before(self.failed_days))
+    }
+
+    /// Whether anything is ever deleted.
+    pub fn enabled(&self) -> bool {
+        self.delivered_days > 0 || self.failed_days > 0
+    }
+
+    /// For logs: `delivered 30 days, failed and dead kept`.
+    pub fn describe(&self) -> String {
+        let part = |days: u32| {
+            if days == 0 {
+                "kept".to_owned()
+            } else {
+                format!("{days} days")
+            }
+        };
+        format!(
+            "delivered {}, failed and dead {}",
+            part(self.delivered_days),
+            part(self.failed_days)
+        )
+    }
 }
 
 /// `[dispatch]`.
@@ -568,6 +621,24 @@ impl Settings {
         if self.server.body_timeout_ms == 0 {
             bail!("server.body_timeout_ms must be greater than 0");
         }
+        for (key, env, days) in [
+            (
+                "retention.delivered_days",
+                "CATALOG_RETENTION__DELIVERED_DAYS",
+                self.retention.delivered_days,
+            ),
+            (
+                "retention.failed_days",
+                "CATALOG_RETENTION__FAILED_DAYS",
+                self.retention.failed_days,
+            ),
+        ] {
+            if days > MAX_RETENTION_DAYS {
+                bail!(
+                    "{key} ({env}) must be at most {MAX_RETENTION_DAYS} days; 0 keeps events forever"
+                );
+            }
+        }
         if self.database.batch_max == 0 {
             bail!("database.batch_max must be greater than 0");
         }
@@ -666,12 +737,64 @@ mod tests {
     }
 
     #[test]
+    fn retention_defaults_env_and_bounds() {
+        let s = Settings::load_from(None, &[]).unwrap();
+        assert_eq!(
+            (s.retention.delivered_days, s.retention.failed_days),
+            (30, 0)
+        );
+        let now = chrono::Utc::now();
+        let policy = s.retention.policy(now);
+        assert_eq!(
+            policy.delivered_before,
+            Some(now - chrono::Duration::days(30))
+        );
+        assert_eq!(policy.failed_before, None, "failed and dead are kept");
+        let off = Settings::load_from(
+            None,
+            &env(&[
+                ("CATALOG_RETENTION__DELIVERED_DAYS", "0"),
+                ("CATALOG_RETENTION__FAILED_DAYS", "0"),
+            ]),
+        )
+        .unwrap();
+        assert!(!off.retention.enabled());
+        assert!(off.retention.policy(now).is_noop());
+        let both =
+            Settings::load_from(None, &env(&[("CATALOG_RETENTION__FAILED_DAYS", "90")])).unwrap();
+        assert_eq!(
+            both.retention.policy(now).failed_before,
+            Some(now - chrono::Duration::days(90))
+        );
+        for (key, value) in [
+            ("CATALOG_RETENTION__DELIVERED_DAYS", "40000"),
+            ("CATALOG_RETENTION__DELIVERED_DAYS", "-1"),
+            ("CATALOG_RETENTION__FAILED_DAYS", "a week"),
+        ] {
+            let err = format!(
+                "{:#}",
+                Settings::load_from(None, &env(&[(key, value)])).unwrap_err()
+            );
+            let named = if key.contains("FAILED") {
+                "retention.failed_days"
+            } else {
+                "retention.delivered_days"
+            };
+            assert!(err.contains(named), "{value}: {err}");
+        }
+    }
+
+    #[test]
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
         let s = Settings::load_from(Some(&path), &[]).unwrap();
         assert_eq!(s.shopify.stores.len(), 2);
         assert_eq!(s.woocommerce.stores.len(), 1);
         assert!(s.dispatch.http.is_some());
+        assert_eq!(
+            (s.retention.delivered_days, s.retention.failed_days),
+            (14, 90)
+        );
     }
 
     #[test]

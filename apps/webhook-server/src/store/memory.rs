@@ -14,8 +14,8 @@ use catalog_core::InsertOutcome;
 use chrono::Utc;
 
 use super::{
-    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
-    StoreStats, StoredEvent,
+    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
+    StoreError, StoreStats, StoredEvent,
 };
 
 /// The in-memory store.
@@ -367,6 +367,35 @@ impl EventStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn prune(&self, policy: &PrunePolicy, limit: usize) -> Result<usize, StoreError> {
+        let mut s = self.lock();
+        let victims: Vec<i64> = s
+            .events
+            .iter()
+            .filter(|(_, slot)| {
+                policy.covers(slot.stored.event.status, slot.stored.event.received_at)
+            })
+            .map(|(seq, _)| *seq)
+            .take(limit)
+            .collect();
+        let mut forgotten = HashSet::with_capacity(victims.len());
+        for seq in &victims {
+            if let Some(slot) = s.events.remove(seq) {
+                let key = key_of(&slot.stored.event.id);
+                s.by_id.remove(&key);
+                s.keys.remove(&key);
+                forgotten.insert(key);
+            }
+        }
+        if !forgotten.is_empty() {
+            // So that a later insert of the same id is not forgotten early
+            // by the eviction of this stale entry.
+            s.key_order.retain(|k| !forgotten.contains(k));
+            s.writes += 1;
+        }
+        Ok(victims.len())
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -316,6 +316,46 @@ pub struct StoreStats {
     pub dropped_undelivered: u64,
 }
 
+/// Which finished events [`EventStore::prune`] deletes: those received
+/// before a cutoff, per kind of finish. Pending events are never pruned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PrunePolicy {
+    /// Delivered events received before this (`None`: kept).
+    pub delivered_before: Option<DateTime<Utc>>,
+    /// Failed (unreadable) and dead-lettered events received before this
+    /// (`None`: kept).
+    pub failed_before: Option<DateTime<Utc>>,
+}
+
+impl PrunePolicy {
+    /// A policy with the two cutoffs.
+    pub fn new(
+        delivered_before: Option<DateTime<Utc>>,
+        failed_before: Option<DateTime<Utc>>,
+    ) -> Self {
+        Self {
+            delivered_before,
+            failed_before,
+        }
+    }
+
+    /// Whether the policy deletes anything at all.
+    pub fn is_noop(&self) -> bool {
+        self.delivered_before.is_none() && self.failed_before.is_none()
+    }
+
+    /// Whether an event with this status and arrival time falls under it.
+    pub fn covers(&self, status: EventStatus, received_at: DateTime<Utc>) -> bool {
+        let cutoff = match status {
+            EventStatus::Delivered => self.delivered_before,
+            EventStatus::Failed | EventStatus::Dead => self.failed_before,
+            EventStatus::Pending => None,
+        };
+        cutoff.is_some_and(|c| received_at < c)
+    }
+}
+
 /// Durable, deduplicating storage of events and their dispatch state.
 ///
 /// Implementations must make [`EventStore::insert`] atomic per id (of two
@@ -397,6 +437,16 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError`].
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` events that `policy` covers, oldest first, with
+    /// their bodies and their deduplication entries (a delivery of a pruned
+    /// event's id is stored again: the retention must outlast the
+    /// platforms' retries). Returns how many were deleted; fewer than
+    /// `limit` means none is left for now.
+    ///
+    /// # Errors
+    /// [`StoreError`]; nothing was deleted then.
+    async fn prune(&self, policy: &PrunePolicy, limit: usize) -> Result<usize, StoreError>;
 
     /// Figures for metrics.
     ///

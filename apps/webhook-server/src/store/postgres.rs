@@ -52,8 +52,8 @@ use sqlx::{Connection as _, Row as _, SqlSafeStr as _};
 use tokio::runtime::{Handle, Runtime};
 
 use super::{
-    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
-    StoreStats, StoredEvent,
+    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
+    StoreError, StoreStats, StoredEvent,
 };
 use crate::redact::redact_url;
 
@@ -199,6 +199,16 @@ BEGIN
     RETURN true;
 END
 $$;
+",
+    ),
+    (
+        3,
+        "retention",
+        r"
+-- Finished events by age, for retention (EventStore::prune): deleting the
+-- oldest reads these instead of scanning the table.
+CREATE INDEX events_delivered_age ON events (received_at) WHERE status = 'delivered';
+CREATE INDEX events_failed_age ON events (received_at) WHERE status IN ('failed', 'dead');
 ",
     ),
 ];
@@ -690,6 +700,46 @@ impl EventStore for PostgresStore {
             .await?;
         self.count_writes(1);
         Ok(done)
+    }
+
+    async fn prune(&self, policy: &PrunePolicy, limit: usize) -> Result<usize, StoreError> {
+        // Oldest first through the age indexes; SKIP LOCKED so replicas
+        // pruning at the same time take different rows.
+        const DELETE: [&str; 2] = [
+            "WITH doomed AS (SELECT seq FROM events WHERE status = 'delivered' \
+                 AND received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM events e USING doomed d WHERE e.seq = d.seq",
+            "WITH doomed AS (SELECT seq FROM events WHERE status IN ('failed', 'dead') \
+                 AND received_at < $1 ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM events e USING doomed d WHERE e.seq = d.seq",
+        ];
+        let mut deleted = 0usize;
+        for (sql, cutoff) in DELETE
+            .into_iter()
+            .zip([policy.delivered_before, policy.failed_before])
+        {
+            let (Some(cutoff), Some(left)) = (cutoff, limit.checked_sub(deleted)) else {
+                continue;
+            };
+            if left == 0 {
+                break;
+            }
+            let left = i64::try_from(left).unwrap_or(i64::MAX);
+            let done = self
+                .run(move |pool| async move {
+                    sqlx::query(sql)
+                        .bind(cutoff)
+                        .bind(left)
+                        .execute(&pool)
+                        .await
+                        .map(|r| r.rows_affected())
+                        .map_err(db_error)
+                })
+                .await?;
+            deleted += usize::try_from(done).unwrap_or(usize::MAX);
+        }
+        self.count_writes(deleted as u64);
+        Ok(deleted)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -267,6 +267,13 @@ impl EventStore for SlowOutcomes {
     async fn replay(&self, id: &str) -> Result<bool, webhook_server::store::StoreError> {
         self.0.replay(id).await
     }
+    async fn prune(
+        &self,
+        policy: &webhook_server::store::PrunePolicy,
+        limit: usize,
+    ) -> Result<usize, webhook_server::store::StoreError> {
+        self.0.prune(policy, limit).await
+    }
     async fn ping(&self) -> Result<(), webhook_server::store::StoreError> {
         self.0.ping().await
     }

@@ -16,7 +16,7 @@ use webhook_server::store::{
     DispatchOutcome, EventStatus, EventStore, PostgresOptions, PostgresStore,
 };
 
-use crate::suite::{event, suite};
+use crate::suite::{event, retention_suite, suite};
 
 /// A schema of its own on the test database, dropped (with everything in it)
 /// when this goes out of scope, even when the test fails.
@@ -115,6 +115,16 @@ async fn postgres_store_contract() {
     let store = db.store().await;
     suite(store.clone()).await;
     assert!(store.describe().starts_with("postgres "));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_store_retention() {
+    let Some(db) = TestDb::new("retention") else {
+        return;
+    };
+    let store = db.store().await;
+    retention_suite(store.clone()).await;
     store.close().await;
 }
 

@@ -7,7 +7,7 @@ use catalog_core::InsertOutcome;
 use webhook_server::settings::Durability;
 use webhook_server::store::{EventStore, MemoryStore, SqliteStore};
 
-use crate::suite::{event, suite};
+use crate::suite::{event, retention_suite, suite};
 
 fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.db"), Durability::PowerLoss, 64).unwrap()
@@ -22,6 +22,17 @@ async fn memory_store_contract() {
 async fn sqlite_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     suite(Arc::new(sqlite(&dir))).await;
+}
+
+#[tokio::test]
+async fn memory_store_retention() {
+    retention_suite(Arc::new(MemoryStore::new(100, 100))).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    retention_suite(Arc::new(sqlite(&dir))).await;
 }
 
 #[tokio::test]
@@ -65,4 +76,66 @@ async fn memory_store_stays_bounded() {
         store.insert(event("m0", None)).await.unwrap(),
         InsertOutcome::Inserted
     );
+}
+
+/// A retention round deletes in chunks until nothing is left, counts what it
+/// deleted in `/metrics`, and keeps what the settings keep.
+#[tokio::test]
+async fn a_retention_round_deletes_in_chunks_and_counts() {
+    use webhook_server::metrics::Metrics;
+    use webhook_server::retention::{CHUNK, Pruner};
+    use webhook_server::settings::Settings;
+    use webhook_server::store::EventStatus;
+
+    let dir = tempfile::tempdir().unwrap();
+    let stores: [Arc<dyn EventStore>; 2] = [
+        Arc::new(MemoryStore::new(10_000, 10_000)),
+        Arc::new(sqlite(&dir)),
+    ];
+    for store in stores {
+        let old = CHUNK * 2 + 17;
+        let aged = |id: String, days: i64, status: EventStatus| {
+            let mut e = event(&id, Some(&id));
+            e.received_at -= chrono::Duration::days(days);
+            e.status = status;
+            e
+        };
+        for i in 0..old {
+            let e = aged(format!("old-{i}"), 40, EventStatus::Delivered);
+            store.insert(e).await.unwrap();
+        }
+        for i in 0..3 {
+            let e = aged(format!("young-{i}"), 2, EventStatus::Delivered);
+            store.insert(e).await.unwrap();
+            let e = aged(format!("dead-{i}"), 40, EventStatus::Dead);
+            store.insert(e).await.unwrap();
+        }
+        let settings = Settings::load_from(
+            None,
+            &[("CATALOG_RETENTION__DELIVERED_DAYS".into(), "30".into())],
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let pruner = Pruner::new(Arc::clone(&store), settings.retention, Arc::clone(&metrics));
+        assert_eq!(
+            pruner.run_once().await.unwrap(),
+            old as u64,
+            "{}",
+            store.describe()
+        );
+        assert_eq!(pruner.run_once().await.unwrap(), 0);
+        assert!(
+            metrics
+                .render(None)
+                .contains(&format!("webhook_store_pruned_total {old}\n")),
+            "{}",
+            metrics.render(None)
+        );
+        let left = store
+            .list(&webhook_server::store::EventFilter::default(), None, 100)
+            .await
+            .unwrap();
+        assert_eq!(left.events.len(), 6, "young delivered and old dead stay");
+        store.close().await;
+    }
 }

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use catalog_core::webhook::{DeliveryMeta, PayloadError};
 use catalog_core::{EventId, InsertOutcome, PlatformId, Topic};
 use chrono::Utc;
-use webhook_server::store::{DispatchOutcome, EventFilter, EventStatus, EventStore, NewEvent};
+use webhook_server::store::{
+    DispatchOutcome, EventFilter, EventStatus, EventStore, NewEvent, PrunePolicy,
+};
 
 /// A pending event of product `product` (stores keep milliseconds).
 pub(crate) fn event(event_id: &str, product: Option<&str>) -> NewEvent {
@@ -316,4 +318,111 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
                 .unwrap()
         );
     }
+}
+
+/// Retention (`EventStore::prune`), on an empty store: finished events older
+/// than the cutoff go, oldest first, with their deduplication entries;
+/// pending and younger events stay.
+pub(crate) async fn retention_suite(store: Arc<dyn EventStore>) {
+    let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap();
+    let days = |n: i64| chrono::Duration::days(n);
+    let aged = |id: &str, product: &str, age: chrono::Duration| {
+        let mut e = event(id, Some(product));
+        e.received_at = now - age;
+        e
+    };
+    // Oldest first: d1 before d2 before d3.
+    let (d1, d2, d3) = (
+        aged("d1", "r1", days(12)),
+        aged("d2", "r2", days(11)),
+        aged("d3", "r3", days(10)),
+    );
+    let (x1, n1) = (aged("x1", "r4", days(10)), aged("n1", "r5", days(1)));
+    for e in [&d1, &d2, &d3, &x1, &n1] {
+        assert_eq!(
+            store.insert(e.clone()).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+    }
+    let claimed = store
+        .claim_due("wr", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    for c in &claimed {
+        let outcome = if c.event.id == x1.id {
+            DispatchOutcome::Dead {
+                error: "gave up".into(),
+            }
+        } else {
+            DispatchOutcome::Delivered
+        };
+        assert!(store.complete(&c.event.id, "wr", outcome).await.unwrap());
+    }
+    let mut f1 = aged("f1", "r6", days(10));
+    f1.status = EventStatus::Failed;
+    f1.error = Some("unreadable".into());
+    let p1 = aged("p1", "r7", days(10));
+    for e in [&f1, &p1] {
+        assert_eq!(
+            store.insert(e.clone()).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+    }
+    let exists = |id: String| {
+        let store = Arc::clone(&store);
+        async move { store.get(&id).await.unwrap().is_some() }
+    };
+
+    // Delivered only, older than 5 days: d1, d2, d3, oldest first, in chunks.
+    let delivered = PrunePolicy::new(Some(now - days(5)), None);
+    assert_eq!(store.prune(&delivered, 2).await.unwrap(), 2);
+    assert!(!exists(d1.id.clone()).await && !exists(d2.id.clone()).await);
+    assert!(exists(d3.id.clone()).await, "oldest first");
+    assert_eq!(store.prune(&delivered, 10).await.unwrap(), 1);
+    assert_eq!(store.prune(&delivered, 10).await.unwrap(), 0);
+    for e in [&d3] {
+        assert!(!exists(e.id.clone()).await);
+    }
+    for e in [&n1, &x1, &f1, &p1] {
+        assert!(exists(e.id.clone()).await, "{}", e.event_id);
+    }
+    let listed = store
+        .list(&EventFilter::default(), None, 100)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = listed
+        .events
+        .iter()
+        .map(|e| e.event.event_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["f1", "n1", "p1", "x1"]);
+    // A pruned event's id is forgotten; a kept one's is not.
+    assert_eq!(
+        store.insert(event("d1", Some("r1"))).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store.insert(f1.clone()).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+    assert_eq!(
+        store.insert(n1.clone()).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+
+    // Failed and dead: f1 and x1; the old pending p1 stays.
+    let failed = PrunePolicy::new(None, Some(now - days(5)));
+    assert_eq!(store.prune(&failed, 10).await.unwrap(), 2);
+    assert!(!exists(f1.id.clone()).await && !exists(x1.id.clone()).await);
+    assert!(exists(p1.id.clone()).await);
+
+    // Everything finished, whatever its age: n1 goes; pending events never.
+    let all = PrunePolicy::new(Some(now + days(1)), Some(now + days(1)));
+    assert_eq!(store.prune(&all, 10).await.unwrap(), 1);
+    assert!(!exists(n1.id.clone()).await);
+    assert!(exists(p1.id.clone()).await);
+    assert!(exists(d1.id.clone()).await, "the new d1 is pending");
+    assert_eq!(store.prune(&PrunePolicy::default(), 10).await.unwrap(), 0);
 }

@@ -369,6 +369,13 @@ impl EventStore for BrokenStore {
     async fn replay(&self, _: &str) -> Result<bool, StoreError> {
         Err(StoreError::Unavailable)
     }
+    async fn prune(
+        &self,
+        _: &webhook_server::store::PrunePolicy,
+        _: usize,
+    ) -> Result<usize, StoreError> {
+        Err(StoreError::Unavailable)
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         Err(StoreError::Unavailable)
     }

@@ -21,13 +21,13 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, StoreError,
-    StoreStats, StoredEvent, from_millis, to_millis,
+    DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
+    StoreError, StoreStats, StoredEvent, from_millis, to_millis,
 };
 use crate::settings::Durability;
 
 mod recent_ids;
-use recent_ids::RecentIds;
+use recent_ids::{IdChanges, IdPlace, RecentIds};
 
 /// Schema migrations, applied in order at start-up; `PRAGMA user_version`
 /// records how many ran. Only ever append.
@@ -131,6 +131,12 @@ CREATE TABLE store_state (
 INSERT INTO store_state (key, value)
     VALUES ('ids_merged_through', COALESCE((SELECT MAX(seq) FROM events), 0));
 ",
+    r"
+-- Finished events by age, for retention (EventStore::prune). A completion
+-- adds an entry at the right edge (events finish in about arrival order).
+CREATE INDEX events_delivered_age ON events (received_at) WHERE status = 'delivered';
+CREATE INDEX events_failed_age ON events (received_at) WHERE status IN ('failed', 'dead');
+",
 ];
 
 /// A body as written to `event_bodies.raw_body`.
@@ -219,6 +225,11 @@ enum Command {
         oneshot::Sender<Result<Option<StoredEvent>, StoreError>>,
     ),
     Replay(String, oneshot::Sender<Result<bool, StoreError>>),
+    Prune {
+        policy: PrunePolicy,
+        limit: usize,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
     Ping(oneshot::Sender<Result<(), StoreError>>),
 }
 
@@ -591,13 +602,13 @@ fn run_batch(
     let n = batch.len() as u64;
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     // Ids this transaction inserted: taken back from `ids` if it rolls back.
-    let mut added: Vec<Box<str>> = Vec::new();
+    let mut changes = IdChanges::default();
     let result = (|| -> Result<usize, StoreError> {
         let tx = conn.transaction()?;
         for cmd in batch.drain(..) {
-            replies.push(execute(&tx, cmd, ids, &mut added)?);
+            replies.push(execute(&tx, cmd, ids, &mut changes)?);
         }
-        let merged = ids.merge_slice(&tx, added.len())?;
+        let merged = ids.merge_slice(&tx, changes.added.len())?;
         tx.commit()?;
         Ok(merged)
     })();
@@ -616,7 +627,7 @@ fn run_batch(
             // drained iterator, which closes their reply channels
             // (Unavailable for the caller).
             tracing::error!(error = %err, commands = n, "SQLite batch failed; rolled back");
-            ids.forget(&added);
+            ids.undo(changes);
             batch.clear();
             for reply in replies {
                 reply(Some(&err));
@@ -673,11 +684,11 @@ fn execute(
     tx: &Transaction<'_>,
     cmd: Command,
     ids: &mut RecentIds,
-    added: &mut Vec<Box<str>>,
+    changes: &mut IdChanges,
 ) -> Result<Reply, StoreError> {
     match cmd {
         Command::Insert(event, reply) => {
-            after_commit(reply, insert(tx, &event.0, event.1.as_ref(), ids, added))
+            after_commit(reply, insert(tx, &event.0, event.1.as_ref(), ids, changes))
         }
         // Answered before the commit: a lease lost to a crash or a rollback
         // only means the event may be dispatched twice, which at-least-once
@@ -711,6 +722,14 @@ fn execute(
             Ok(Box::new(|_| {}))
         }
         Command::Replay(id, reply) => after_commit(reply, replay(tx, &id, ids)),
+        // Not acknowledged durably (a prune lost to a power cut runs again),
+        // but answered after the commit, so a caller never counts a
+        // deletion that rolled back.
+        Command::Prune {
+            policy,
+            limit,
+            reply,
+        } => after_commit(reply, prune(tx, &policy, limit, ids, changes)),
         Command::Ping(reply) => {
             let _ = reply.send(Ok(()));
             Ok(Box::new(|_| {}))
@@ -723,7 +742,7 @@ fn insert(
     e: &NewEvent,
     stored: Option<&StoredBody>,
     ids: &mut RecentIds,
-    added: &mut Vec<Box<str>>,
+    changes: &mut IdChanges,
 ) -> Result<InsertOutcome, StoreError> {
     // Atomic per id: this thread is the file's only writer (see
     // `take_ownership`), and `ids` sees every insert before the next.
@@ -769,7 +788,7 @@ fn insert(
     let (codec, bytes) = stored.map_or((0, &e.raw_body[..]), |s| (s.codec, &s.bytes[..]));
     body.execute(params![seq, e.product, bytes, codec])?;
     ids.add(&e.id, seq);
-    added.push(e.id.as_str().into());
+    changes.added.push(e.id.as_str().into());
     Ok(InsertOutcome::Inserted)
 }
 
@@ -927,6 +946,61 @@ fn get(tx: &Transaction<'_>, id: &str, ids: &RecentIds) -> Result<Option<StoredE
     Ok(stmt.query_row(params![seq], read_row).optional()?)
 }
 
+/// Deletes up to `limit` events `policy` covers, oldest first (see
+/// [`EventStore::prune`]), with their bodies and their ids.
+fn prune(
+    tx: &Transaction<'_>,
+    policy: &PrunePolicy,
+    limit: usize,
+    ids: &mut RecentIds,
+    changes: &mut IdChanges,
+) -> Result<usize, StoreError> {
+    // The statements read the age indexes of migration 5 (their WHERE
+    // clauses must stay word for word those of the indexes).
+    const OLDEST: [&str; 2] = [
+        "SELECT seq, id FROM events WHERE status = 'delivered' AND received_at < ?1 \
+         ORDER BY received_at LIMIT ?2",
+        "SELECT seq, id FROM events WHERE status IN ('failed', 'dead') AND received_at < ?1 \
+         ORDER BY received_at LIMIT ?2",
+    ];
+    let mut victims: Vec<(i64, String)> = Vec::new();
+    for (sql, cutoff) in OLDEST
+        .iter()
+        .zip([policy.delivered_before, policy.failed_before])
+    {
+        let Some(cutoff) = cutoff else { continue };
+        let left = limit.saturating_sub(victims.len());
+        if left == 0 {
+            break;
+        }
+        let mut stmt = tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(
+            params![to_millis(cutoff), i64::try_from(left).unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        for row in rows {
+            victims.push(row?);
+        }
+    }
+    let mut deleted = 0;
+    for (seq, id) in victims {
+        match ids.place(seq) {
+            IdPlace::Merging => continue,
+            IdPlace::Indexed => {
+                tx.prepare_cached("DELETE FROM event_ids WHERE id = ?1")?
+                    .execute(params![id])?;
+            }
+            IdPlace::Fresh => ids.remove(&id, changes),
+        }
+        tx.prepare_cached("DELETE FROM event_bodies WHERE seq = ?1")?
+            .execute(params![seq])?;
+        tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?
+            .execute(params![seq])?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
 fn replay(tx: &Transaction<'_>, id: &str, ids: &RecentIds) -> Result<bool, StoreError> {
     let Some(seq) = ids.seq_of(tx, id)? else {
         return Ok(false);
@@ -1050,6 +1124,19 @@ impl EventStore for SqliteStore {
     async fn replay(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.call(|r| Command::Replay(id, r)).await
+    }
+
+    async fn prune(&self, policy: &PrunePolicy, limit: usize) -> Result<usize, StoreError> {
+        if policy.is_noop() || limit == 0 {
+            return Ok(0);
+        }
+        let policy = *policy;
+        self.call(|reply| Command::Prune {
+            policy,
+            limit,
+            reply,
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -1284,6 +1371,183 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(count, 200);
+    }
+
+    /// Pruning deletes an event's id wherever the id is kept (the index, the
+    /// generation being merged, memory), leaves no index row behind, and
+    /// holds across a restart.
+    #[tokio::test]
+    async fn pruning_forgets_ids_in_the_index_in_merges_and_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prune.db");
+        let open =
+            || SqliteStore::open_with_generation(&path, Durability::ProcessCrash, 8, 16).unwrap();
+        let store = open();
+        let now = Utc::now();
+        let aged = |n: usize| {
+            let mut e = numbered(n);
+            // Even events are old, odd ones recent.
+            if n.is_multiple_of(2) {
+                e.received_at = now - chrono::Duration::days(10);
+            }
+            e
+        };
+        for n in 0..100 {
+            store.insert(aged(n)).await.unwrap();
+        }
+        loop {
+            let claimed = store
+                .claim_due("w", Duration::from_secs(60), 200)
+                .await
+                .unwrap();
+            if claimed.is_empty() {
+                break;
+            }
+            for c in claimed {
+                store
+                    .complete(&c.event.id, "w", DispatchOutcome::Delivered)
+                    .await
+                    .unwrap();
+            }
+        }
+        let policy = PrunePolicy::new(Some(now - chrono::Duration::days(5)), None);
+        let mut pruned = 0;
+        // Events whose id is being merged wait for the merge, which each
+        // write batch (these prunes too) moves on.
+        for _ in 0..100 {
+            pruned += store.prune(&policy, 7).await.unwrap();
+            if pruned == 50 {
+                break;
+            }
+        }
+        assert_eq!(pruned, 50);
+        assert_eq!(store.prune(&policy, 7).await.unwrap(), 0);
+        for n in 0..100usize {
+            let expected = if n.is_multiple_of(2) {
+                InsertOutcome::Inserted
+            } else {
+                InsertOutcome::Duplicate
+            };
+            assert_eq!(store.insert(aged(n)).await.unwrap(), expected, "{n}");
+        }
+        store.close().await;
+        let stale_index_rows = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row(
+                    "SELECT COUNT(*) FROM event_ids i \
+                     WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = i.seq)",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(stale_index_rows(&path), 0);
+        assert_eq!(unindexed_below_watermark(&path), 0);
+        let store = open();
+        for n in 0..100 {
+            assert_eq!(
+                store.insert(aged(n)).await.unwrap(),
+                InsertOutcome::Duplicate,
+                "{n}"
+            );
+        }
+        store.close().await;
+        let conn = Connection::open(&path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM events"), 100);
+        assert_eq!(count("SELECT COUNT(*) FROM event_bodies"), 100);
+        // The prune statements read the age indexes, not the whole table.
+        for (status, index) in [
+            ("status = 'delivered'", "events_delivered_age"),
+            ("status IN ('failed', 'dead')", "events_failed_age"),
+        ] {
+            let plan: String = conn
+                .query_row(
+                    &format!(
+                        "EXPLAIN QUERY PLAN SELECT seq, id FROM events WHERE {status} \
+                         AND received_at < 1 ORDER BY received_at LIMIT 5"
+                    ),
+                    [],
+                    |r| r.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains(index), "{plan}");
+        }
+    }
+
+    /// Pruning, step by step on one connection: an event whose id is in the
+    /// generation being merged waits for the merge (else the merge would
+    /// put the id of a deleted event into the index), and a prune that rolls
+    /// back puts the ids it took back.
+    #[test]
+    fn pruning_waits_for_a_merge_and_undoes_on_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steps.db");
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, Durability::ProcessCrash).unwrap();
+        migrate(&mut conn).unwrap();
+        let mut ids = RecentIds::load(&conn, 4).unwrap();
+        // One write batch, as `run_batch` runs it; returns what `f` returned.
+        let batch = |conn: &mut Connection,
+                     ids: &mut RecentIds,
+                     f: &dyn Fn(&Transaction<'_>, &mut RecentIds, &mut IdChanges) -> usize|
+         -> usize {
+            let mut changes = IdChanges::default();
+            let tx = conn.transaction().unwrap();
+            let out = f(&tx, ids, &mut changes);
+            let merged = ids.merge_slice(&tx, changes.added.len()).unwrap();
+            tx.commit().unwrap();
+            ids.committed(merged);
+            out
+        };
+        let old = |n: usize| {
+            let mut e = numbered(n);
+            e.status = EventStatus::Delivered;
+            e.received_at = Utc::now() - chrono::Duration::days(10);
+            e
+        };
+        let policy = PrunePolicy::new(Some(Utc::now() - chrono::Duration::days(5)), None);
+        // Four ids fill a generation: after this batch they are all merging.
+        batch(&mut conn, &mut ids, &|tx, ids, changes| {
+            for n in 0..4 {
+                insert(tx, &old(n), None, ids, changes).unwrap();
+            }
+            0
+        });
+        let first = batch(&mut conn, &mut ids, &|tx, ids, changes| {
+            prune(tx, &policy, 10, ids, changes).unwrap()
+        });
+        assert_eq!(first, 0, "ids being merged wait");
+        let mut pruned = 0;
+        for _ in 0..20 {
+            pruned += batch(&mut conn, &mut ids, &|tx, ids, changes| {
+                prune(tx, &policy, 10, ids, changes).unwrap()
+            });
+        }
+        assert_eq!(pruned, 4, "pruned once merged");
+        let rows = |conn: &Connection, table: &str| -> i64 {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(rows(&conn, "event_ids"), 0);
+        assert_eq!(rows(&conn, "events"), 0);
+
+        // In memory (fresh): taken out by a prune, put back by its rollback.
+        batch(&mut conn, &mut ids, &|tx, ids, changes| {
+            insert(tx, &old(10), None, ids, changes).unwrap();
+            0
+        });
+        let mut changes = IdChanges::default();
+        {
+            let tx = conn.transaction().unwrap();
+            assert_eq!(prune(&tx, &policy, 10, &mut ids, &mut changes).unwrap(), 1);
+            assert_eq!(ids.seq_of(&tx, &old(10).id).unwrap(), None);
+            // Dropped: rolls back.
+        }
+        ids.undo(changes);
+        assert!(ids.seq_of(&conn, &old(10).id).unwrap().is_some());
+        assert_eq!(rows(&conn, "events"), 1);
     }
 
     /// Under power-loss durability, only batches that acknowledge something

@@ -49,7 +49,30 @@ pub(super) struct RecentIds {
     merged: usize,
     /// Highest seq in `merging`; the watermark once it is all merged.
     merging_through: i64,
+    /// The committed watermark: every event up to here is in the index.
+    indexed_through: i64,
     generation: usize,
+}
+
+/// Where the id of an event is kept, by the event's seq (for pruning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdPlace {
+    /// In `event_ids`: delete the row with the event.
+    Indexed,
+    /// In the generation being merged: leave the event for a later prune
+    /// (deleting it now would leave its id to be merged into the index).
+    Merging,
+    /// In `fresh`: take it out with [`RecentIds::remove`].
+    Fresh,
+}
+
+/// What one transaction changed in [`RecentIds`], undone if it rolls back.
+#[derive(Debug, Default)]
+pub(super) struct IdChanges {
+    /// Ids it inserted.
+    pub(super) added: Vec<Box<str>>,
+    /// Ids it removed from `fresh` (pruned events), with their seqs.
+    pub(super) removed: Vec<(Box<str>, i64)>,
 }
 
 impl RecentIds {
@@ -74,6 +97,7 @@ impl RecentIds {
             merging: Vec::new(),
             merged: 0,
             merging_through: watermark,
+            indexed_through: watermark,
             generation: generation.max(1),
         };
         ids.freeze_if_full();
@@ -101,10 +125,32 @@ impl RecentIds {
         self.fresh.insert(id.into(), seq);
     }
 
-    /// Takes back ids added by a transaction that rolled back.
-    pub(super) fn forget(&mut self, ids: &[Box<str>]) {
-        for id in ids {
+    /// Where the id of the event `seq` is kept.
+    pub(super) fn place(&self, seq: i64) -> IdPlace {
+        if seq <= self.indexed_through {
+            IdPlace::Indexed
+        } else if seq > self.merging_through {
+            IdPlace::Fresh
+        } else {
+            IdPlace::Merging
+        }
+    }
+
+    /// Forgets the id of an event the open transaction deleted (a `Fresh`
+    /// one); recorded in `changes` to be put back if it rolls back.
+    pub(super) fn remove(&mut self, id: &str, changes: &mut IdChanges) {
+        if let Some((id, seq)) = self.fresh.remove_entry(id) {
+            changes.removed.push((id, seq));
+        }
+    }
+
+    /// Undoes what a transaction that rolled back did.
+    pub(super) fn undo(&mut self, changes: IdChanges) {
+        for id in &changes.added {
             self.fresh.remove(id);
+        }
+        for (id, seq) in changes.removed {
+            self.fresh.insert(id, seq);
         }
     }
 
@@ -150,6 +196,7 @@ impl RecentIds {
         if self.merged >= self.merging.len() {
             self.merging = Vec::new();
             self.merged = 0;
+            self.indexed_through = self.merging_through;
         }
         self.freeze_if_full();
     }
