@@ -206,9 +206,13 @@ $$;
         "retention",
         r"
 -- Finished events by age, for retention (EventStore::prune): deleting the
--- oldest reads these instead of scanning the table.
-CREATE INDEX events_delivered_age ON events (received_at) WHERE status = 'delivered';
-CREATE INDEX events_failed_age ON events (received_at) WHERE status IN ('failed', 'dead');
+-- oldest reads these instead of scanning the table. IF NOT EXISTS: on a
+-- large table an operator may build them beforehand with CREATE INDEX
+-- CONCURRENTLY (same names and definitions), which does not block writes.
+CREATE INDEX IF NOT EXISTS events_delivered_age ON events (received_at)
+    WHERE status = 'delivered';
+CREATE INDEX IF NOT EXISTS events_failed_age ON events (received_at)
+    WHERE status IN ('failed', 'dead');
 ",
     ),
 ];

@@ -484,9 +484,11 @@ const FINAL_PASS_FRAMES: i64 = 256;
 /// Time between checkpoint rounds. Short, so that each round's database
 /// sync has little to write: a commit's WAL sync queues behind whatever the
 /// checkpointer's sync is flushing, and those waits made the p99. Measured
-/// at saturation (`power_loss`, wrk -t1 -c32): every 100 ms, p99 5.9 to 6.4
-/// ms; every second, 10.5 to 16.2 ms; every 3 s, 28 to 31 ms; deliveries a
-/// second the same within the noise. (Once a second paid off while every
+/// at saturation (`power_loss`, wrk -t1 -c32): every 100 ms, p99 5.9 to 7.2
+/// ms; every second, 8.8 to 16.2 ms; every 3 s, 28 to 31 ms. The price is
+/// within the noise: 0 to 7 % fewer deliveries a second on average over
+/// alternated runs, and about 5 % more bytes written (the last, partly
+/// filled page of each table is copied by several rounds). (Once a second paid off while every
 /// delivery wrote a random page of a unique id index, copied once per round:
 /// the id index no longer is written per delivery, see `recent_ids`.)
 const CHECKPOINT_PERIOD: Duration = Duration::from_millis(100);
