@@ -386,12 +386,21 @@ fn synchronous(durability: Durability) -> &'static str {
     }
 }
 
+/// Prepared statements kept per connection (see [`configure`]).
+const STATEMENT_CACHE: usize = 64;
+
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous(durability))?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     // Keep the page cache small and bounded (KiB when negative).
     conn.pragma_update(None, "cache_size", -8192)?;
+    // Every statement the writer runs is prepared once and cached. They are
+    // more than rusqlite's default of 16 (inserts, the id index, claims,
+    // outcomes, retention, the admin API's filter combinations); past the
+    // capacity its LRU cache would evict statements still in use, and
+    // SQLite would parse them again on their next call.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Checkpoints run on their own thread and connection (PASSIVE, so they
     // never block the writer): a checkpoint inside the writer would stall
     // every delivery waiting for the commit. This high threshold is only a
