@@ -276,6 +276,8 @@ pub struct DispatchSettings {
     pub lease_secs: u64,
     /// Events claimed per round.
     pub batch: usize,
+    /// Most events of one product handed over per claim, in order.
+    pub run: usize,
     /// How often to look for due events when not woken by an insert, milliseconds.
     pub poll_interval_ms: u64,
     /// Attempts before an event is dead-lettered.
@@ -670,6 +672,9 @@ impl Settings {
         if self.rate_limit.enabled && self.rate_limit.burst < 1.0 {
             bail!("rate_limit.burst must be at least 1");
         }
+        if self.dispatch.run == 0 {
+            bail!("dispatch.run (CATALOG_DISPATCH__RUN) must be at least 1");
+        }
         if self.dispatch.batch == 0 {
             bail!("dispatch.batch must be greater than 0");
         }
@@ -734,6 +739,16 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn dispatch_run_defaults_and_zero_names_the_key() {
+        assert_eq!(Settings::load_from(None, &[]).unwrap().dispatch.run, 16);
+        let err = format!(
+            "{:#}",
+            Settings::load_from(None, &env(&[("CATALOG_DISPATCH__RUN", "0")])).unwrap_err()
+        );
+        assert!(err.contains("dispatch.run"), "{err}");
     }
 
     #[test]

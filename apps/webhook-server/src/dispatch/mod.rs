@@ -15,7 +15,8 @@ pub mod sinks;
 pub mod standard_webhooks;
 
 use std::fmt;
-use std::future::Future as _;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
@@ -70,8 +71,11 @@ pub struct DispatchConfig {
     pub worker_id: String,
     /// How long a claim lasts.
     pub lease: Duration,
-    /// Events claimed per round.
+    /// Events claimed per round (products, each with its run).
     pub batch: usize,
+    /// Most events of one product handed over per claim, in order (see
+    /// [`EventStore::claim_runs`]); 1 = one per claim.
+    pub run: usize,
     /// Poll interval when idle.
     pub poll_interval: Duration,
     /// Attempts before dead-lettering.
@@ -89,6 +93,7 @@ impl DispatchConfig {
             worker_id: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             lease: s.lease(),
             batch: s.batch,
+            run: s.run.max(1),
             poll_interval: Duration::from_millis(s.poll_interval_ms.max(10)),
             max_attempts: s.max_attempts.max(1),
             backoff_base: Duration::from_millis(s.backoff_base_ms),
@@ -260,7 +265,12 @@ impl Dispatcher {
 
     async fn claim(&self) -> Result<Vec<StoredEvent>, StoreError> {
         self.store
-            .claim_due(&self.config.worker_id, self.config.lease, self.config.batch)
+            .claim_runs(
+                &self.config.worker_id,
+                self.config.lease,
+                self.config.batch,
+                self.config.run,
+            )
             .await
     }
 
@@ -278,7 +288,7 @@ impl Dispatcher {
     /// fewer events this time; order per product is kept by the store.
     async fn dispatch_claimed(
         &self,
-        mut events: Vec<StoredEvent>,
+        events: Vec<StoredEvent>,
         claim_next: bool,
     ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
         let n = events.len();
@@ -286,20 +296,18 @@ impl Dispatcher {
             .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
         let unsent = AtomicUsize::new(n);
         let all_sent = Notify::new();
-        // One event per product in a batch, so they can go concurrently.
-        let finished = join_all(events.iter_mut().map(|event| async {
-            let outcome = self.attempt(event).await;
-            let mut finish = std::pin::pin!(self.finish(event, outcome));
-            // The first poll sends the outcome to the store; count it as
-            // sent only then, so the claim goes out behind every outcome.
-            let first = std::future::poll_fn(|cx| Poll::Ready(finish.as_mut().poll(cx))).await;
-            if unsent.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // Counts store commands sent; the claim goes out behind the last.
+        let sent = |k: usize| {
+            if k > 0 && unsent.fetch_sub(k, Ordering::AcqRel) == k {
                 all_sent.notify_one();
             }
-            if first.is_pending() {
-                finish.await;
-            }
-        }));
+        };
+        // One run per product in a batch, so the runs can go side by side.
+        let finished = join_all(
+            runs_of(events)
+                .into_iter()
+                .map(|run| self.dispatch_run(run, &sent)),
+        );
         let next = async {
             if !claim_next {
                 return None;
@@ -312,6 +320,57 @@ impl Dispatcher {
         self.metrics
             .dispatch_in_flight(-i64::try_from(n).unwrap_or(0));
         next
+    }
+
+    /// Hands one product's run to the sinks in order, then records the
+    /// outcomes, in order, and releases the events it did not attempt.
+    ///
+    /// The run stops at the first attempt to be retried (the events behind
+    /// it must wait for it), and once half the lease has gone (its outcomes
+    /// are recorded at the end). Why the outcomes at the end and not one by
+    /// one: the run then costs one store round trip, not one per event; and
+    /// if they are lost (a crash, a failed write batch), the whole run goes
+    /// again from its first event, in order. The store runs the commands in
+    /// the order they were sent, so a failure can only lose a tail of them:
+    /// redelivered in order too.
+    async fn dispatch_run(&self, mut run: Vec<StoredEvent>, sent: &impl Fn(usize)) {
+        let started = std::time::Instant::now();
+        let mut outcomes = Vec::with_capacity(run.len());
+        for event in &mut run {
+            if !outcomes.is_empty() && started.elapsed() > self.config.lease / 2 {
+                break;
+            }
+            let outcome = self.attempt(event).await;
+            let retry = matches!(outcome, DispatchOutcome::Retry { .. });
+            outcomes.push(outcome);
+            if retry {
+                break;
+            }
+        }
+        let attempted = outcomes.len();
+        let mut replies: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
+        for (event, outcome) in run.iter().zip(outcomes) {
+            let mut finish: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
+                Box::pin(self.finish(event, outcome));
+            // The first poll sends the command to the store.
+            if poll_once(finish.as_mut()).await.is_pending() {
+                replies.push(finish);
+            }
+            sent(1);
+        }
+        if let Some(unattempted) = run.get(attempted..).filter(|rest| !rest.is_empty()) {
+            let ids: Vec<String> = unattempted.iter().map(|e| e.event.id.clone()).collect();
+            let mut release: Pin<Box<dyn Future<Output = ()> + Send + '_>> = Box::pin(async move {
+                if let Err(e) = self.store.release(&ids, &self.config.worker_id).await {
+                    tracing::warn!(error = %e, events = ids.len(), "could not release unattempted events; they wait for their lease");
+                }
+            });
+            if poll_once(release.as_mut()).await.is_pending() {
+                replies.push(release);
+            }
+            sent(unattempted.len());
+        }
+        join_all(replies).await;
     }
 
     /// One attempt at handing `event` to every sink; returns what to record.
@@ -369,6 +428,29 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Splits a claimed batch into runs: consecutive events of one product
+/// (the store returns each product's events together and in order).
+fn runs_of(events: Vec<StoredEvent>) -> Vec<Vec<StoredEvent>> {
+    let mut runs: Vec<Vec<StoredEvent>> = Vec::new();
+    for event in events {
+        let same = runs.last().and_then(|r| r.last()).is_some_and(|last| {
+            last.event.platform == event.event.platform
+                && last.event.store == event.event.store
+                && last.event.product_key() == event.event.product_key()
+        });
+        match runs.last_mut() {
+            Some(run) if same => run.push(event),
+            _ => runs.push(vec![event]),
+        }
+    }
+    runs
+}
+
+/// Polls a future once (sending what its first poll sends).
+async fn poll_once<F: Future + ?Sized>(mut f: Pin<&mut F>) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await
 }
 
 /// Gives the calling thread niceness `nice` (Linux; a no-op elsewhere).

@@ -224,27 +224,76 @@ impl EventStore for MemoryStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.claim_runs(worker_id, lease, limit, 1).await
+    }
+
+    async fn claim_runs(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let mut s = self.lock();
-        let State { events, ready, .. } = &mut *s;
+        let State {
+            events,
+            ready,
+            pending,
+            ..
+        } = &mut *s;
+        let claimable = |slot: &Slot| {
+            let leased = slot.lease.as_ref().is_some_and(|(_, until)| *until > now);
+            !leased && slot.stored.next_attempt_at <= now
+        };
         let mut out = Vec::new();
-        for seq in ready.iter() {
-            if out.len() >= limit {
+        let mut heads = 0;
+        for &head in ready.iter() {
+            if heads >= limit {
                 break;
             }
-            let Some(slot) = events.get_mut(seq) else {
-                continue;
-            };
-            let leased = slot.lease.as_ref().is_some_and(|(_, until)| *until > now);
-            if leased || slot.stored.next_attempt_at > now {
+            if !events.get(&head).is_some_and(&claimable) {
                 continue;
             }
-            slot.lease = Some((worker_id.to_owned(), until));
-            out.push(slot.stored.clone());
+            heads += 1;
+            // The head, then the product's next pending events while they
+            // can be claimed (one that cannot must not be overtaken).
+            let group = events.get(&head).map(|slot| group_of(&slot.stored.event));
+            let queue = group.as_ref().and_then(|g| pending.get(g));
+            let followers = queue
+                .into_iter()
+                .flat_map(|q| q.range(head + 1..))
+                .take(run.saturating_sub(1));
+            for seq in std::iter::once(&head).chain(followers) {
+                let Some(slot) = events.get_mut(seq) else {
+                    break;
+                };
+                if *seq != head && !claimable(slot) {
+                    break;
+                }
+                slot.lease = Some((worker_id.to_owned(), until));
+                out.push(slot.stored.clone());
+            }
         }
         s.writes += out.len() as u64;
         Ok(out)
+    }
+
+    async fn release(&self, ids: &[String], worker_id: &str) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        for id in ids {
+            let Some(seq) = s.by_id.get(&key_of(id)).copied() else {
+                continue;
+            };
+            if let Some(slot) = s.events.get_mut(&seq)
+                && slot.stored.event.status == EventStatus::Pending
+                && slot.lease.as_ref().is_some_and(|(w, _)| w == worker_id)
+            {
+                slot.lease = None;
+            }
+        }
+        Ok(())
     }
 
     async fn complete(

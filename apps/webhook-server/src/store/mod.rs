@@ -395,6 +395,42 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Claims like [`EventStore::claim_due`], and with each claimed event up
+    /// to `run - 1` of the pending events that follow it in its product's
+    /// order (while they are due and not leased), leased to `worker_id` as
+    /// well. Each product's events come together, in order. The caller
+    /// hands a run over in order, records its outcomes in order, and
+    /// [`EventStore::release`]s what it did not attempt.
+    ///
+    /// Why: a product with a backlog otherwise goes one event per store
+    /// round trip, since only its oldest pending event is claimable. The
+    /// default claims heads only (runs of one), which is always correct.
+    ///
+    /// # Errors
+    /// [`StoreError`].
+    async fn claim_runs(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let _ = run;
+        self.claim_due(worker_id, lease, limit).await
+    }
+
+    /// Gives up `worker_id`'s leases on these events (claimed in a run, not
+    /// attempted), so they can be claimed again as soon as they are due.
+    /// The default does nothing, which suits stores whose
+    /// [`EventStore::claim_runs`] claims heads only.
+    ///
+    /// # Errors
+    /// [`StoreError`]; the leases then run out on their own.
+    async fn release(&self, ids: &[String], worker_id: &str) -> Result<(), StoreError> {
+        let _ = (ids, worker_id);
+        Ok(())
+    }
+
     /// Records the outcome of a claimed event's dispatch. Returns `false` when
     /// the claim was lost (lease expired and taken by another worker).
     ///

@@ -378,3 +378,192 @@ async fn the_dispatcher_thread_runs_at_its_niceness_and_delivers() {
         assert!(text.contains(id.as_str()), "{id} not handed over");
     }
 }
+
+/// Counts claims; forwards everything to the store it wraps.
+#[derive(Debug)]
+struct CountClaims(Arc<dyn EventStore>, std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl EventStore for CountClaims {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn runs_commands_in_order(&self) -> bool {
+        self.0.runs_commands_in_order()
+    }
+    async fn insert(
+        &self,
+        event: webhook_server::store::NewEvent,
+    ) -> Result<catalog_core::InsertOutcome, webhook_server::store::StoreError> {
+        self.0.insert(event).await
+    }
+    async fn claim_due(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.claim_due(worker_id, lease, limit).await
+    }
+    async fn claim_runs(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.claim_runs(worker_id, lease, limit, run).await
+    }
+    async fn release(
+        &self,
+        ids: &[String],
+        worker_id: &str,
+    ) -> Result<(), webhook_server::store::StoreError> {
+        self.0.release(ids, worker_id).await
+    }
+    async fn complete(
+        &self,
+        id: &str,
+        worker_id: &str,
+        outcome: webhook_server::store::DispatchOutcome,
+    ) -> Result<bool, webhook_server::store::StoreError> {
+        self.0.complete(id, worker_id, outcome).await
+    }
+    async fn list(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<webhook_server::store::EventPage, webhook_server::store::StoreError> {
+        self.0.list(filter, before, limit).await
+    }
+    async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        self.0.get(id).await
+    }
+    async fn replay(&self, id: &str) -> Result<bool, webhook_server::store::StoreError> {
+        self.0.replay(id).await
+    }
+    async fn prune(
+        &self,
+        policy: &webhook_server::store::PrunePolicy,
+        limit: usize,
+    ) -> Result<usize, webhook_server::store::StoreError> {
+        self.0.prune(policy, limit).await
+    }
+    async fn ping(&self) -> Result<(), webhook_server::store::StoreError> {
+        self.0.ping().await
+    }
+    async fn stats(
+        &self,
+    ) -> Result<webhook_server::store::StoreStats, webhook_server::store::StoreError> {
+        self.0.stats().await
+    }
+    async fn close(&self) {
+        self.0.close().await;
+    }
+}
+
+/// Takes every event; fails the first attempt at one event id.
+#[derive(Debug, Default)]
+struct FailOnceAt {
+    fail: String,
+    failed: std::sync::atomic::AtomicBool,
+    taken: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for FailOnceAt {
+    fn name(&self) -> &str {
+        "fail-once"
+    }
+
+    async fn handle(
+        &self,
+        event: &webhook_server::store::StoredEvent,
+    ) -> Result<(), webhook_server::dispatch::HandlerError> {
+        let id = event.event.event_id.as_str().to_owned();
+        if id == self.fail && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(webhook_server::dispatch::HandlerError::new("refused once"));
+        }
+        self.taken.lock().unwrap().push(id);
+        Ok(())
+    }
+}
+
+/// One product's backlog goes out in runs, in order, a few claims for many
+/// events; a failed attempt in the middle of a run stops it, and the events
+/// behind it go out after the retry, without waiting for their leases.
+#[actix_web::test]
+async fn a_products_backlog_goes_out_in_runs_in_order_across_a_failure() {
+    for sqlite in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: Arc<dyn EventStore> = if sqlite {
+            Arc::new(
+                webhook_server::store::SqliteStore::open(
+                    &dir.path().join("runs.db"),
+                    webhook_server::settings::Durability::ProcessCrash,
+                    64,
+                )
+                .unwrap(),
+            )
+        } else {
+            memory()
+        };
+        let state = state_with(inner.clone(), &single_secret());
+        let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+        let mut sent = Vec::new();
+        for i in 0..40 {
+            let res = test::call_service(
+                &app,
+                delivery(
+                    "/webhooks/shopify/products/update",
+                    "products/update",
+                    &format!("run-{i}"),
+                    &body(7),
+                    SECRET,
+                )
+                .to_request(),
+            )
+            .await;
+            assert!(res.status().is_success());
+            let stored = inner.list(&EventFilter::default(), None, 1).await.unwrap();
+            sent.push(stored.events[0].event.event_id.as_str().to_owned());
+        }
+        let counting = Arc::new(CountClaims(inner.clone(), Default::default()));
+        let sink = Arc::new(FailOnceAt {
+            fail: sent[9].clone(),
+            ..FailOnceAt::default()
+        });
+        let mut c = config(5);
+        // A run not released after the failure would wait this long.
+        c.lease = Duration::from_secs(30);
+        c.run = 16;
+        let state = state_with(counting.clone(), &single_secret());
+        let started = std::time::Instant::now();
+        let handle = state
+            .dispatcher(c, vec![Arc::clone(&sink) as Arc<dyn EventHandler>])
+            .spawn();
+        wait_for(&*inner, EventStatus::Delivered, 40).await;
+        handle.shutdown(Duration::from_secs(2)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "sqlite {sqlite}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            *sink.taken.lock().unwrap(),
+            sent,
+            "sqlite {sqlite}: in order, once each"
+        );
+        let claims = counting.1.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            claims <= 12,
+            "sqlite {sqlite}: {claims} claims for 40 events of one product"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use catalog_core::InsertOutcome;
 use webhook_server::settings::Durability;
 use webhook_server::store::{EventStore, MemoryStore, SqliteStore};
 
-use crate::suite::{event, retention_suite, suite};
+use crate::suite::{event, retention_suite, runs_suite, suite};
 
 fn sqlite(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(&dir.path().join("events.db"), Durability::PowerLoss, 64).unwrap()
@@ -22,6 +22,17 @@ async fn memory_store_contract() {
 async fn sqlite_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     suite(Arc::new(sqlite(&dir))).await;
+}
+
+#[tokio::test]
+async fn memory_store_runs() {
+    runs_suite(Arc::new(MemoryStore::new(100, 100))).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    runs_suite(Arc::new(sqlite(&dir))).await;
 }
 
 #[tokio::test]

@@ -426,3 +426,114 @@ pub(crate) async fn retention_suite(store: Arc<dyn EventStore>) {
     assert!(exists(d1.id.clone()).await, "the new d1 is pending");
     assert_eq!(store.prune(&PrunePolicy::default(), 10).await.unwrap(), 0);
 }
+
+/// Runs (`EventStore::claim_runs`, `EventStore::release`), for stores that
+/// claim them (memory, SQLite): a product's head comes with the events
+/// behind it, in order; a leased event stops a run; released events can be
+/// claimed again at once.
+pub(crate) async fn runs_suite(store: Arc<dyn EventStore>) {
+    let lease = Duration::from_secs(60);
+    let names = ["a1", "b1", "a2", "a3", "a4", "a5"];
+    for id in names {
+        let product = if id.starts_with('a') { "pa" } else { "pb" };
+        assert_eq!(
+            store.insert(event(id, Some(product))).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+    }
+    let order = |events: &[webhook_server::store::StoredEvent]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.event.event_id.as_str().to_owned())
+            .collect()
+    };
+    let id_of = |name: &str| event(name, None).id;
+    let claimed = store.claim_runs("w", lease, 10, 3).await.unwrap();
+    assert_eq!(order(&claimed), ["a1", "a2", "a3", "b1"]);
+    assert!(
+        store
+            .claim_runs("w", lease, 10, 3)
+            .await
+            .unwrap()
+            .is_empty(),
+        "all leased"
+    );
+    for name in ["a1", "a2"] {
+        assert!(
+            store
+                .complete(&id_of(name), "w", DispatchOutcome::Delivered)
+                .await
+                .unwrap()
+        );
+    }
+    // a3 failed and is due again at once; nothing else was left in its run.
+    let retry_now = DispatchOutcome::Retry {
+        error: "x".into(),
+        at: Utc::now() - chrono::Duration::seconds(1),
+    };
+    assert!(
+        store
+            .complete(&id_of("a3"), "w", retry_now.clone())
+            .await
+            .unwrap()
+    );
+    let claimed = store.claim_runs("w", lease, 10, 3).await.unwrap();
+    assert_eq!(order(&claimed), ["a3", "a4", "a5"], "b1 is still leased");
+    // a3 fails again and its run is not released: a4 is leased, so the
+    // next run is a3 alone (a4 must not be overtaken, nor taken twice).
+    assert!(
+        store
+            .complete(&id_of("a3"), "w", retry_now.clone())
+            .await
+            .unwrap()
+    );
+    let claimed = store.claim_runs("w", lease, 10, 3).await.unwrap();
+    assert_eq!(order(&claimed), ["a3"]);
+    assert!(store.complete(&id_of("a3"), "w", retry_now).await.unwrap());
+    // Released by their holder (another worker's release changes nothing):
+    // the whole run again.
+    store
+        .release(&[id_of("a4"), id_of("a5")], "other")
+        .await
+        .unwrap();
+    assert_eq!(
+        order(&store.claim_runs("w", lease, 10, 3).await.unwrap()),
+        ["a3"]
+    );
+    assert!(
+        store
+            .complete(
+                &id_of("a3"),
+                "w",
+                DispatchOutcome::Retry {
+                    error: "x".into(),
+                    at: Utc::now() - chrono::Duration::seconds(1),
+                }
+            )
+            .await
+            .unwrap()
+    );
+    store
+        .release(&[id_of("a4"), id_of("a5")], "w")
+        .await
+        .unwrap();
+    let claimed = store.claim_runs("w", lease, 10, 3).await.unwrap();
+    assert_eq!(order(&claimed), ["a3", "a4", "a5"]);
+    for name in ["a3", "a4", "a5", "b1"] {
+        assert!(
+            store
+                .complete(&id_of(name), "w", DispatchOutcome::Delivered)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+    }
+    // Runs of one are heads only, as `claim_due`.
+    for id in ["c1", "c2"] {
+        store.insert(event(id, Some("pc"))).await.unwrap();
+    }
+    assert_eq!(
+        order(&store.claim_runs("w", lease, 10, 1).await.unwrap()),
+        ["c1"]
+    );
+}

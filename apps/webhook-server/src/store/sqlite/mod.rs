@@ -193,6 +193,10 @@ const COLUMNS: &str = "e.seq, e.id, e.platform, e.store, e.topic, e.raw_topic, e
      e.delivery_id, e.product_id, e.triggered_at, e.received_at, b.product, b.raw_body, \
      e.status, e.error, e.attempts, e.last_error, e.next_attempt_at, b.codec";
 
+/// How many columns [`COLUMNS`] names (what [`read_row`] reads); a query
+/// may select more after them.
+const COLUMN_COUNT: usize = 19;
+
 const FROM: &str = "events e JOIN event_bodies b ON b.seq = e.seq";
 
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -206,7 +210,13 @@ enum Command {
         worker: String,
         lease: Duration,
         limit: usize,
+        run: usize,
         reply: oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
+    },
+    Release {
+        ids: Vec<String>,
+        worker: String,
+        reply: oneshot::Sender<Result<(), StoreError>>,
     },
     Complete {
         id: String,
@@ -708,8 +718,15 @@ fn execute(
             worker,
             lease,
             limit,
+            run,
             reply,
-        } => at_once(reply, claim(tx, &worker, lease, limit)),
+        } => at_once(reply, claim(tx, &worker, lease, limit, run)),
+        // A lost release only means the events wait for their leases.
+        Command::Release {
+            ids: which,
+            worker,
+            reply,
+        } => at_once(reply, release(tx, &which, &worker, ids)),
         // Same reasoning: a lost completion means one more dispatch.
         Command::Complete {
             id,
@@ -847,6 +864,7 @@ fn claim(
     worker: &str,
     lease: Duration,
     limit: usize,
+    run: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let now = to_millis(Utc::now());
     let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
@@ -863,12 +881,80 @@ fn claim(
             read_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let events = if run > 1 {
+        with_followers(tx, events, now, run)?
+    } else {
+        events
+    };
     let mut lease_stmt =
         tx.prepare_cached("UPDATE events SET lease_owner = ?1, lease_until = ?2 WHERE seq = ?3")?;
     for e in &events {
         lease_stmt.execute(params![worker, until, e.seq])?;
     }
     Ok(events)
+}
+
+/// Each head followed by up to `run - 1` of the next pending events of its
+/// product, in order, stopping at the first one that is not due or is
+/// leased (it must not be overtaken). Reads the pending-per-product index.
+fn with_followers(
+    tx: &Transaction<'_>,
+    heads: Vec<StoredEvent>,
+    now: i64,
+    run: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS}, e.lease_until FROM {FROM} \
+         WHERE e.status = 'pending' AND e.platform = ?1 AND e.store = ?2 \
+           AND e.product_key = ?3 AND e.seq > ?4 \
+         ORDER BY e.platform, e.store, e.product_key, e.seq LIMIT ?5"
+    ))?;
+    let mut out = Vec::with_capacity(heads.len());
+    for head in heads {
+        let followers = stmt
+            .query_map(
+                params![
+                    head.event.platform,
+                    head.event.store,
+                    head.event.product_key(),
+                    head.seq,
+                    i64::try_from(run - 1).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    let lease_until: Option<i64> = r.get(COLUMN_COUNT)?;
+                    Ok((read_row(r)?, lease_until))
+                },
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        out.push(head);
+        for (event, lease_until) in followers {
+            let due = to_millis(event.next_attempt_at) <= now;
+            if !due || lease_until.is_some_and(|u| u > now) {
+                break;
+            }
+            out.push(event);
+        }
+    }
+    Ok(out)
+}
+
+/// Clears `worker`'s leases on pending events (see [`EventStore::release`]).
+fn release(
+    tx: &Transaction<'_>,
+    which: &[String],
+    worker: &str,
+    ids: &RecentIds,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE events SET lease_owner = NULL, lease_until = NULL \
+         WHERE seq = ?1 AND lease_owner = ?2 AND status = 'pending'",
+    )?;
+    for id in which {
+        if let Some(seq) = ids.seq_of(tx, id)? {
+            stmt.execute(params![seq, worker])?;
+        }
+    }
+    Ok(())
 }
 
 fn complete(
@@ -1085,14 +1171,34 @@ impl EventStore for SqliteStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.claim_runs(worker_id, lease, limit, 1).await
+    }
+
+    async fn claim_runs(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let worker = worker_id.to_owned();
         self.call(|reply| Command::Claim {
             worker,
             lease,
             limit,
+            run,
             reply,
         })
         .await
+    }
+
+    async fn release(&self, ids: &[String], worker_id: &str) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (ids, worker) = (ids.to_vec(), worker_id.to_owned());
+        self.call(|reply| Command::Release { ids, worker, reply })
+            .await
     }
 
     async fn complete(
@@ -1559,6 +1665,31 @@ mod tests {
         ids.undo(changes);
         assert!(ids.seq_of(&conn, &old(10).id).unwrap().is_some());
         assert_eq!(rows(&conn, "events"), 1);
+    }
+
+    /// The followers of a run come from the pending-per-product index, so
+    /// claiming runs costs the same whatever the backlog.
+    #[test]
+    fn run_followers_read_the_pending_product_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT {COLUMNS}, e.lease_until FROM {FROM} \
+                 WHERE e.status = 'pending' AND e.platform = 'a' AND e.store = 'b' \
+                   AND e.product_key = 'c' AND e.seq > 1 \
+                 ORDER BY e.platform, e.store, e.product_key, e.seq LIMIT 15"
+            ))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("events_pending_product")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{plan:?}");
     }
 
     /// Under power-loss durability, only batches that acknowledge something
