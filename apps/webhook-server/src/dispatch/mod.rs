@@ -349,15 +349,33 @@ impl Dispatcher {
         }
         let attempted = outcomes.len();
         let mut replies: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = Vec::new();
-        for (event, outcome) in run.iter().zip(outcomes) {
-            let mut finish: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
-                Box::pin(self.finish(event, outcome));
-            // The first poll sends the command to the store.
-            if poll_once(finish.as_mut()).await.is_pending() {
-                replies.push(finish);
+        let outcomes: Vec<(String, DispatchOutcome)> = run
+            .iter()
+            .zip(outcomes)
+            .map(|(event, outcome)| (event.event.id.clone(), outcome))
+            .collect();
+        let run = &run;
+        let mut record: Pin<Box<dyn Future<Output = ()> + Send + '_>> = Box::pin(async move {
+            match self
+                .store
+                .complete_run(&self.config.worker_id, outcomes)
+                .await
+            {
+                Ok(recorded) => {
+                    for (event, _) in run.iter().zip(recorded).filter(|(_, ok)| !ok) {
+                        tracing::warn!(id = %event.event.id, "dispatch lease lost; another worker owns the event");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, events = attempted, "could not record dispatch outcomes; the leases will expire and the events go again, in order");
+                }
             }
-            sent(1);
+        });
+        // The first poll sends the command to the store.
+        if poll_once(record.as_mut()).await.is_pending() {
+            replies.push(record);
         }
+        sent(attempted);
         if let Some(unattempted) = run.get(attempted..).filter(|rest| !rest.is_empty()) {
             let ids: Vec<String> = unattempted.iter().map(|e| e.event.id.clone()).collect();
             let mut release: Pin<Box<dyn Future<Output = ()> + Send + '_>> = Box::pin(async move {
@@ -410,23 +428,6 @@ impl Dispatcher {
         };
         self.metrics.record_dispatch(result);
         outcome
-    }
-
-    /// Records the outcome of a claimed event in the store.
-    async fn finish(&self, event: &StoredEvent, outcome: DispatchOutcome) {
-        match self
-            .store
-            .complete(&event.event.id, &self.config.worker_id, outcome)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(id = %event.event.id, "dispatch lease lost; another worker owns the event");
-            }
-            Err(e) => {
-                tracing::warn!(id = %event.event.id, error = %e, "could not record dispatch outcome; the lease will expire and the event go again");
-            }
-        }
     }
 }
 

@@ -443,6 +443,26 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         outcome: DispatchOutcome,
     ) -> Result<bool, StoreError>;
 
+    /// Records the outcomes of a run's events (see
+    /// [`EventStore::claim_runs`]), in the order given: as
+    /// [`EventStore::complete`] for each, in one store call. Returns, for
+    /// each, what `complete` would have.
+    ///
+    /// # Errors
+    /// [`StoreError`]: then some first outcomes may be recorded and the
+    /// rest not (those events go again, in order).
+    async fn complete_run(
+        &self,
+        worker_id: &str,
+        outcomes: Vec<(String, DispatchOutcome)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut recorded = Vec::with_capacity(outcomes.len());
+        for (id, outcome) in outcomes {
+            recorded.push(self.complete(&id, worker_id, outcome).await?);
+        }
+        Ok(recorded)
+    }
+
     /// Lists events newest first, older than `before` (a `next` from a
     /// previous page) when given.
     ///

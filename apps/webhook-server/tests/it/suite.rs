@@ -517,17 +517,32 @@ pub(crate) async fn runs_suite(store: Arc<dyn EventStore>) {
         .release(&[id_of("a4"), id_of("a5")], "w")
         .await
         .unwrap();
+    store.insert(event("a6", Some("pa"))).await.unwrap();
     let claimed = store.claim_runs("w", lease, 10, 3).await.unwrap();
     assert_eq!(order(&claimed), ["a3", "a4", "a5"]);
-    for name in ["a3", "a4", "a5", "b1"] {
-        assert!(
-            store
-                .complete(&id_of(name), "w", DispatchOutcome::Delivered)
-                .await
-                .unwrap(),
-            "{name}"
-        );
-    }
+    // A run's outcomes in one call, in order; the product's next event is
+    // claimable after it.
+    let recorded = store
+        .complete_run(
+            "w",
+            ["a3", "a4", "a5", "b1", "nope"]
+                .iter()
+                .map(|n| (id_of(n), DispatchOutcome::Delivered))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true, true, true, true, false]);
+    assert_eq!(
+        order(&store.claim_runs("w", lease, 10, 3).await.unwrap()),
+        ["a6"]
+    );
+    assert!(
+        store
+            .complete(&id_of("a6"), "w", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
     // Runs of one are heads only, as `claim_due`.
     for id in ["c1", "c2"] {
         store.insert(event(id, Some("pc"))).await.unwrap();

@@ -224,6 +224,11 @@ enum Command {
         outcome: DispatchOutcome,
         reply: oneshot::Sender<Result<bool, StoreError>>,
     },
+    CompleteRun {
+        worker: String,
+        outcomes: Vec<(String, DispatchOutcome)>,
+        reply: oneshot::Sender<Result<Vec<bool>, StoreError>>,
+    },
     List {
         filter: EventFilter,
         before: Option<i64>,
@@ -734,6 +739,11 @@ fn execute(
             outcome,
             reply,
         } => at_once(reply, complete(tx, &id, &worker, &outcome, ids)),
+        Command::CompleteRun {
+            worker,
+            outcomes,
+            reply,
+        } => at_once(reply, complete_run(tx, &worker, &outcomes, ids)),
         // Reads: answer now, they do not depend on the commit. A read error
         // does not abort the other commands.
         Command::List {
@@ -964,8 +974,73 @@ fn complete(
     outcome: &DispatchOutcome,
     ids: &RecentIds,
 ) -> Result<bool, StoreError> {
+    Ok(match record_outcome(tx, id, worker, outcome, ids)? {
+        Recorded::Finished(seq, _) => {
+            promote_next(tx, seq)?;
+            true
+        }
+        Recorded::Pending => true,
+        Recorded::NotOwned => false,
+    })
+}
+
+/// Records a run's outcomes in order (see [`EventStore::complete_run`]).
+/// The product's next event is made ready once, after the run, instead of
+/// after each event (where the next one would be made ready only to be
+/// finished in the same transaction).
+fn complete_run(
+    tx: &Transaction<'_>,
+    worker: &str,
+    outcomes: &[(String, DispatchOutcome)],
+    ids: &RecentIds,
+) -> Result<Vec<bool>, StoreError> {
+    let mut recorded = Vec::with_capacity(outcomes.len());
+    // Per product, the last event that finished: its next one is made
+    // ready after the run. (A product whose last outcome was a retry gets
+    // that event back, already ready: harmless.)
+    let mut promote: Vec<(ProductKey, i64)> = Vec::new();
+    for (id, outcome) in outcomes {
+        match record_outcome(tx, id, worker, outcome, ids)? {
+            Recorded::Finished(seq, product) => {
+                match promote.iter_mut().find(|(p, _)| *p == product) {
+                    Some(entry) => entry.1 = seq,
+                    None => promote.push((product, seq)),
+                }
+                recorded.push(true);
+            }
+            Recorded::Pending => recorded.push(true),
+            Recorded::NotOwned => recorded.push(false),
+        }
+    }
+    for (_, seq) in promote {
+        promote_next(tx, seq)?;
+    }
+    Ok(recorded)
+}
+
+/// (platform, store, product key): the unit of ordering.
+type ProductKey = (String, String, String);
+
+/// What [`record_outcome`] did.
+enum Recorded {
+    /// The event left `pending`; its product's next event is to be made ready.
+    Finished(i64, ProductKey),
+    /// Still pending (a retry), and ready.
+    Pending,
+    /// No such pending event leased to this worker.
+    NotOwned,
+}
+
+/// Records one outcome, without making the product's next event ready.
+fn record_outcome(
+    tx: &Transaction<'_>,
+    id: &str,
+    worker: &str,
+    outcome: &DispatchOutcome,
+    ids: &RecentIds,
+) -> Result<Recorded, StoreError> {
     let Some(seq) = ids.seq_of(tx, id)? else {
-        return Ok(false);
+        return Ok(Recorded::NotOwned);
     };
     let now = to_millis(Utc::now());
     let (status, error, next, unreadable) = match outcome {
@@ -985,19 +1060,20 @@ fn complete(
         "UPDATE events SET status = ?1, attempts = attempts + 1, \
          last_error = COALESCE(?2, last_error), next_attempt_at = ?3, lease_owner = NULL, \
          lease_until = NULL, ready = (?1 = 'pending'), error = COALESCE(?6, error) \
-         WHERE seq = ?4 AND lease_owner = ?5 AND status = 'pending' RETURNING seq",
+         WHERE seq = ?4 AND lease_owner = ?5 AND status = 'pending' \
+         RETURNING seq, platform, store, product_key",
     )?;
-    let seq: Option<i64> = stmt
+    let row: Option<(i64, ProductKey)> = stmt
         .query_row(
             params![status.as_str(), error, next, seq, worker, unreadable],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))),
         )
         .optional()?;
-    let Some(seq) = seq else { return Ok(false) };
-    if status != EventStatus::Pending {
-        promote_next(tx, seq)?;
-    }
-    Ok(true)
+    Ok(match row {
+        None => Recorded::NotOwned,
+        Some(_) if status == EventStatus::Pending => Recorded::Pending,
+        Some((seq, product)) => Recorded::Finished(seq, product),
+    })
 }
 
 fn list(
@@ -1212,6 +1288,23 @@ impl EventStore for SqliteStore {
             id,
             worker,
             outcome,
+            reply,
+        })
+        .await
+    }
+
+    async fn complete_run(
+        &self,
+        worker_id: &str,
+        outcomes: Vec<(String, DispatchOutcome)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let worker = worker_id.to_owned();
+        self.call(|reply| Command::CompleteRun {
+            worker,
+            outcomes,
             reply,
         })
         .await
