@@ -722,9 +722,8 @@ impl EventStore for PostgresStore {
             .into_iter()
             .zip([policy.delivered_before, policy.failed_before])
         {
-            let (Some(cutoff), Some(left)) = (cutoff, limit.checked_sub(deleted)) else {
-                continue;
-            };
+            let Some(cutoff) = cutoff else { continue };
+            let left = limit.saturating_sub(deleted);
             if left == 0 {
                 break;
             }

@@ -214,15 +214,33 @@ async fn a_slow_sink_for_one_product_does_not_hold_back_the_others_outcomes() {
     handle.shutdown(Duration::from_secs(2)).await;
 }
 
-/// A store that says it runs commands in order but records outcomes late:
-/// the claim the dispatcher sends behind them finds nothing due.
+/// A store for dispatch tests: forwards to another (which must run commands
+/// in order, as memory and SQLite do), counts claims, and can record
+/// outcomes late (the claim the dispatcher sends behind them then finds
+/// nothing due) or claim heads only (no runs).
 #[derive(Debug)]
-struct SlowOutcomes(Arc<dyn EventStore>);
+struct Probe {
+    inner: Arc<dyn EventStore>,
+    outcome_delay: Duration,
+    runs: bool,
+    claims: std::sync::atomic::AtomicUsize,
+}
+
+impl Probe {
+    fn new(inner: Arc<dyn EventStore>) -> Self {
+        Self {
+            inner,
+            outcome_delay: Duration::ZERO,
+            runs: true,
+            claims: Default::default(),
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl EventStore for SlowOutcomes {
+impl EventStore for Probe {
     fn describe(&self) -> String {
-        self.0.describe()
+        self.inner.describe()
     }
     fn runs_commands_in_order(&self) -> bool {
         true
@@ -231,7 +249,7 @@ impl EventStore for SlowOutcomes {
         &self,
         event: webhook_server::store::NewEvent,
     ) -> Result<catalog_core::InsertOutcome, webhook_server::store::StoreError> {
-        self.0.insert(event).await
+        self.inner.insert(event).await
     }
     async fn claim_due(
         &self,
@@ -239,16 +257,40 @@ impl EventStore for SlowOutcomes {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
-        self.0.claim_due(worker_id, lease, limit).await
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.claim_due(worker_id, lease, limit).await
     }
+    async fn claim_runs(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        if !self.runs {
+            return self.claim_due(worker_id, lease, limit).await;
+        }
+        self.claims
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.claim_runs(worker_id, lease, limit, run).await
+    }
+    async fn release(
+        &self,
+        ids: &[String],
+        worker_id: &str,
+    ) -> Result<(), webhook_server::store::StoreError> {
+        self.inner.release(ids, worker_id).await
+    }
+    // `complete_run` is the trait's default: one `complete` each, delayed.
     async fn complete(
         &self,
         id: &str,
         worker_id: &str,
         outcome: webhook_server::store::DispatchOutcome,
     ) -> Result<bool, webhook_server::store::StoreError> {
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        self.0.complete(id, worker_id, outcome).await
+        tokio::time::sleep(self.outcome_delay).await;
+        self.inner.complete(id, worker_id, outcome).await
     }
     async fn list(
         &self,
@@ -256,34 +298,34 @@ impl EventStore for SlowOutcomes {
         before: Option<i64>,
         limit: usize,
     ) -> Result<webhook_server::store::EventPage, webhook_server::store::StoreError> {
-        self.0.list(filter, before, limit).await
+        self.inner.list(filter, before, limit).await
     }
     async fn get(
         &self,
         id: &str,
     ) -> Result<Option<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
-        self.0.get(id).await
+        self.inner.get(id).await
     }
     async fn replay(&self, id: &str) -> Result<bool, webhook_server::store::StoreError> {
-        self.0.replay(id).await
+        self.inner.replay(id).await
     }
     async fn prune(
         &self,
         policy: &webhook_server::store::PrunePolicy,
         limit: usize,
     ) -> Result<usize, webhook_server::store::StoreError> {
-        self.0.prune(policy, limit).await
+        self.inner.prune(policy, limit).await
     }
     async fn ping(&self) -> Result<(), webhook_server::store::StoreError> {
-        self.0.ping().await
+        self.inner.ping().await
     }
     async fn stats(
         &self,
     ) -> Result<webhook_server::store::StoreStats, webhook_server::store::StoreError> {
-        self.0.stats().await
+        self.inner.stats().await
     }
     async fn close(&self) {
-        self.0.close().await;
+        self.inner.close().await;
     }
 }
 
@@ -310,7 +352,11 @@ async fn a_products_backlog_drains_without_waiting_for_the_poll_interval() {
         .await;
         assert!(res.status().is_success());
     }
-    let store: Arc<dyn EventStore> = Arc::new(SlowOutcomes(inner.clone()));
+    let store: Arc<dyn EventStore> = Arc::new(Probe {
+        outcome_delay: Duration::from_millis(30),
+        runs: false,
+        ..Probe::new(inner.clone())
+    });
     let mut c = config(3);
     c.poll_interval = Duration::from_secs(5);
     let state = state_with(store, &single_secret());
@@ -376,95 +422,6 @@ async fn the_dispatcher_thread_runs_at_its_niceness_and_delivers() {
     let text = std::fs::read_to_string(&file).unwrap();
     for id in &ids {
         assert!(text.contains(id.as_str()), "{id} not handed over");
-    }
-}
-
-/// Counts claims; forwards everything to the store it wraps.
-#[derive(Debug)]
-struct CountClaims(Arc<dyn EventStore>, std::sync::atomic::AtomicUsize);
-
-#[async_trait::async_trait]
-impl EventStore for CountClaims {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    fn runs_commands_in_order(&self) -> bool {
-        self.0.runs_commands_in_order()
-    }
-    async fn insert(
-        &self,
-        event: webhook_server::store::NewEvent,
-    ) -> Result<catalog_core::InsertOutcome, webhook_server::store::StoreError> {
-        self.0.insert(event).await
-    }
-    async fn claim_due(
-        &self,
-        worker_id: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.claim_due(worker_id, lease, limit).await
-    }
-    async fn claim_runs(
-        &self,
-        worker_id: &str,
-        lease: Duration,
-        limit: usize,
-        run: usize,
-    ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.claim_runs(worker_id, lease, limit, run).await
-    }
-    async fn release(
-        &self,
-        ids: &[String],
-        worker_id: &str,
-    ) -> Result<(), webhook_server::store::StoreError> {
-        self.0.release(ids, worker_id).await
-    }
-    async fn complete(
-        &self,
-        id: &str,
-        worker_id: &str,
-        outcome: webhook_server::store::DispatchOutcome,
-    ) -> Result<bool, webhook_server::store::StoreError> {
-        self.0.complete(id, worker_id, outcome).await
-    }
-    async fn list(
-        &self,
-        filter: &EventFilter,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<webhook_server::store::EventPage, webhook_server::store::StoreError> {
-        self.0.list(filter, before, limit).await
-    }
-    async fn get(
-        &self,
-        id: &str,
-    ) -> Result<Option<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
-        self.0.get(id).await
-    }
-    async fn replay(&self, id: &str) -> Result<bool, webhook_server::store::StoreError> {
-        self.0.replay(id).await
-    }
-    async fn prune(
-        &self,
-        policy: &webhook_server::store::PrunePolicy,
-        limit: usize,
-    ) -> Result<usize, webhook_server::store::StoreError> {
-        self.0.prune(policy, limit).await
-    }
-    async fn ping(&self) -> Result<(), webhook_server::store::StoreError> {
-        self.0.ping().await
-    }
-    async fn stats(
-        &self,
-    ) -> Result<webhook_server::store::StoreStats, webhook_server::store::StoreError> {
-        self.0.stats().await
-    }
-    async fn close(&self) {
-        self.0.close().await;
     }
 }
 
@@ -534,7 +491,7 @@ async fn a_products_backlog_goes_out_in_runs_in_order_across_a_failure() {
             let stored = inner.list(&EventFilter::default(), None, 1).await.unwrap();
             sent.push(stored.events[0].event.event_id.as_str().to_owned());
         }
-        let counting = Arc::new(CountClaims(inner.clone(), Default::default()));
+        let counting = Arc::new(Probe::new(inner.clone()));
         let sink = Arc::new(FailOnceAt {
             fail: sent[9].clone(),
             ..FailOnceAt::default()
@@ -560,7 +517,7 @@ async fn a_products_backlog_goes_out_in_runs_in_order_across_a_failure() {
             sent,
             "sqlite {sqlite}: in order, once each"
         );
-        let claims = counting.1.load(std::sync::atomic::Ordering::Relaxed);
+        let claims = counting.claims.load(std::sync::atomic::Ordering::Relaxed);
         assert!(
             claims <= 12,
             "sqlite {sqlite}: {claims} claims for 40 events of one product"
