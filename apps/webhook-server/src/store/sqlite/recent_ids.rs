@@ -25,18 +25,36 @@
 //! file, which the store enforces with its lock file.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::id_filter::IdFilter;
 use crate::store::StoreError;
 
-/// Ids frozen for merging at once (and the most kept in `fresh`): about
-/// 2.5 MB of memory a generation, two at most.
+/// Ids frozen for merging at once (and the most kept in `fresh`) while the
+/// index is small: about 2.5 MB of memory a generation, two at most.
 pub(super) const GENERATION: usize = 32_768;
 
-/// Ids merged per write batch at least (twice what the batch inserted when
-/// that is more, so a merge always ends before the next generation is full).
-const MERGE_SLICE: usize = 256;
+/// A generation grows with the index, to this many times the configured
+/// one (about 10 MB a generation; reached at 2 M indexed ids).
+///
+/// Why: merged ids land on random leaf pages. While the index has fewer
+/// leaves than a generation has ids, a merge rewrites each leaf about once
+/// and that is shared by many ids; past that, nearly every merged id
+/// rewrites a page of its own (4 KB into the WAL and again into the
+/// database for a 40-byte entry). A generation of a sixteenth of the index
+/// keeps it at a few ids a page.
+const GROWTH: usize = 4;
+
+/// Ids merged per write batch: twice what the batch inserted (so a merge
+/// ends before the next generation is full), and at least this many (so
+/// batches without inserts move it on too). Why no more: on a large index
+/// each id of a slice is a page of its own, and a commit carrying a
+/// hundred of them made every delivery in it wait (measured with 3 M
+/// events: slices of 256 ids, p99 87 to 290 ms; spread thin, 13 to 35 ms).
+const MIN_SLICE: usize = 32;
 
 /// The ids the `event_ids` index does not hold yet (see the module docs).
 #[derive(Debug)]
@@ -52,6 +70,22 @@ pub(super) struct RecentIds {
     /// The committed watermark: every event up to here is in the index.
     indexed_through: i64,
     generation: usize,
+    /// Every id in the index or in `merging` (and some pruned ones): a
+    /// lookup it rules out skips the index (see `id_filter.rs`). None until
+    /// the first build is in: every lookup reads the index meanwhile.
+    filter: Option<IdFilter>,
+    /// A filter being built from the index on a thread of its own.
+    building: Option<FilterBuild>,
+    /// About how many ids the index holds (merges add, prunes take away).
+    indexed_len: usize,
+}
+
+/// A filter build in progress: the ids that may reach the index after the
+/// build's snapshot, to be added to what it read.
+#[derive(Debug)]
+struct FilterBuild {
+    done: mpsc::Receiver<Result<(IdFilter, usize), StoreError>>,
+    since: Vec<Box<str>>,
 }
 
 /// Where the id of an event is kept, by the event's seq (for pruning).
@@ -76,7 +110,8 @@ pub(super) struct IdChanges {
 }
 
 impl RecentIds {
-    /// Reads the ids after the watermark back from `events`.
+    /// Reads the ids after the watermark back from `events` (the filter is
+    /// built apart: [`RecentIds::build_filter`]).
     pub(super) fn load(conn: &Connection, generation: usize) -> Result<Self, StoreError> {
         let watermark: i64 = conn.query_row(
             "SELECT value FROM store_state WHERE key = 'ids_merged_through'",
@@ -99,6 +134,9 @@ impl RecentIds {
             merging_through: watermark,
             indexed_through: watermark,
             generation: generation.max(1),
+            filter: None,
+            building: None,
+            indexed_len: 0,
         };
         ids.freeze_if_full();
         Ok(ids)
@@ -114,6 +152,9 @@ impl RecentIds {
         }
         if let Ok(at) = self.merging.binary_search_by(|(k, _)| (**k).cmp(id)) {
             return Ok(self.merging.get(at).map(|&(_, seq)| seq));
+        }
+        if self.filter.as_ref().is_some_and(|f| !f.may_contain(id)) {
+            return Ok(None);
         }
         let mut stmt = conn.prepare_cached("SELECT seq FROM event_ids WHERE id = ?1")?;
         Ok(stmt.query_row(params![id], |r| r.get(0)).optional()?)
@@ -170,7 +211,7 @@ impl RecentIds {
             return Ok(self.merged);
         }
         // Small generations (tests) merge in several slices too.
-        let slice = MERGE_SLICE.min((self.generation / 8).max(1));
+        let slice = MIN_SLICE.min((self.generation / 8).max(1));
         let end = self
             .merging
             .len()
@@ -192,6 +233,9 @@ impl RecentIds {
     /// The transaction that ran [`RecentIds::merge_slice`] committed: the
     /// merge stands at `merged`. Starts the next merge when `fresh` is full.
     pub(super) fn committed(&mut self, merged: usize) {
+        self.indexed_len = self
+            .indexed_len
+            .saturating_add(merged.saturating_sub(self.merged));
         self.merged = merged;
         if self.merged >= self.merging.len() {
             self.merging = Vec::new();
@@ -201,12 +245,121 @@ impl RecentIds {
         self.freeze_if_full();
     }
 
+    /// Ids a generation holds now: a sixteenth of the index, between the
+    /// configured generation and [`GROWTH`] times it.
+    fn target_generation(&self) -> usize {
+        self.generation
+            .max((self.indexed_len / 16).min(self.generation.saturating_mul(GROWTH)))
+    }
+
+    /// Starts building the filter from the index at `path` on a thread of
+    /// its own (the writer goes on; lookups read the index until it is in).
+    ///
+    /// Every id that can reach the index after the build's snapshot is
+    /// recorded from now on (the generation being merged, and the ones
+    /// frozen later), and added to what the build read: the filter it
+    /// yields holds every id in the index when it is installed.
+    pub(super) fn build_filter(&mut self, path: &Path) {
+        if self.building.is_some() {
+            return;
+        }
+        let since = self.merging.iter().map(|(id, _)| id.clone()).collect();
+        let (tx, done) = mpsc::channel();
+        let path: PathBuf = path.to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-id-filter".into())
+            .spawn(move || {
+                let _ = tx.send(read_filter(&path));
+            });
+        match spawned {
+            Ok(_) => self.building = Some(FilterBuild { done, since }),
+            Err(e) => tracing::warn!(error = %e, "could not start building the id filter"),
+        }
+    }
+
+    /// Installs a finished filter build (between transactions; cheap when
+    /// none has finished).
+    pub(super) fn poll_filter(&mut self) {
+        let Some(build) = &self.building else { return };
+        let result = match build.done.try_recv() {
+            Ok(result) => result,
+            Err(mpsc::TryRecvError::Empty) => return,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Err(StoreError::Database("the id filter build stopped".into()))
+            }
+        };
+        let Some(build) = self.building.take() else {
+            return;
+        };
+        match result {
+            Ok((mut filter, indexed)) => {
+                for id in &build.since {
+                    filter.insert(id);
+                }
+                tracing::debug!(ids = filter.len(), "id filter built");
+                self.filter = Some(filter);
+                self.indexed_len = indexed;
+            }
+            // Lookups go on reading the index; the next prune round tries
+            // again.
+            Err(e) => tracing::warn!(error = %e, "could not build the id filter"),
+        }
+    }
+
+    /// Whether the filter is in and rules `id` out (tests).
+    #[cfg(test)]
+    pub(super) fn filter_rules_out(&self, id: &str) -> Option<bool> {
+        self.filter.as_ref().map(|f| !f.may_contain(id))
+    }
+
+    /// Ids of the generation being merged not yet in the index (tests).
+    #[cfg(test)]
+    pub(super) fn unmerged(&self) -> usize {
+        self.merging.len() - self.merged
+    }
+
+    /// An indexed id was deleted (a pruned event's; an estimate: the
+    /// transaction may yet roll back).
+    pub(super) fn unindexed(&mut self) {
+        self.indexed_len = self.indexed_len.saturating_sub(1);
+    }
+
+    /// Rebuilds the filter once ids of pruned events make up over half of
+    /// it (or when there is none yet): pruned ids stay in a Bloom filter,
+    /// and with retention it would otherwise grow for as long as the
+    /// process runs.
+    pub(super) fn rebuild_filter_if_stale(&mut self, path: &Path) {
+        let stale = match &self.filter {
+            None => true,
+            Some(f) => {
+                f.len()
+                    > self
+                        .indexed_len
+                        .saturating_mul(2)
+                        .saturating_add(self.generation)
+            }
+        };
+        if stale {
+            self.build_filter(path);
+        }
+    }
+
     /// Between transactions only: `fresh` then holds committed ids alone.
     fn freeze_if_full(&mut self) {
-        if !self.merging.is_empty() || self.fresh.len() < self.generation {
+        if !self.merging.is_empty() || self.fresh.len() < self.target_generation() {
             return;
         }
         let mut frozen: Vec<(Box<str>, i64)> = self.fresh.drain().collect();
+        // Into the filter (and a build's list) before any of them can be in
+        // the index.
+        for (id, _) in &frozen {
+            if let Some(f) = &mut self.filter {
+                f.insert(id);
+            }
+            if let Some(b) = &mut self.building {
+                b.since.push(id.clone());
+            }
+        }
         frozen.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // `fresh` held every event after the watermark: the highest of them
         // is the watermark once these are merged.
@@ -216,4 +369,29 @@ impl RecentIds {
         self.merging = frozen;
         self.merged = 0;
     }
+}
+
+/// The filter of the ids in `event_ids` and how many there are, read on a
+/// connection of its own (a WAL snapshot: the writer goes on meanwhile). A
+/// sequential scan of the index: about a second per 1.5 M ids here.
+fn read_filter(path: &Path) -> Result<(IdFilter, usize), StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let tx = conn.unchecked_transaction()?;
+    let count: i64 = tx.query_row("SELECT COUNT(*) FROM event_ids", [], |r| r.get(0))?;
+    let count = usize::try_from(count).unwrap_or(0);
+    // Room for a quarter more before the filter adds a layer.
+    let mut filter = IdFilter::with_capacity(count + count / 4);
+    let mut stmt = tx.prepare("SELECT id FROM event_ids")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let id = row.get_ref(0)?;
+        filter.insert(
+            id.as_str()
+                .map_err(|e| StoreError::Database(format!("event_ids: {e}")))?,
+        );
+    }
+    Ok((filter, count))
 }
