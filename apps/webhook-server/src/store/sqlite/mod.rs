@@ -1931,6 +1931,64 @@ mod tests {
         assert!(new >= 95, "{new} of 100 new ids ruled out");
     }
 
+    /// Ids of pruned events stay in a Bloom filter: once they are most of
+    /// it, a prune round has it rebuilt from the index (so it does not grow
+    /// for as long as the process runs), and not before.
+    #[test]
+    fn the_id_filter_is_rebuilt_once_pruned_ids_dominate_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rebuild.db");
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, Durability::ProcessCrash).unwrap();
+        migrate(&mut conn).unwrap();
+        let mut ids = RecentIds::load(&conn, 16).unwrap();
+        for n in 0..400 {
+            let tx = conn.transaction().unwrap();
+            let mut changes = IdChanges::default();
+            insert(&tx, &numbered(n), None, &mut ids, &mut changes).unwrap();
+            let merged = ids.merge_slice(&tx, changes.added.len()).unwrap();
+            tx.commit().unwrap();
+            ids.committed(merged);
+        }
+        let installed = |ids: &mut RecentIds| {
+            for _ in 0..300 {
+                ids.poll_filter();
+                if !ids.filter_state().1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            ids.filter_state()
+        };
+        ids.build_filter(&path);
+        let (Some(before), false) = installed(&mut ids) else {
+            panic!("the first build did not finish")
+        };
+        assert!(before >= 350, "{before} ids in the filter");
+        // Not stale: no rebuild.
+        ids.rebuild_filter_if_stale(&path);
+        assert_eq!(ids.filter_state(), (Some(before), false));
+        // Prune most indexed ids, as `prune` does.
+        let gone = conn
+            .execute("DELETE FROM event_ids WHERE seq > 20", [])
+            .unwrap();
+        for _ in 0..gone {
+            ids.unindexed();
+        }
+        ids.rebuild_filter_if_stale(&path);
+        let (Some(after), false) = installed(&mut ids) else {
+            panic!("no rebuild")
+        };
+        assert!(
+            after < before / 2,
+            "{after} ids after the rebuild, {before} before"
+        );
+        // What is left in the index is still found.
+        for n in 0..20 {
+            assert!(ids.seq_of(&conn, &numbered(n).id).unwrap().is_some(), "{n}");
+        }
+    }
+
     /// A cached statement runs as prepared whatever its parameters: without
     /// the planner stability setting, SQLite parses and plans a statement
     /// with `LIMIT ?` again on every call (the writer's claims did).

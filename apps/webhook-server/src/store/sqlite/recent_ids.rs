@@ -312,6 +312,15 @@ impl RecentIds {
         self.filter.as_ref().map(|f| !f.may_contain(id))
     }
 
+    /// Ids in the filter, if it is in; whether a build runs (tests).
+    #[cfg(test)]
+    pub(super) fn filter_state(&self) -> (Option<usize>, bool) {
+        (
+            self.filter.as_ref().map(IdFilter::len),
+            self.building.is_some(),
+        )
+    }
+
     /// Ids of the generation being merged not yet in the index (tests).
     #[cfg(test)]
     pub(super) fn unmerged(&self) -> usize {
