@@ -9,13 +9,15 @@
 //!
 //! So the index (`event_ids`) holds every event up to a watermark
 //! (`store_state.ids_merged_through`), and the ids of later events live here,
-//! in memory, in two generations: `fresh` takes new inserts; once it holds
-//! [`RecentIds::generation`] ids it is frozen, sorted, and merged into the
-//! index a slice per write batch, in id order. A slice of sorted ids lands on
-//! a few neighbouring leaf pages instead of one page each, and when the whole
+//! in memory, in two generations: `fresh` takes new inserts; once it holds a
+//! generation's worth of ids ([`GENERATION`], growing with the index, see
+//! [`GROWTH`]) it is frozen, sorted, and merged into the index a slice per
+//! write batch, in id order. A slice of sorted ids lands on a few
+//! neighbouring leaf pages instead of one page each, and when the whole
 //! generation is in, the watermark moves in the same transaction as the last
 //! slice. It is the memtable of an LSM tree, with SQLite's B-tree as the one
-//! level.
+//! level, and a Bloom filter of that level (`id_filter.rs`) so that proving
+//! a delivery new does not read it.
 //!
 //! Nothing here is the only copy: every event row carries its id, so at
 //! start-up the ids after the watermark are read back from `events` (at most
@@ -161,7 +163,7 @@ impl RecentIds {
     }
 
     /// Records an event inserted by the open transaction (undo with
-    /// [`RecentIds::forget`] if it rolls back).
+    /// [`RecentIds::undo`] if it rolls back).
     pub(super) fn add(&mut self, id: &str, seq: i64) {
         self.fresh.insert(id.into(), seq);
     }
