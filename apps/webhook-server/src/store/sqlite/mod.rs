@@ -1762,18 +1762,36 @@ mod tests {
         }
     }
 
+    /// A database file set up as the store sets one up, and its recent ids
+    /// with generations of `generation`, for tests that run the writer's
+    /// steps one by one on one connection.
+    fn steps_db(generation: usize) -> (tempfile::TempDir, PathBuf, Connection, RecentIds) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("steps.db");
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, Durability::ProcessCrash).unwrap();
+        migrate(&mut conn).unwrap();
+        let ids = RecentIds::load(&conn, generation).unwrap();
+        (dir, path, conn, ids)
+    }
+
+    /// One write batch that inserts `e`, as `run_batch` runs it.
+    fn insert_batch(conn: &mut Connection, ids: &mut RecentIds, e: &NewEvent) {
+        let tx = conn.transaction().unwrap();
+        let mut changes = IdChanges::default();
+        insert(&tx, e, None, ids, &mut changes).unwrap();
+        let merged = ids.merge_slice(&tx, changes.added.len()).unwrap();
+        tx.commit().unwrap();
+        ids.committed(merged);
+    }
+
     /// Pruning, step by step on one connection: an event whose id is in the
     /// generation being merged waits for the merge (else the merge would
     /// put the id of a deleted event into the index), and a prune that rolls
     /// back puts the ids it took back.
     #[test]
     fn pruning_waits_for_a_merge_and_undoes_on_rollback() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("steps.db");
-        let mut conn = Connection::open(&path).unwrap();
-        configure(&conn, Durability::ProcessCrash).unwrap();
-        migrate(&mut conn).unwrap();
-        let mut ids = RecentIds::load(&conn, 4).unwrap();
+        let (_dir, _path, mut conn, mut ids) = steps_db(4);
         // One write batch, as `run_batch` runs it; returns what `f` returned.
         let batch = |conn: &mut Connection,
                      ids: &mut RecentIds,
@@ -1869,23 +1887,13 @@ mod tests {
     /// new ids without the index.
     #[test]
     fn the_id_filter_never_hides_an_indexed_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("filter.db");
-        let mut conn = Connection::open(&path).unwrap();
-        configure(&conn, Durability::ProcessCrash).unwrap();
-        migrate(&mut conn).unwrap();
-        let mut ids = RecentIds::load(&conn, 16).unwrap();
+        let (_dir, path, mut conn, mut ids) = steps_db(16);
         let mut next = 0;
-        // One write batch of one insert, as `run_batch` runs it (a slice of
-        // 2 ids merged a batch: a generation of 16 takes 8 batches).
+        // A slice of 2 ids merged a batch of one insert: a generation of 16
+        // takes 8 batches.
         let mut one = |conn: &mut Connection, ids: &mut RecentIds| {
-            let tx = conn.transaction().unwrap();
-            let mut changes = IdChanges::default();
-            insert(&tx, &numbered(next), None, ids, &mut changes).unwrap();
+            insert_batch(conn, ids, &numbered(next));
             next += 1;
-            let merged = ids.merge_slice(&tx, changes.added.len()).unwrap();
-            tx.commit().unwrap();
-            ids.committed(merged);
         };
         for _ in 0..19 {
             one(&mut conn, &mut ids);
@@ -1936,19 +1944,9 @@ mod tests {
     /// for as long as the process runs), and not before.
     #[test]
     fn the_id_filter_is_rebuilt_once_pruned_ids_dominate_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rebuild.db");
-        let mut conn = Connection::open(&path).unwrap();
-        configure(&conn, Durability::ProcessCrash).unwrap();
-        migrate(&mut conn).unwrap();
-        let mut ids = RecentIds::load(&conn, 16).unwrap();
+        let (_dir, path, mut conn, mut ids) = steps_db(16);
         for n in 0..400 {
-            let tx = conn.transaction().unwrap();
-            let mut changes = IdChanges::default();
-            insert(&tx, &numbered(n), None, &mut ids, &mut changes).unwrap();
-            let merged = ids.merge_slice(&tx, changes.added.len()).unwrap();
-            tx.commit().unwrap();
-            ids.committed(merged);
+            insert_batch(&mut conn, &mut ids, &numbered(n));
         }
         let installed = |ids: &mut RecentIds| {
             for _ in 0..300 {
