@@ -312,7 +312,13 @@ impl SqliteStore {
         let mut conn = Connection::open(path)?;
         configure(&conn, durability)?;
         migrate(&mut conn)?;
-        let ids = RecentIds::load(&conn, generation)?;
+        let mut ids = RecentIds::load(&conn, generation)?;
+        // Closing the store drops `alive`: the checkpointer and any id
+        // filter build stop.
+        let alive = Arc::new(());
+        // The id filter is read from the file beside the writer (see
+        // id_filter.rs).
+        ids.filter_from(path, Arc::downgrade(&alive));
         let (sender, rx) = mpsc::channel(8192);
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
@@ -334,7 +340,6 @@ impl SqliteStore {
                 );
             })
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
-        let alive = Arc::new(());
         let weak = Arc::downgrade(&alive);
         let checkpoint_path = path.to_path_buf();
         let checkpointer = std::thread::Builder::new()
@@ -559,12 +564,6 @@ fn writer_loop(
     gate: &WriterGate,
 ) {
     let mut batch = Vec::with_capacity(batch_max);
-    // The id filter is read from the file beside the writer (see
-    // id_filter.rs); an in-memory database has none, and reads its index.
-    let path = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from);
-    if let Some(path) = &path {
-        ids.build_filter(path);
-    }
     let drain = |rx: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>| {
         while batch.len() < batch_max {
             match rx.try_recv() {
@@ -592,8 +591,8 @@ fn writer_loop(
         ids.poll_filter();
         let prunes = batch.iter().any(|c| matches!(c, Command::Prune { .. }));
         run_batch(&mut conn, &mut batch, &mut ids, counters);
-        if prunes && let Some(path) = &path {
-            ids.rebuild_filter_if_stale(path);
+        if prunes {
+            ids.rebuild_filter_if_stale();
         }
     }
     // Channel closed: everything queued was committed. Checkpoint so the WAL
@@ -1900,7 +1899,8 @@ mod tests {
         }
         assert!(ids.unmerged() > 0, "a merge is under way");
         assert_eq!(ids.filter_rules_out("x"), None, "no filter yet");
-        ids.build_filter(&path);
+        let alive = Arc::new(());
+        ids.filter_from(&path, Arc::downgrade(&alive));
         // The build's snapshot is taken by now (a few ids to read); these
         // merges and generations come after it.
         std::thread::sleep(Duration::from_millis(300));
@@ -1958,13 +1958,14 @@ mod tests {
             }
             ids.filter_state()
         };
-        ids.build_filter(&path);
+        let alive = Arc::new(());
+        ids.filter_from(&path, Arc::downgrade(&alive));
         let (Some(before), false) = installed(&mut ids) else {
             panic!("the first build did not finish")
         };
         assert!(before >= 350, "{before} ids in the filter");
         // Not stale: no rebuild.
-        ids.rebuild_filter_if_stale(&path);
+        ids.rebuild_filter_if_stale();
         assert_eq!(ids.filter_state(), (Some(before), false));
         // Prune most indexed ids, as `prune` does.
         let gone = conn
@@ -1973,7 +1974,7 @@ mod tests {
         for _ in 0..gone {
             ids.unindexed();
         }
-        ids.rebuild_filter_if_stale(&path);
+        ids.rebuild_filter_if_stale();
         let (Some(after), false) = installed(&mut ids) else {
             panic!("no rebuild")
         };
@@ -1983,6 +1984,32 @@ mod tests {
         );
         // What is left in the index is still found.
         for n in 0..20 {
+            assert!(ids.seq_of(&conn, &numbered(n).id).unwrap().is_some(), "{n}");
+        }
+    }
+
+    /// A filter build for a store that has closed stops instead of holding
+    /// a read transaction (the closing checkpoint would wait for it), and
+    /// lookups go on through the index.
+    #[test]
+    fn an_id_filter_build_stops_when_the_store_closes() {
+        let (_dir, path, mut conn, mut ids) = steps_db(4);
+        for n in 0..40 {
+            insert_batch(&mut conn, &mut ids, &numbered(n));
+        }
+        let alive = Arc::new(());
+        let closed = Arc::downgrade(&alive);
+        drop(alive);
+        ids.filter_from(&path, closed);
+        for _ in 0..300 {
+            ids.poll_filter();
+            if !ids.filter_state().1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(ids.filter_state(), (None, false));
+        for n in 0..40 {
             assert!(ids.seq_of(&conn, &numbered(n).id).unwrap().is_some(), "{n}");
         }
     }

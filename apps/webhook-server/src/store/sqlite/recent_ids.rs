@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Weak, mpsc};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -53,9 +53,10 @@ const GROWTH: usize = 4;
 /// Ids merged per write batch: twice what the batch inserted (so a merge
 /// ends before the next generation is full), and at least this many (so
 /// batches without inserts move it on too). Why no more: on a large index
-/// each id of a slice is a page of its own, and a commit carrying a
-/// hundred of them made every delivery in it wait (measured with 3 M
-/// events: slices of 256 ids, p99 87 to 290 ms; spread thin, 13 to 35 ms).
+/// each id of a slice is a page of its own, so a slice of 256 put 1 MB of
+/// random pages into one commit, with every delivery in it waiting, and
+/// merged in bursts (performance.md, fifth session, has the figures of
+/// the changes made together for large files).
 const MIN_SLICE: usize = 32;
 
 /// The ids the `event_ids` index does not hold yet (see the module docs).
@@ -78,6 +79,10 @@ pub(super) struct RecentIds {
     filter: Option<IdFilter>,
     /// A filter being built from the index on a thread of its own.
     building: Option<FilterBuild>,
+    /// Where builds read the index, and the store's lifetime (a build
+    /// stops when the store closes, so it does not hold a read transaction
+    /// the final checkpoint would wait for).
+    source: Option<(PathBuf, Weak<()>)>,
     /// About how many ids the index holds (merges add, prunes take away).
     indexed_len: usize,
 }
@@ -138,6 +143,7 @@ impl RecentIds {
             generation: generation.max(1),
             filter: None,
             building: None,
+            source: None,
             indexed_len: 0,
         };
         ids.freeze_if_full();
@@ -254,24 +260,33 @@ impl RecentIds {
             .max((self.indexed_len / 16).min(self.generation.saturating_mul(GROWTH)))
     }
 
-    /// Starts building the filter from the index at `path` on a thread of
-    /// its own (the writer goes on; lookups read the index until it is in).
+    /// Builds filters from the index in the file at `path` for as long as
+    /// `alive` does, starting with the first now.
+    pub(super) fn filter_from(&mut self, path: &Path, alive: Weak<()>) {
+        self.source = Some((path.to_owned(), alive));
+        self.build_filter();
+    }
+
+    /// Starts building the filter from the index on a thread of its own
+    /// (the writer goes on; lookups read the index until it is in).
     ///
     /// Every id that can reach the index after the build's snapshot is
     /// recorded from now on (the generation being merged, and the ones
     /// frozen later), and added to what the build read: the filter it
     /// yields holds every id in the index when it is installed.
-    pub(super) fn build_filter(&mut self, path: &Path) {
+    fn build_filter(&mut self) {
+        let Some((path, alive)) = self.source.clone() else {
+            return;
+        };
         if self.building.is_some() {
             return;
         }
         let since = self.merging.iter().map(|(id, _)| id.clone()).collect();
         let (tx, done) = mpsc::channel();
-        let path: PathBuf = path.to_owned();
         let spawned = std::thread::Builder::new()
             .name("sqlite-id-filter".into())
             .spawn(move || {
-                let _ = tx.send(read_filter(&path));
+                let _ = tx.send(read_filter(&path, &alive));
             });
         match spawned {
             Ok(_) => self.building = Some(FilterBuild { done, since }),
@@ -339,7 +354,7 @@ impl RecentIds {
     /// it (or when there is none yet): pruned ids stay in a Bloom filter,
     /// and with retention it would otherwise grow for as long as the
     /// process runs.
-    pub(super) fn rebuild_filter_if_stale(&mut self, path: &Path) {
+    pub(super) fn rebuild_filter_if_stale(&mut self) {
         let stale = match &self.filter {
             None => true,
             Some(f) => {
@@ -351,7 +366,7 @@ impl RecentIds {
             }
         };
         if stale {
-            self.build_filter(path);
+            self.build_filter();
         }
     }
 
@@ -385,7 +400,11 @@ impl RecentIds {
 /// The filter of the ids in `event_ids` and how many there are, read on a
 /// connection of its own (a WAL snapshot: the writer goes on meanwhile). A
 /// sequential scan of the index: about a second per 1.5 M ids here.
-fn read_filter(path: &Path) -> Result<(IdFilter, usize), StoreError> {
+fn read_filter(path: &Path, alive: &Weak<()>) -> Result<(IdFilter, usize), StoreError> {
+    let closed = || StoreError::Database("the store closed during an id filter build".into());
+    if alive.strong_count() == 0 {
+        return Err(closed());
+    }
     let conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -397,7 +416,12 @@ fn read_filter(path: &Path) -> Result<(IdFilter, usize), StoreError> {
     let mut filter = IdFilter::with_capacity(count + count / 4);
     let mut stmt = tx.prepare("SELECT id FROM event_ids")?;
     let mut rows = stmt.query([])?;
+    let mut read = 0_usize;
     while let Some(row) = rows.next()? {
+        read += 1;
+        if read.is_multiple_of(65_536) && alive.strong_count() == 0 {
+            return Err(closed());
+        }
         let id = row.get_ref(0)?;
         filter.insert(
             id.as_str()
