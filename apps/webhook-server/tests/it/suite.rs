@@ -13,6 +13,18 @@ use webhook_server::store::{
     DispatchOutcome, EventFilter, EventStatus, EventStore, NewEvent, PrunePolicy,
 };
 
+/// Inserts each of `events`, asserting it is new.
+async fn insert_new(store: &dyn EventStore, events: &[&NewEvent]) {
+    for e in events {
+        assert_eq!(
+            store.insert((*e).clone()).await.unwrap(),
+            InsertOutcome::Inserted,
+            "{}",
+            e.event_id
+        );
+    }
+}
+
 /// A pending event of product `product` (stores keep milliseconds).
 pub(crate) fn event(event_id: &str, product: Option<&str>) -> NewEvent {
     let meta = DeliveryMeta::new(
@@ -69,12 +81,7 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
     let a1 = event("a1", Some("pa"));
     let a2 = event("a2", Some("pa"));
     let b1 = event("b1", Some("pb"));
-    for e in [&a1, &a2, &b1] {
-        assert_eq!(
-            store.insert(e.clone()).await.unwrap(),
-            InsertOutcome::Inserted
-        );
-    }
+    insert_new(&*store, &[&a1, &a2, &b1]).await;
     let claimed = store
         .claim_due("w1", Duration::from_secs(60), 10)
         .await
@@ -338,12 +345,7 @@ pub(crate) async fn retention_suite(store: Arc<dyn EventStore>) {
         aged("d3", "r3", days(10)),
     );
     let (x1, n1) = (aged("x1", "r4", days(10)), aged("n1", "r5", days(1)));
-    for e in [&d1, &d2, &d3, &x1, &n1] {
-        assert_eq!(
-            store.insert(e.clone()).await.unwrap(),
-            InsertOutcome::Inserted
-        );
-    }
+    insert_new(&*store, &[&d1, &d2, &d3, &x1, &n1]).await;
     let claimed = store
         .claim_due("wr", Duration::from_secs(60), 10)
         .await
@@ -363,12 +365,7 @@ pub(crate) async fn retention_suite(store: Arc<dyn EventStore>) {
     f1.status = EventStatus::Failed;
     f1.error = Some("unreadable".into());
     let p1 = aged("p1", "r7", days(10));
-    for e in [&f1, &p1] {
-        assert_eq!(
-            store.insert(e.clone()).await.unwrap(),
-            InsertOutcome::Inserted
-        );
-    }
+    insert_new(&*store, &[&f1, &p1]).await;
     let exists = |id: String| {
         let store = Arc::clone(&store);
         async move { store.get(&id).await.unwrap().is_some() }
@@ -381,9 +378,7 @@ pub(crate) async fn retention_suite(store: Arc<dyn EventStore>) {
     assert!(exists(d3.id.clone()).await, "oldest first");
     assert_eq!(store.prune(&delivered, 10).await.unwrap(), 1);
     assert_eq!(store.prune(&delivered, 10).await.unwrap(), 0);
-    for e in [&d3] {
-        assert!(!exists(e.id.clone()).await);
-    }
+    assert!(!exists(d3.id.clone()).await);
     for e in [&n1, &x1, &f1, &p1] {
         assert!(exists(e.id.clone()).await, "{}", e.event_id);
     }
