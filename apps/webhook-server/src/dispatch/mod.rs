@@ -363,7 +363,11 @@ impl Dispatcher {
             {
                 Ok(recorded) => {
                     for (event, _) in run.iter().zip(recorded).filter(|(_, ok)| !ok) {
-                        tracing::warn!(id = %event.event.id, "dispatch lease lost; another worker owns the event");
+                        // The store refused the outcome: the lease ran out and
+                        // another worker claimed the event, or the event is
+                        // gone (the bounded memory store drops its oldest
+                        // events when full).
+                        tracing::warn!(id = %event.event.id, "dispatch outcome not recorded: this worker no longer holds the event (lease expired, or the event was dropped from the store)");
                     }
                 }
                 Err(e) => {

@@ -432,7 +432,9 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     }
 
     /// Records the outcome of a claimed event's dispatch. Returns `false` when
-    /// the claim was lost (lease expired and taken by another worker).
+    /// the claim was lost (lease expired and taken by another worker) or the
+    /// event is no longer there (the memory store drops its oldest events
+    /// when full).
     ///
     /// # Errors
     /// [`StoreError`].
