@@ -66,7 +66,8 @@ pub fn decode_value_ref<'v, T: Deserialize<'v>>(
 fn decode_error(err: serde_path_to_error::Error<serde_json::Error>) -> CatalogError {
     CatalogError::Decode {
         path: err.path().to_string(),
-        message: err.into_inner().to_string(),
+        // Bounded: serde quotes the value it could not read in full.
+        message: crate::excerpt::message(&err.into_inner().to_string()),
     }
 }
 

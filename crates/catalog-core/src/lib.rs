@@ -37,6 +37,7 @@
 pub mod catalog;
 pub mod error;
 pub mod event;
+mod excerpt;
 pub mod inbox;
 pub mod json;
 pub mod model;

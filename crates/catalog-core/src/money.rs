@@ -77,9 +77,9 @@ fn parse_decimal(s: &str) -> Result<Decimal, MoneyError> {
         && digits.chars().filter(|&c| c == '.').count() <= 1
         && digits.chars().any(|c| c.is_ascii_digit());
     if !plain {
-        return Err(MoneyError::InvalidAmount(s.to_owned()));
+        return Err(MoneyError::InvalidAmount(crate::excerpt::value(s)));
     }
-    Decimal::from_str_exact(s).map_err(|_| MoneyError::InvalidAmount(s.to_owned()))
+    Decimal::from_str_exact(s).map_err(|_| MoneyError::InvalidAmount(crate::excerpt::value(s)))
 }
 
 /// An ISO 4217 currency code: three ASCII letters, stored upper-case.
@@ -99,7 +99,7 @@ impl CurrencyCode {
                 b.to_ascii_uppercase(),
                 c.to_ascii_uppercase(),
             ])),
-            _ => Err(MoneyError::InvalidCurrency(code.to_owned())),
+            _ => Err(MoneyError::InvalidCurrency(crate::excerpt::value(code))),
         }
     }
 
@@ -140,10 +140,12 @@ impl<'de> Deserialize<'de> for CurrencyCode {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MoneyError {
-    /// The amount is not a plain decimal number.
+    /// The amount is not a plain decimal number (with the first 40
+    /// characters of what was given).
     #[error("invalid money amount {0:?}")]
     InvalidAmount(String),
-    /// The currency is not a three-letter ISO 4217 code.
+    /// The currency is not a three-letter ISO 4217 code (with the first 40
+    /// characters of what was given).
     #[error("invalid currency code {0:?}")]
     InvalidCurrency(String),
 }

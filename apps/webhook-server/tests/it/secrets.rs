@@ -30,6 +30,8 @@ const CONSUMER_KEY: &str = "ck_LEAKCANARY_consumer_key_0003";
 const CONSUMER_SECRET: &str = "cs_LEAKCANARY_consumer_secret_0004";
 const ADMIN_TOKEN: &str = "admin_LEAKCANARY_token_0005";
 const SINK_KEY: &[u8] = b"LEAKCANARY_sink_key_0006";
+/// Stands for customer data in a payload value.
+const PII: &str = "PII-MARKER-";
 const SHOP_A: &str = "leak-a.myshopify.com";
 const SITE: &str = "https://shop.example.com";
 
@@ -253,6 +255,23 @@ async fn the_server_never_shows_a_secret() {
         .await,
         200
     );
+    // Verified, with a long value where the product or a price should be:
+    // the parser's message (logged, stored) quotes an excerpt, not the value.
+    let pii_body = format!("{:?}", PII.repeat(500));
+    assert_eq!(
+        send(shopify(&client, &create, SHOP_A, &pii_body, SHOP_A_NEW), s).await,
+        200
+    );
+    let pii_price = SAMPLE.replacen(
+        r#""price": "19.99""#,
+        &format!(r#""price": "{}""#, PII.repeat(200)),
+        1,
+    );
+    assert_ne!(pii_price, SAMPLE, "the sample has a price to replace");
+    assert_eq!(
+        send(shopify(&client, &create, SHOP_A, &pii_price, SHOP_A_NEW), s).await,
+        200
+    );
     // Refusals on every path.
     assert_eq!(
         send(shopify(&client, &create, SHOP_A, SAMPLE, "wrong"), s).await,
@@ -379,7 +398,7 @@ async fn the_server_never_shows_a_secret() {
         .unwrap();
     s.push_str(&list.to_string());
     let events = list["events"].as_array().unwrap().clone();
-    assert_eq!(events.len(), 4, "{list}");
+    assert_eq!(events.len(), 6, "{list}");
     for e in &events {
         let id = e["id"].as_str().unwrap();
         assert_eq!(
@@ -424,6 +443,19 @@ async fn the_server_never_shows_a_secret() {
         "{seen}"
     );
     assert_clean("the server log", &logs);
+    // Both long values were reported (at warn), each by an excerpt only.
+    assert!(logs.contains("stored as failed"), "{logs}");
+    assert!(logs.contains("could not be normalised"), "{logs}");
+    assert!(logs.contains(PII), "{logs}");
+    assert!(
+        !logs.contains(&PII.repeat(4)),
+        "a log line quotes a whole value: {}",
+        logs.lines()
+            .filter(|l| l.contains(&PII.repeat(4)))
+            .map(|l| &l[..l.len().min(300)])
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert_clean("the HTTP answers", &seen);
     // The sink got the events, signed with a key it never saw in clear.
     let received = sink.received_requests().await.unwrap_or_default();

@@ -63,11 +63,13 @@ pub struct PayloadError {
 }
 
 impl PayloadError {
-    /// A payload error at a path.
+    /// A payload error at a path. What the message quotes of the payload
+    /// is cut to an excerpt (40 characters a quoted value, 300 in all):
+    /// these errors are logged and stored beside the body.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            path: path.into(),
-            message: message.into(),
+            path: crate::excerpt::message(&path.into()),
+            message: crate::excerpt::message(&message.into()),
         }
     }
 }
@@ -85,7 +87,7 @@ impl fmt::Display for PayloadError {
 impl From<crate::CatalogError> for PayloadError {
     fn from(err: crate::CatalogError) -> Self {
         match err {
-            crate::CatalogError::Decode { path, message } => Self { path, message },
+            crate::CatalogError::Decode { path, message } => Self::new(path, message),
             other => Self::new("", other.to_string()),
         }
     }
