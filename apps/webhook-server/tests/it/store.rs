@@ -150,3 +150,33 @@ async fn a_retention_round_deletes_in_chunks_and_counts() {
         store.close().await;
     }
 }
+
+/// The data directory removed under a running server: SQLite would go on
+/// committing into the unlinked file, so nothing may be acknowledged
+/// (insert refused, not ready), and a restart on the path starts afresh.
+#[tokio::test]
+async fn sqlite_refuses_writes_once_its_file_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = data.join("events.db");
+    let store = SqliteStore::open(&path, Durability::PowerLoss, 64).unwrap();
+    assert_eq!(
+        store.insert(event("before", Some("p"))).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    store.ping().await.unwrap();
+    std::fs::remove_dir_all(&data).unwrap();
+    let err = store
+        .insert(event("after", Some("p")))
+        .await
+        .expect_err("acknowledged into a removed file")
+        .to_string();
+    assert!(err.contains("removed or replaced"), "{err}");
+    let err = store
+        .ping()
+        .await
+        .expect_err("ready on a removed file")
+        .to_string();
+    assert!(err.contains("removed or replaced"), "{err}");
+    store.close().await;
+}

@@ -27,8 +27,10 @@ use super::{
 };
 use crate::settings::Durability;
 
+mod health;
 mod id_filter;
 mod recent_ids;
+use health::Health;
 use recent_ids::{IdChanges, IdPlace, RecentIds};
 
 /// Schema migrations, applied in order at start-up; `PRAGMA user_version`
@@ -138,6 +140,10 @@ INSERT INTO store_state (key, value)
 -- adds an entry at the right edge (events finish in about arrival order).
 CREATE INDEX events_delivered_age ON events (received_at) WHERE status = 'delivered';
 CREATE INDEX events_failed_age ON events (received_at) WHERE status IN ('failed', 'dead');
+",
+    r"
+-- Written and emptied by readiness probes after a failed commit (health.rs).
+CREATE TABLE readiness_probe (room BLOB NOT NULL);
 ",
 ];
 
@@ -313,6 +319,7 @@ impl SqliteStore {
         configure(&conn, durability)?;
         migrate(&mut conn)?;
         let mut ids = RecentIds::load(&conn, generation)?;
+        let health = Health::of_file(path)?;
         // Closing the store drops `alive`: the checkpointer and any id
         // filter build stop.
         let alive = Arc::new(());
@@ -335,6 +342,7 @@ impl SqliteStore {
                     batch_max,
                     ids,
                     sync,
+                    health,
                     &thread_counters,
                     &writer_gate,
                 );
@@ -560,6 +568,7 @@ fn writer_loop(
     batch_max: usize,
     mut ids: RecentIds,
     mut sync: CommitSync,
+    mut health: Health,
     counters: &Counters,
     gate: &WriterGate,
 ) {
@@ -590,7 +599,7 @@ fn writer_loop(
         }
         ids.poll_filter();
         let prunes = batch.iter().any(|c| matches!(c, Command::Prune { .. }));
-        run_batch(&mut conn, &mut batch, &mut ids, counters);
+        run_batch(&mut conn, &mut batch, &mut ids, &mut health, counters);
         if prunes {
             ids.rebuild_filter_if_stale();
         }
@@ -665,6 +674,7 @@ fn run_batch(
     conn: &mut Connection,
     batch: &mut Vec<Command>,
     ids: &mut RecentIds,
+    health: &mut Health,
     counters: &Counters,
 ) {
     let n = batch.len() as u64;
@@ -673,15 +683,24 @@ fn run_batch(
     let mut changes = IdChanges::default();
     // Deliveries are being acknowledged: claims take no runs (see `claim`).
     let ingesting = batch.iter().any(Command::is_acknowledged);
+    // After a failed commit, pings write a probe (see health.rs).
+    let probing = health.failing && batch.iter().any(|c| matches!(c, Command::Ping(_)));
     let result = (|| -> Result<usize, StoreError> {
         let tx = conn.transaction()?;
         for cmd in batch.drain(..) {
-            replies.push(execute(&tx, cmd, ids, &mut changes, ingesting)?);
+            replies.push(execute(&tx, cmd, ids, &mut changes, ingesting, health)?);
         }
         let merged = ids.merge_slice(&tx, changes.added.len())?;
+        if ingesting {
+            // Nothing is acknowledged into a file that was removed.
+            health.check_file()?;
+        }
         tx.commit()?;
         Ok(merged)
     })();
+    if ingesting || probing {
+        health.failing = result.is_err();
+    }
     match result {
         Ok(merged) => {
             ids.committed(merged);
@@ -756,6 +775,7 @@ fn execute(
     ids: &mut RecentIds,
     changes: &mut IdChanges,
     ingesting: bool,
+    health: &Health,
 ) -> Result<Reply, StoreError> {
     match cmd {
         Command::Insert(event, reply) => {
@@ -816,10 +836,16 @@ fn execute(
             limit,
             reply,
         } => after_commit(reply, prune(tx, &policy, limit, ids, changes)),
-        Command::Ping(reply) => {
-            let _ = reply.send(Ok(()));
-            Ok(Box::new(|_| {}))
-        }
+        // Ready: the file is the one opened and, after a failed commit,
+        // a write commits again (see health.rs).
+        Command::Ping(reply) => match health.check_file() {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                Ok(Box::new(|_| {}))
+            }
+            Ok(()) if health.failing => after_commit(reply, write_probe(tx)),
+            Ok(()) => at_once(reply, Ok(())),
+        },
     }
 }
 
@@ -876,6 +902,20 @@ fn insert(
     ids.add(&e.id, seq);
     changes.added.push(e.id.as_str().into());
     Ok(InsertOutcome::Inserted)
+}
+
+/// Room the readiness probe takes: a few deliveries' worth of new pages.
+const PROBE_ROOM: i64 = 64 * 1024;
+
+/// A write that proves commits go through again after one failed: it
+/// takes new pages, as inserts do (a small update in place would succeed
+/// on a full disk), and gives them back in the same transaction.
+fn write_probe(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT INTO readiness_probe (room) VALUES (zeroblob(?1))")?
+        .execute(params![PROBE_ROOM])?;
+    tx.prepare_cached("DELETE FROM readiness_probe")?
+        .execute([])?;
+    Ok(())
 }
 
 /// Makes the oldest pending event of the product of event `seq` ready.
@@ -2086,6 +2126,62 @@ mod tests {
         assert_eq!(level(&conn), 1);
     }
 
+    /// After a commit fails (here the database is full, as on a full disk),
+    /// pings are not ready until a probe write commits again; nothing was
+    /// acknowledged meanwhile.
+    #[test]
+    fn readiness_follows_failed_commits_until_a_write_succeeds() {
+        let (_dir, _path, mut conn, mut ids) = steps_db(1000);
+        let counters = Counters::default();
+        let mut health = Health::unchecked();
+        let ping = |conn: &mut Connection, ids: &mut RecentIds, health: &mut Health| {
+            let (reply, mut rx) = oneshot::channel();
+            run_batch(
+                conn,
+                &mut vec![Command::Ping(reply)],
+                ids,
+                health,
+                &counters,
+            );
+            rx.try_recv().expect("answered")
+        };
+        let insert = |conn: &mut Connection, ids: &mut RecentIds, health: &mut Health, n| {
+            let (reply, mut rx) = oneshot::channel();
+            let cmd = Command::Insert(Box::new((numbered(n), None)), reply);
+            run_batch(conn, &mut vec![cmd], ids, health, &counters);
+            rx.try_recv().expect("answered")
+        };
+        assert!(insert(&mut conn, &mut ids, &mut health, 1).is_ok());
+        assert!(ping(&mut conn, &mut ids, &mut health).is_ok());
+        // No room for another page.
+        let pages: i64 = conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        let mut refused = 0;
+        for n in 2..200 {
+            refused += usize::from(insert(&mut conn, &mut ids, &mut health, n).is_err());
+        }
+        assert!(refused > 0, "the database never filled up");
+        assert!(health.failing);
+        let err = ping(&mut conn, &mut ids, &mut health)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("full"), "{err}");
+        assert!(health.failing, "still failing: the probe could not commit");
+        // Room again: the next ping's probe commits, and so do inserts.
+        conn.pragma_update(None, "max_page_count", pages * 100)
+            .unwrap();
+        assert!(ping(&mut conn, &mut ids, &mut health).is_ok());
+        assert!(!health.failing);
+        assert!(insert(&mut conn, &mut ids, &mut health, 500).is_ok());
+        // What was refused is not there; what was answered Ok is.
+        let stored: i64 = conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(usize::try_from(stored).unwrap(), 1 + (198 - refused) + 1);
+    }
+
     /// A claim in a batch that acknowledges deliveries takes heads only
     /// (ingestion first); alone, it takes runs.
     #[test]
@@ -2101,7 +2197,13 @@ mod tests {
         };
         let insert = |e: NewEvent| Command::Insert(Box::new((e, None)), oneshot::channel().0);
         let mut batch: Vec<Command> = (0..3).map(|n| insert(product(n, "p"))).collect();
-        run_batch(&mut conn, &mut batch, &mut ids, &counters);
+        run_batch(
+            &mut conn,
+            &mut batch,
+            &mut ids,
+            &mut Health::unchecked(),
+            &counters,
+        );
         let claim = || {
             let (reply, rx) = oneshot::channel();
             let cmd = Command::Claim {
@@ -2123,7 +2225,13 @@ mod tests {
         };
         let (cmd, rx) = claim();
         let mut batch = vec![insert(product(3, "q")), cmd];
-        run_batch(&mut conn, &mut batch, &mut ids, &counters);
+        run_batch(
+            &mut conn,
+            &mut batch,
+            &mut ids,
+            &mut Health::unchecked(),
+            &counters,
+        );
         assert_eq!(names(rx), ["gen-0", "gen-3"], "heads only beside an insert");
         let (reply, _rx) = oneshot::channel();
         let mut batch = vec![Command::Release {
@@ -2131,9 +2239,21 @@ mod tests {
             worker: "w".into(),
             reply,
         }];
-        run_batch(&mut conn, &mut batch, &mut ids, &counters);
+        run_batch(
+            &mut conn,
+            &mut batch,
+            &mut ids,
+            &mut Health::unchecked(),
+            &counters,
+        );
         let (cmd, rx) = claim();
-        run_batch(&mut conn, &mut vec![cmd], &mut ids, &counters);
+        run_batch(
+            &mut conn,
+            &mut vec![cmd],
+            &mut ids,
+            &mut Health::unchecked(),
+            &counters,
+        );
         assert_eq!(
             names(rx),
             ["gen-0", "gen-1", "gen-2", "gen-3"],
