@@ -446,7 +446,7 @@ fn seed_store(platform: Platform, var: &dyn Fn(&str) -> Option<String>) -> Optio
         Platform::Woocommerce => {
             let url = var("WOOCOMMERCE_STORE_URL")?;
             Some(StoreSection {
-                id: catalog_woocommerce::normalize_store_url(&url).unwrap_or_else(|_| url.clone()),
+                id: catalog_woocommerce::store_identity(&url).unwrap_or_else(|_| url.clone()),
                 store_url: Some(url),
                 consumer_key: var("WOOCOMMERCE_CONSUMER_KEY").map(SecretString::from),
                 consumer_secret: var("WOOCOMMERCE_CONSUMER_SECRET").map(SecretString::from),
@@ -460,7 +460,7 @@ fn seed_store(platform: Platform, var: &dyn Fn(&str) -> Option<String>) -> Optio
 fn same_store(platform: Platform, configured: &str, seed_id: &str) -> bool {
     let norm = |id: &str| match platform {
         Platform::Shopify => store_host(id).unwrap_or_else(|| id.trim().to_ascii_lowercase()),
-        Platform::Woocommerce => catalog_woocommerce::normalize_store_url(id)
+        Platform::Woocommerce => catalog_woocommerce::store_identity(id)
             .unwrap_or_else(|_| id.trim().to_ascii_lowercase()),
     };
     norm(configured) == norm(seed_id)
@@ -741,7 +741,10 @@ mod tests {
         assert_eq!(shop.id, "shop.myshopify.com");
         assert!(shop.client(tuning()).is_ok());
         let woo = c.select(None, Some(Platform::Woocommerce)).unwrap();
-        assert_eq!(woo.id, "http://127.0.0.1:9");
+        // The store's identity (https, as webhook deliveries name it); its
+        // API is called at the URL as given.
+        assert_eq!(woo.id, "https://127.0.0.1:9");
+        assert_eq!(woo.store_url, "http://127.0.0.1:9/");
         assert_eq!(woo.webhook_secret().unwrap().expose_secret(), "whs");
         assert!(c.select(None, None).is_err());
         // No credential shows in Debug.

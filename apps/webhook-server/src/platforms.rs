@@ -233,7 +233,7 @@ impl Platforms {
             Verifiers::from_settings_with(
                 "woocommerce",
                 &settings.woocommerce,
-                catalog_woocommerce::normalize_store_url,
+                catalog_woocommerce::store_identity,
             )?,
         ));
         #[cfg(not(feature = "woocommerce"))]

@@ -91,7 +91,15 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::MissingFile(path) => {
-                write!(f, "configuration file {} does not exist", path.display())
+                if path.exists() {
+                    write!(
+                        f,
+                        "configuration file {} is not a regular file",
+                        path.display()
+                    )
+                } else {
+                    write!(f, "configuration file {} does not exist", path.display())
+                }
             }
             Self::Alias { var, key } => write!(f, "invalid value for {var} ({key})"),
             Self::Syntax(msg) | Self::Invalid(msg) => f.write_str(msg),
@@ -117,10 +125,13 @@ pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
         builder = builder
             .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml));
     }
+    // The aliases that start with CATALOG_ (`CATALOG_DATABASE_URL`) are
+    // applied below, under their keys: read as `CATALOG_*` they would
+    // also be keys of their own (`database_url`), unknown ones.
     let catalog_env: config::Map<String, String> = layers
         .env
         .iter()
-        .filter(|(k, _)| k.starts_with("CATALOG_"))
+        .filter(|(k, _)| k.starts_with("CATALOG_") && !ENV_ALIASES.iter().any(|(a, _)| a == k))
         .cloned()
         .collect();
     builder = builder.add_source(
@@ -156,8 +167,66 @@ pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
             LoadError::Syntax(msg)
         })?
         .try_deserialize()
-        // serde quotes refused values, which may be secrets.
-        .map_err(|e| LoadError::Invalid(redact::redact_quoted_values(&e.to_string())))
+        // serde quotes refused values, which may be secrets: all are
+        // hidden, since a secret may be written under the wrong key.
+        .map_err(|e| {
+            LoadError::Invalid(with_env_names(&redact::redact_quoted_values(
+                &e.to_string(),
+            )))
+        })
+}
+
+/// The environment variables that set `key` (`server.port`: `APP_PORT`,
+/// `CATALOG_SERVER__PORT`), none for keys inside lists.
+pub fn env_names(key: &str) -> Vec<String> {
+    if key.is_empty() || key.contains('[') {
+        return Vec::new();
+    }
+    let mut names: Vec<String> = ENV_ALIASES
+        .iter()
+        .filter(|(_, k)| *k == key)
+        .map(|(var, _)| (*var).to_owned())
+        .collect();
+    let own = format!("CATALOG_{}", key.to_ascii_uppercase().replace('.', "__"));
+    if !names.contains(&own) {
+        names.push(own);
+    }
+    names
+}
+
+/// `config` writes list elements' keys as `stores[0]secrets`; this adds the
+/// dot, and after the key a message names (`for key `server.port``), the
+/// variables that set it.
+fn with_env_names(message: &str) -> String {
+    let mut fixed = String::with_capacity(message.len() + 40);
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
+        fixed.push(c);
+        if c == ']'
+            && chars
+                .peek()
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_')
+        {
+            fixed.push('.');
+        }
+    }
+    let Some(start) = fixed.find("for key `").map(|i| i + "for key `".len()) else {
+        return fixed;
+    };
+    let Some(len) = fixed[start..].find('`') else {
+        return fixed;
+    };
+    let names = env_names(&fixed[start..start + len]);
+    if names.is_empty() {
+        return fixed;
+    }
+    let end = start + len + 1;
+    format!(
+        "{} (environment: {}){}",
+        &fixed[..end],
+        names.join(" or "),
+        &fixed[end..]
+    )
 }
 
 /// The first line (1-based) at which the file stops loading, with the key
@@ -281,6 +350,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn errors_name_the_variables_of_the_key() {
+        let env = vec![("APP_PORT".to_owned(), "eighty".to_owned())];
+        let msg = load_file("[shopify]\n", &env).unwrap_err().to_string();
+        assert!(
+            msg.contains("`server.port` (environment: APP_PORT or CATALOG_SERVER__PORT)"),
+            "{msg}"
+        );
+        assert!(!msg.contains("eighty"), "{msg}");
+        assert_eq!(
+            with_env_names("invalid type for key `shopify.stores[0]secrets`"),
+            "invalid type for key `shopify.stores[0].secrets`"
+        );
+        assert_eq!(
+            env_names("database.url"),
+            ["CATALOG_DATABASE_URL", "CATALOG_DATABASE__URL"]
+        );
+        assert!(env_names("a.b[1].c").is_empty());
+    }
+
+    #[test]
+    fn aliases_named_like_catalog_variables_are_not_keys_of_their_own() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Strict {
+            database: Database,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Database {
+            url: String,
+        }
+        let env = vec![(
+            "CATALOG_DATABASE_URL".to_owned(),
+            "sqlite://x.db".to_owned(),
+        )];
+        let s: Strict = load(&Layers {
+            defaults: Some("[database]\nurl = \"memory://\"\n"),
+            file: None,
+            env: &env,
+        })
+        .unwrap();
+        assert_eq!(s.database.url, "sqlite://x.db");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::auth::{AuthMode, Credentials};
-use crate::config::{normalize_store_url, parse_store_url};
+use crate::config::{normalize_store_url, parse_store_url, store_identity};
 use crate::convert::{Units, has_variations, product_from_wire};
 use crate::pagination::{Keyed, Stitcher, Window};
 use crate::wire::{SettingValue, WireProduct, WireVariation, WpError};
@@ -274,11 +274,11 @@ impl WooCommerceClientBuilder {
             .as_deref()
             .or(self.base_url.as_deref())
             .ok_or_else(|| CatalogError::Configuration("store_url is required".into()))?;
-        let store = normalize_store_url(store_src).map_err(CatalogError::Configuration)?;
-        let base = match &self.base_url {
-            Some(b) => normalize_store_url(b).map_err(CatalogError::Configuration)?,
-            None => store.clone(),
-        };
+        // The identity (https whatever the scheme, as in webhook
+        // deliveries) names the products; calls go to the URL as given.
+        let store = store_identity(store_src).map_err(CatalogError::Configuration)?;
+        let base = normalize_store_url(self.base_url.as_deref().unwrap_or(store_src))
+            .map_err(CatalogError::Configuration)?;
         let scheme = parse_store_url(&base)
             .map_err(CatalogError::Configuration)?
             .scheme()

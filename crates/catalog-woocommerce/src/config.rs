@@ -86,12 +86,12 @@ impl WooCommerceConfig {
         }
     }
 
-    /// The normalised store identity (see [`normalize_store_url`]).
+    /// The store identity (see [`store_identity`]).
     ///
     /// # Errors
     /// [`CatalogError::Configuration`] when `store_url` is not a usable URL.
     pub fn store_id(&self) -> Result<String> {
-        normalize_store_url(&self.store_url).map_err(CatalogError::Configuration)
+        store_identity(&self.store_url).map_err(CatalogError::Configuration)
     }
 
     /// The store currency, if configured and valid.
@@ -188,6 +188,34 @@ pub fn normalize_store_url(input: &str) -> std::result::Result<String, String> {
     }
     s.push_str(url.path().trim_end_matches('/'));
     Ok(s)
+}
+
+/// The identity of a WooCommerce store in webhook deliveries: its
+/// [normalised URL](normalize_store_url), always with `https://`.
+///
+/// Why the scheme is set: `X-WC-Webhook-Source` is WordPress's
+/// `home_url('/')`, whose scheme follows the request the delivery is sent
+/// from (`https` under TLS, else the one stored in the site's settings), so
+/// one site can name itself with either, for instance in a delivery sent
+/// from an admin page over TLS and in one sent by WP-Cron. Both are the
+/// same store: one set of secrets, one order per product, one dedup space.
+/// (Client calls keep the scheme: [`normalize_store_url`].)
+///
+/// ```
+/// use catalog_woocommerce::store_identity;
+/// assert_eq!(store_identity("http://Shop.Example.com/").unwrap(), "https://shop.example.com");
+/// assert_eq!(store_identity("shop.example.com").unwrap(), "https://shop.example.com");
+/// assert_eq!(store_identity("http://x.test:8080/blog/").unwrap(), "https://x.test:8080/blog");
+/// ```
+///
+/// # Errors
+/// As [`normalize_store_url`].
+pub fn store_identity(input: &str) -> std::result::Result<String, String> {
+    let url = normalize_store_url(input)?;
+    Ok(match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url,
+    })
 }
 
 /// Parses a store URL (bare domain means https) and checks its shape.

@@ -44,7 +44,7 @@ mod wire;
 
 pub use auth::{AuthMode, Credentials};
 pub use client::{MAX_PER_PAGE, WooCommerceClient, WooCommerceClientBuilder};
-pub use config::{WooCommerceConfig, normalize_store_url};
+pub use config::{WooCommerceConfig, normalize_store_url, store_identity};
 pub use webhook::WooCommerceWebhookSource;
 
 /// The platform id of this crate (`"woocommerce"`).

@@ -50,7 +50,7 @@ use catalog_core::{CatalogEvent, CurrencyCode, EventId, PlatformId, Topic, Weigh
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::config::normalize_store_url;
+use crate::config::store_identity;
 use crate::convert::{Units, product_from_wire};
 use crate::wire::WireProduct;
 
@@ -88,10 +88,10 @@ impl WooCommerceWebhookSource {
         Self::default()
     }
 
-    /// Sets the currency of one store (identity as [`crate::normalize_store_url`] gives it).
+    /// Sets the currency of one store (identity as [`crate::store_identity`] gives it).
     #[must_use]
     pub fn with_store_currency(mut self, store: &str, currency: CurrencyCode) -> Self {
-        let key = normalize_store_url(store).unwrap_or_else(|_| store.to_owned());
+        let key = store_identity(store).unwrap_or_else(|_| store.to_owned());
         self.currencies.insert(key, currency);
         self
     }
@@ -223,7 +223,7 @@ impl WebhookSource for WooCommerceWebhookSource {
         if !subscription.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid(WEBHOOK_ID_HEADER, "expected a number"));
         }
-        let store = normalize_store_url(source).map_err(|reason| invalid(SOURCE_HEADER, reason))?;
+        let store = store_identity(source).map_err(|reason| invalid(SOURCE_HEADER, reason))?;
         let topic = map_topic(raw_topic);
         let meta = DeliveryMeta::new(
             PlatformId::WOOCOMMERCE,

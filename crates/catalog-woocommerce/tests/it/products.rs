@@ -14,8 +14,11 @@ async fn simple_product_from_docs_sample() {
     );
     let c = client(&server, AuthMode::Basic);
     let p = c.get_product("794").await.unwrap();
-    assert_eq!(p.store, server.uri());
-    assert_eq!(p.id, format!("woocommerce:{}:794", server.uri()));
+    // The store's identity is its URL with https, as webhook deliveries
+    // name it (`store_identity`), though calls go to the fake's http URL.
+    let identity = server.uri().replacen("http://", "https://", 1);
+    assert_eq!(p.store, identity);
+    assert_eq!(p.id, format!("woocommerce:{identity}:794"));
     assert_eq!(p.title, "Premium Quality");
     assert_eq!(p.status, ProductStatus::Active);
     assert_eq!(p.variants.len(), 1);

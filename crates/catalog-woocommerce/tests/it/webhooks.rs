@@ -375,3 +375,31 @@ fn triage_gives_the_product_id_parse_gives() {
         }
     }
 }
+
+/// WordPress names the site `http://` or `https://` depending on where the
+/// delivery is sent from (`home_url` follows `is_ssl()`): both are one
+/// store, with its secrets, its currency and one dedup space.
+#[test]
+fn http_and_https_deliveries_of_one_site_are_one_store() {
+    let body = product_body();
+    let v = verifier();
+    let src = source();
+    let mut stores = Vec::new();
+    for site in ["https://Shop.Example.com/", "http://shop.example.com"] {
+        let mut h = headers("product.updated", "1", &body);
+        h = h.with(SOURCE_HEADER, site);
+        let e = event(
+            receive(
+                &src,
+                &h,
+                &body,
+                &|store| (store == "https://shop.example.com").then_some(&v),
+                Utc::now(),
+            )
+            .unwrap(),
+        );
+        assert!(e.product.is_some(), "the store's currency applies");
+        stores.push((e.store.clone(), e.dedup_key()));
+    }
+    assert_eq!(stores[0], stores[1]);
+}
