@@ -44,6 +44,7 @@ pub use catalog_config::redact;
 pub mod routes;
 pub mod settings;
 pub mod store;
+pub mod timestamp;
 
 use std::fmt;
 use std::sync::Arc;

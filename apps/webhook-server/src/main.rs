@@ -1,6 +1,7 @@
 //! `webhook-server [--config FILE]`: loads settings, starts tracing, runs the
 //! HTTP server and the dispatcher, and drains both on SIGINT/SIGTERM.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,13 +10,31 @@ use anyhow::{Context as _, bail};
 use tracing_subscriber::EnvFilter;
 use webhook_server::dispatch::DispatchConfig;
 use webhook_server::platforms::Platforms;
-use webhook_server::settings::{LogFormat, Settings};
+use webhook_server::platforms::Verifiers;
+use webhook_server::settings::{LogFormat, Settings, check_log_filter};
 use webhook_server::{AppState, build_handlers, configure, open_store};
 
 // glibc malloc showed up as a quarter of the request path's CPU in profiles
 // (many small allocations across two worker threads); mimalloc halves that.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USAGE: &str = "\
+webhook-server: receives Shopify and WooCommerce product webhooks, verifies
+them, stores them once and hands them to the configured sinks.
+
+Usage: webhook-server [--config FILE]
+
+  -c, --config FILE  TOML configuration (see docs/configuration.md)
+  -h, --help         this text
+  -V, --version      the version
+
+Configuration: built-in defaults, then FILE, then the environment
+(CATALOG_<SECTION>__<KEY>, and APP_HOST, APP_PORT, SHOPIFY_WEBHOOK_SECRET,
+WOOCOMMERCE_WEBHOOK_SECRET, CATALOG_DATABASE_URL, CATALOG_ADMIN_TOKEN);
+a .env file in the working directory is read first. RUST_LOG, when set,
+replaces log.level.
+";
 
 fn config_path() -> anyhow::Result<Option<PathBuf>> {
     let mut args = std::env::args().skip(1);
@@ -30,27 +49,49 @@ fn config_path() -> anyhow::Result<Option<PathBuf>> {
             s if s.starts_with("--config=") => {
                 path = Some(PathBuf::from(&s["--config=".len()..]));
             }
-            other => bail!("unknown argument {other:?}; usage: webhook-server [--config FILE]"),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--version" | "-V" => {
+                println!("webhook-server {}", env!("CARGO_PKG_VERSION"));
+                std::process::exit(0);
+            }
+            other => {
+                bail!("unknown argument {other:?}; usage: webhook-server [--config FILE] (--help)")
+            }
         }
     }
     Ok(path)
 }
 
-fn init_tracing(settings: &Settings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
+    // RUST_LOG replaces log.level; a filter that does not parse stops
+    // start-up rather than falling back (or silencing everything).
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => {
+            check_log_filter(&v).context("RUST_LOG is not a log filter")?;
+            v
+        }
+        _ => settings.log.level.clone(),
+    };
+    let filter = EnvFilter::try_new(&filter).context("log filter")?;
+    // Colours only on a terminal: escape codes in a file or a journal are
+    // noise.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     match settings.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    Ok(())
 }
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(config_path()?.as_deref())?;
-    init_tracing(&settings);
+    init_tracing(&settings)?;
 
     let platforms = Platforms::from_settings(&settings)?;
     let store = open_store(&settings).await?;
@@ -61,7 +102,14 @@ async fn main() -> anyhow::Result<()> {
         "webhook-server starting"
     );
     for p in platforms.iter() {
-        tracing::info!(platform = %p.id(), stores = %p.verifiers.describe(), "platform enabled");
+        if matches!(p.verifiers, Verifiers::Unconfigured) {
+            tracing::warn!(
+                platform = %p.id(),
+                "platform enabled without a webhook secret: its deliveries are refused (503) until one is configured (see docs/configuration.md)"
+            );
+        } else {
+            tracing::info!(platform = %p.id(), stores = %p.verifiers.describe(), "platform enabled");
+        }
     }
     if platforms.iter().next().is_none() {
         tracing::warn!("no platform compiled in: every webhook route answers 404");

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use anyhow::bail;
+
 use catalog_core::webhook::{HmacVerifier, WebhookSource};
 use catalog_core::{PlatformId, Topic};
 
@@ -69,6 +71,7 @@ impl Verifiers {
             });
         }
         let mut map = HashMap::new();
+        let mut first_entry: HashMap<String, usize> = HashMap::new();
         for (i, store) in s.stores.iter().enumerate() {
             let secrets = if store.secrets.is_empty() {
                 shared
@@ -87,7 +90,15 @@ impl Verifiers {
             })?;
             let id =
                 normalise(&store.id).map_err(|e| anyhow::anyhow!("{name}.stores[{i}].id: {e}"))?;
-            map.insert(normalise_store(&id), verifier);
+            let key = normalise_store(&id);
+            // Two entries for one store would leave only the last one's
+            // secrets in force (a rotation half-configured, silently).
+            if let Some(first) = first_entry.insert(key.clone(), i) {
+                bail!(
+                    "{name}.stores[{i}].id names the same store as {name}.stores[{first}].id ({key}): give each store one entry, with all its secrets in `secrets`"
+                );
+            }
+            map.insert(key, verifier);
         }
         Ok(Self::Stores(map))
     }
@@ -111,18 +122,26 @@ impl Verifiers {
         match self {
             Self::Unconfigured => "no secret configured: deliveries refused".to_owned(),
             Self::AnyStore(v) => format!(
-                "any store signed with the platform secret ({} secret)",
-                v.secret_count()
+                "any store signed with the platform secret ({})",
+                secrets(v.secret_count())
             ),
             Self::Stores(map) => {
                 let mut ids: Vec<_> = map
                     .iter()
-                    .map(|(id, v)| format!("{id} ({} secrets)", v.secret_count()))
+                    .map(|(id, v)| format!("{id} ({})", secrets(v.secret_count())))
                     .collect();
                 ids.sort();
                 format!("stores: {}", ids.join(", "))
             }
         }
+    }
+}
+
+fn secrets(n: usize) -> String {
+    if n == 1 {
+        "1 secret".to_owned()
+    } else {
+        format!("{n} secrets")
     }
 }
 

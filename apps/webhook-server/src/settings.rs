@@ -10,6 +10,43 @@ use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+/// Levels a log filter may name on their own.
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Checks a `tracing` filter (`info`, `webhook_server=debug,warn`).
+///
+/// Why stricter than `EnvFilter`: it takes a lone word as a target name
+/// (`verbose`, `inof`: "everything from target `inof`"), which silences
+/// every other line, start-up errors included, without a word. Here each
+/// comma-separated part must be a level or `target=level` (or a span
+/// filter, `target[span]=level`).
+///
+/// # Errors
+/// What is wrong, without the value (it is not secret, but the message
+/// format is the configuration's: keys, not values).
+pub fn check_log_filter(filter: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = filter.split(',').map(str::trim).collect();
+    if parts.iter().all(|p| p.is_empty()) {
+        bail!("it is empty; use one of {}", LOG_LEVELS.join(", "));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let level = match part.rsplit_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level.trim(),
+            Some(_) => bail!("part {} has no target before `=`", i + 1),
+            None => part,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            bail!(
+                "part {} does not end in a level ({}); write `level` or `target=level`",
+                i + 1,
+                LOG_LEVELS.join(", ")
+            );
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// The built-in defaults, also the reference for every key.
 pub const DEFAULTS: &str = include_str!("../config/default.toml");
 
@@ -17,8 +54,10 @@ pub const DEFAULTS: &str = include_str!("../config/default.toml");
 /// with the CLI, see [`catalog_config::ENV_ALIASES`]).
 pub use catalog_config::ENV_ALIASES;
 
-/// All settings.
+/// All settings. An unknown section (a misspelt `[rate_limt]`) stops
+/// start-up: its settings would otherwise be silently off.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Settings {
     /// HTTP listener and request limits.
@@ -579,10 +618,17 @@ impl Settings {
     /// When the file is missing or unreadable, or a key has a bad value (the
     /// message names the key).
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        // A missing .env is normal; a malformed one is worth a failure.
+        // A missing .env is normal; a malformed one is worth a failure,
+        // named by its line only (dotenvy quotes the line, which may be a
+        // secret's).
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
+            Err(dotenvy::Error::LineParse(_, index)) => {
+                bail!(
+                    "failed to read .env: cannot parse it at character {index} (check quoting on that line)"
+                )
+            }
             Err(e) => return Err(e).context("failed to read .env"),
         }
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -617,6 +663,8 @@ impl Settings {
     /// # Errors
     /// A message naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
+        check_log_filter(&self.log.level)
+            .with_context(|| "log.level (CATALOG_LOG__LEVEL) is not a log filter")?;
         if self.server.body_limit == 0 {
             bail!("server.body_limit must be greater than 0");
         }
@@ -913,6 +961,75 @@ mod tests {
             s.shopify.webhook_secret.as_ref().unwrap().expose_secret(),
             "webhook"
         );
+    }
+
+    #[test]
+    fn a_misspelt_section_or_log_level_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[rate_limt]\nenabled = false\n").unwrap();
+        let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+        assert!(err.contains("rate_limt"), "{err}");
+        // The same from the environment.
+        let err = Settings::load_from(None, &env(&[("CATALOG_DISPACH__LOG", "true")])).unwrap_err();
+        assert!(format!("{err:#}").contains("dispach"), "{err:#}");
+        for bad in [
+            "verbose",
+            "inof",
+            "info,,==",
+            "???[",
+            "",
+            "webhook_server=loud",
+        ] {
+            let err =
+                Settings::load_from(None, &env(&[("CATALOG_LOG__LEVEL", bad)])).expect_err(bad);
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("log.level (CATALOG_LOG__LEVEL)"),
+                "{bad}: {err}"
+            );
+        }
+        for good in [
+            "info",
+            "WARN",
+            "webhook_server=debug,info",
+            "warn,actix_web=off",
+            "a[span]=trace",
+        ] {
+            let s = Settings::load_from(None, &env(&[("CATALOG_LOG__LEVEL", good)]));
+            assert!(s.is_ok(), "{good}: {:#}", s.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn two_entries_for_one_store_stop_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[woocommerce.stores]]
+id = "https://shop.example.com"
+secrets = ["old"]
+
+[[woocommerce.stores]]
+id = "http://Shop.example.com/"
+secrets = ["new"]
+"#,
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        let err = crate::platforms::Platforms::from_settings(&s)
+            .err()
+            .expect("refused");
+        let err = format!("{err:#}");
+        assert!(
+            err.contains(
+                "woocommerce.stores[1].id names the same store as woocommerce.stores[0].id"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("old") && !err.contains("new"), "{err}");
     }
 
     #[test]

@@ -34,8 +34,10 @@ pub struct EventPayload<'a> {
     /// Product id.
     pub product_id: Option<&'a str>,
     /// When the platform triggered it.
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub triggered_at: Option<chrono::DateTime<Utc>>,
     /// When we received it.
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub received_at: chrono::DateTime<Utc>,
     /// The normalised product (`null` for deletes and unreadable deliveries).
     pub product: Option<serde_json::Value>,

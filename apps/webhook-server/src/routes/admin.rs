@@ -91,9 +91,9 @@ fn event_json(e: &StoredEvent, with_body: bool, platforms: &Platforms) -> serde_
         "attempts": e.attempts,
         "last_error": e.last_error,
         "error": ev.error,
-        "triggered_at": ev.triggered_at,
-        "received_at": ev.received_at,
-        "next_attempt_at": e.next_attempt_at,
+        "triggered_at": ev.triggered_at.as_ref().map(crate::timestamp::format),
+        "received_at": crate::timestamp::format(&ev.received_at),
+        "next_attempt_at": crate::timestamp::format(&e.next_attempt_at),
         "product": product,
     });
     if with_body && let Some(obj) = v.as_object_mut() {

@@ -20,7 +20,9 @@ async fn index(state: web::Data<AppState>) -> HttpResponse {
             serde_json::json!({
                 "id": p.id().as_str(),
                 "stores": p.verifiers.describe(),
-                "routes": p.actions.iter().map(|a| format!("/webhooks/{}/products/{a}", p.id())).collect::<Vec<_>>(),
+                "routes": std::iter::once(format!("/webhooks/{}", p.id()))
+                    .chain(p.actions.iter().map(|a| format!("/webhooks/{}/products/{a}", p.id())))
+                    .collect::<Vec<_>>(),
             })
         })
         .collect();

@@ -92,6 +92,16 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
         assert!(events[0].get(key).is_some(), "missing {key}");
     }
     assert!(events[0].get("raw_body").is_none());
+    // Times with exactly three fractional digits: they sort as text.
+    for e in events {
+        let t = e["received_at"].as_str().unwrap();
+        assert!(
+            t.len() == "2026-11-28T17:18:01.000Z".len()
+                && t.ends_with('Z')
+                && t.as_bytes()[19] == b'.',
+            "{t}"
+        );
+    }
     let next = page["next"].as_str().unwrap().to_owned();
     let res = test::call_service(
         &app,

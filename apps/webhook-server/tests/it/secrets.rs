@@ -617,3 +617,52 @@ fn a_config_syntax_error_does_not_quote_the_secret() {
         assert_clean("a configuration error", &shown);
     }
 }
+
+/// The binary's start-up refusals: a malformed `.env` is named by position,
+/// not quoted (its line may be a secret's), and a log filter that would
+/// silence everything is refused naming its variable.
+#[test]
+fn start_up_refusals_name_the_place_not_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |dir: &std::path::Path, envs: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_PORT", "0")
+            .env("CATALOG_DATABASE_URL", "memory://")
+            .envs(envs.iter().copied())
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("APP_HOST=127.0.0.1\nWOOCOMMERCE_WEBHOOK_SECRET=\"{WOO_SECRET}\n"),
+    )
+    .unwrap();
+    let (ok, text) = run(dir.path(), &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains(".env"), "{text}");
+    assert_clean("a .env error", &text);
+
+    let clean = tempfile::tempdir().unwrap();
+    for (var, value) in [("RUST_LOG", "verbose"), ("CATALOG_LOG__LEVEL", "inof")] {
+        let (ok, text) = run(clean.path(), &[(var, value)]);
+        assert!(!ok, "{var}={value} accepted: {text}");
+        assert!(text.contains(var), "{var}: {text}");
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("Usage: webhook-server [--config FILE]")
+    );
+}

@@ -336,16 +336,8 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn(move || {
                 let sync = CommitSync::new(durability);
-                writer_loop(
-                    conn,
-                    rx,
-                    batch_max,
-                    ids,
-                    sync,
-                    health,
-                    &thread_counters,
-                    &writer_gate,
-                );
+                let state = WriterState { ids, sync, health };
+                writer_loop(conn, rx, batch_max, state, &thread_counters, &writer_gate);
             })
             .map_err(|e| StoreError::Database(format!("cannot start writer thread: {e}")))?;
         let weak = Arc::downgrade(&alive);
@@ -562,16 +554,26 @@ const FINAL_PASS_FRAMES: i64 = 256;
 /// the id index no longer is written per delivery, see `recent_ids`.)
 const CHECKPOINT_PERIOD: Duration = Duration::from_millis(100);
 
+/// What the writer thread keeps between batches.
+struct WriterState {
+    ids: RecentIds,
+    sync: CommitSync,
+    health: Health,
+}
+
 fn writer_loop(
     mut conn: Connection,
     mut rx: mpsc::Receiver<Command>,
     batch_max: usize,
-    mut ids: RecentIds,
-    mut sync: CommitSync,
-    mut health: Health,
+    state: WriterState,
     counters: &Counters,
     gate: &WriterGate,
 ) {
+    let WriterState {
+        mut ids,
+        mut sync,
+        mut health,
+    } = state;
     let mut batch = Vec::with_capacity(batch_max);
     let drain = |rx: &mut mpsc::Receiver<Command>, batch: &mut Vec<Command>| {
         while batch.len() < batch_max {
