@@ -1,7 +1,7 @@
 //! `webhook-server [--config FILE]`: loads settings, starts tracing, runs the
 //! HTTP server and the dispatcher, and drains both on SIGINT/SIGTERM.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,11 +50,12 @@ fn config_path() -> anyhow::Result<Option<PathBuf>> {
                 path = Some(PathBuf::from(&s["--config=".len()..]));
             }
             "--help" | "-h" => {
-                print!("{USAGE}");
+                let _ = std::io::stdout().write_all(USAGE.as_bytes());
                 std::process::exit(0);
             }
             "--version" | "-V" => {
-                println!("webhook-server {}", env!("CARGO_PKG_VERSION"));
+                let version = concat!("webhook-server ", env!("CARGO_PKG_VERSION"), "\n");
+                let _ = std::io::stdout().write_all(version.as_bytes());
                 std::process::exit(0);
             }
             other => {

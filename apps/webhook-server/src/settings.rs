@@ -1019,9 +1019,9 @@ secrets = ["new"]
         )
         .unwrap();
         let s = Settings::load_from(Some(&path), &[]).unwrap();
-        let err = crate::platforms::Platforms::from_settings(&s)
-            .err()
-            .expect("refused");
+        let Err(err) = crate::platforms::Platforms::from_settings(&s) else {
+            panic!("two entries for one store were accepted");
+        };
         let err = format!("{err:#}");
         assert!(
             err.contains(
