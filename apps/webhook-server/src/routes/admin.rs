@@ -64,7 +64,9 @@ struct ListQuery {
     store: Option<String>,
     topic: Option<String>,
     status: Option<String>,
-    limit: Option<usize>,
+    // Strings, parsed here: a bad value gets the API's JSON error, not
+    // actix's plain-text one.
+    limit: Option<String>,
     cursor: Option<String>,
 }
 
@@ -126,17 +128,26 @@ async fn list(
                 .ok_or_else(|| Error::BadRequest(format!("unknown status {s:?}")))?,
         ),
     };
+    // Cursors are the `next` of an earlier page: positive sequence numbers.
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| Error::BadRequest("invalid cursor".into()))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
+            Error::BadRequest("invalid cursor: pass the `next` of the previous page".into())
+        })?),
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                Error::BadRequest(format!("limit must be a number from 1 to {MAX_LIMIT}"))
+            })?,
+    };
     let filter = EventFilter {
         platform: q.platform,
-        store: q.store,
+        store: q.store.as_deref().map(store_filter),
         topic: q.topic,
         status,
     };
@@ -145,6 +156,21 @@ async fn list(
         "events": page.events.iter().map(|e| event_json(e, false, &state.platforms)).collect::<Vec<_>>(),
         "next": page.next.map(|n| n.to_string()),
     })))
+}
+
+/// A store filter as stores are recorded: host in lower case, no trailing
+/// slash (a WooCommerce path keeps its case).
+fn store_filter(store: &str) -> String {
+    let store = store.trim().trim_end_matches('/');
+    let host_from = store.find("://").map_or(0, |i| i + 3);
+    let path_from = store[host_from..]
+        .find('/')
+        .map_or(store.len(), |i| host_from + i);
+    format!(
+        "{}{}",
+        store[..path_from].to_ascii_lowercase(),
+        &store[path_from..]
+    )
 }
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, Error> {

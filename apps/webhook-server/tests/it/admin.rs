@@ -175,3 +175,56 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
         webhook_server::store::EventStatus::Pending
     );
 }
+
+/// Query values the API cannot use are refused with its JSON error, and a
+/// store filter matches however the store's host is written.
+#[actix_web::test]
+async fn list_parameters_are_checked_and_store_filters_normalised() {
+    let mut s = settings();
+    s.admin.token = Some(SecretString::from(TOKEN));
+    let state = state_from(&s, memory(), &single_secret());
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    let res = test::call_service(
+        &app,
+        delivery(
+            "/webhooks/shopify",
+            "products/create",
+            "q1",
+            &body(1),
+            SECRET,
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let bearer = format!("Bearer {TOKEN}");
+    let get = |uri: &str| {
+        test::TestRequest::get()
+            .uri(uri)
+            .insert_header(("Authorization", bearer.clone()))
+            .to_request()
+    };
+    for q in [
+        "limit=0",
+        "limit=501",
+        "limit=-1",
+        "limit=abc",
+        "cursor=0",
+        "cursor=-5",
+        "cursor=x",
+    ] {
+        let res = test::call_service(&app, get(&format!("/admin/events?{q}"))).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{q}");
+        let body: serde_json::Value = serde_json::from_slice(&test::read_body(res).await)
+            .unwrap_or_else(|e| panic!("{q}: not JSON: {e}"));
+        assert!(body["error"].is_string(), "{q}: {body}");
+    }
+    for q in ["limit=1", "limit=500", "cursor=1"] {
+        let res = test::call_service(&app, get(&format!("/admin/events?{q}"))).await;
+        assert_eq!(res.status(), StatusCode::OK, "{q}");
+    }
+    let upper = STORE.to_ascii_uppercase();
+    let res = test::call_service(&app, get(&format!("/admin/events?store={upper}/"))).await;
+    let page: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
+}
