@@ -38,6 +38,7 @@ pub mod normalise;
 pub mod pipeline;
 pub mod platforms;
 pub mod ratelimit;
+pub mod refusals;
 pub mod retention;
 /// Keeping credentials out of logs and errors (shared with the CLI).
 pub use catalog_config::redact;

@@ -123,9 +123,23 @@ pub async fn process(
             )));
         }
     };
-    let verified = delivery
-        .verify(&body, verifier)
-        .map_err(|e| reject(&e, platform, headers))?;
+    // For the refusal warning: `verify` consumes the delivery.
+    let claimed_store = delivery.meta.store.clone();
+    let verified = delivery.verify(&body, verifier).map_err(|e| {
+        let refusal = reject(&e, platform, headers);
+        if matches!(refusal, Error::Unauthorized(_))
+            && let Some(refused) = platform.refusals.refused()
+        {
+            tracing::warn!(
+                platform = %platform.id(),
+                store = %claimed_store,
+                error = %e,
+                refused,
+                "deliveries refused: the signature matches no secret of the store (at most one such line a minute; refused = how many since the last)"
+            );
+        }
+        refusal
+    })?;
     let meta = verified.meta();
     if let Some(expected) = expected
         && *expected != meta.topic

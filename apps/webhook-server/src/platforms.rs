@@ -154,8 +154,14 @@ pub struct PlatformEntry {
     pub actions: &'static [&'static str],
     /// Signature header names (lower case); a request repeating one is refused.
     pub signature_headers: &'static [&'static str],
+    /// Headers that name the store, topic and event (lower case); a request
+    /// repeating one is refused, like a repeated signature: a proxy and we
+    /// could read different values.
+    pub identity_headers: &'static [&'static str],
     /// Secrets per store.
     pub verifiers: Verifiers,
+    /// Signature refusals, warned about at most once a minute.
+    pub refusals: Arc<crate::refusals::RefusalLog>,
 }
 
 impl fmt::Debug for PlatformEntry {
@@ -176,11 +182,18 @@ impl PlatformEntry {
         signature_headers: &'static [&'static str],
         verifiers: Verifiers,
     ) -> Self {
+        let identity_headers = match source.platform().as_str() {
+            "shopify" => SHOPIFY_IDENTITY_HEADERS,
+            "woocommerce" => WOOCOMMERCE_IDENTITY_HEADERS,
+            _ => &[],
+        };
         Self {
             source,
             actions,
             signature_headers,
+            identity_headers,
             verifiers,
+            refusals: Arc::default(),
         }
     }
 
@@ -209,6 +222,28 @@ pub struct Platforms {
 pub const SHOPIFY_ACTIONS: &[&str] = &["create", "update", "delete"];
 /// Shopify's signature headers (classic and the newer unprefixed one).
 pub const SHOPIFY_SIGNATURE_HEADERS: &[&str] = &["x-shopify-hmac-sha256", "shopify-hmac-sha256"];
+/// Shopify's store, topic and event headers, classic and unprefixed.
+pub const SHOPIFY_IDENTITY_HEADERS: &[&str] = &[
+    "x-shopify-topic",
+    "shopify-topic",
+    "x-shopify-shop-domain",
+    "shopify-shop-domain",
+    "x-shopify-event-id",
+    "shopify-event-id",
+    "x-shopify-webhook-id",
+    "shopify-webhook-id",
+    "x-shopify-triggered-at",
+    "shopify-triggered-at",
+];
+/// WooCommerce's store, topic and delivery headers.
+pub const WOOCOMMERCE_IDENTITY_HEADERS: &[&str] = &[
+    "x-wc-webhook-topic",
+    "x-wc-webhook-resource",
+    "x-wc-webhook-event",
+    "x-wc-webhook-source",
+    "x-wc-webhook-id",
+    "x-wc-webhook-delivery-id",
+];
 /// WooCommerce's route actions.
 pub const WOOCOMMERCE_ACTIONS: &[&str] = &["create", "update", "delete", "restore"];
 /// WooCommerce's signature header.

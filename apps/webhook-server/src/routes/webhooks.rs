@@ -133,9 +133,10 @@ async fn handle(
         None => None,
     };
     let result = async {
-        // First-value-wins on a repeated signature header would let a
-        // proxy and us disagree about which one was checked: refuse it.
-        for name in entry.signature_headers {
+        // First-value-wins on a repeated signature or identity header would
+        // let a proxy and us disagree about which one was checked (or which
+        // store, topic or event it is): refuse it.
+        for name in entry.signature_headers.iter().chain(entry.identity_headers) {
             if req.headers().get_all(*name).nth(1).is_some() {
                 return Err(Error::BadRequest(format!("repeated {name} header")));
             }

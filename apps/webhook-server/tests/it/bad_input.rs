@@ -341,7 +341,7 @@ fn catalogue() -> Vec<Case> {
             kept: Kept::Event,
         },
         Case {
-            name: "topic header repeated (first wins; headers are unsigned)",
+            name: "topic header repeated (a proxy may read the other one)",
             path: S_BY_HEADER,
             headers: with(
                 shop_a("products/create", &create),
@@ -349,8 +349,8 @@ fn catalogue() -> Vec<Case> {
                 "products/delete",
             ),
             body: create.clone(),
-            status: 200,
-            kept: Kept::Event,
+            status: 400,
+            kept: Kept::Nothing,
         },
         Case {
             name: "shop domain header repeated, second names another store",
@@ -361,8 +361,20 @@ fn catalogue() -> Vec<Case> {
                 SHOP_B.0,
             ),
             body: create.clone(),
-            status: 200,
-            kept: Kept::Event,
+            status: 400,
+            kept: Kept::Nothing,
+        },
+        Case {
+            name: "event id header repeated",
+            path: S_CREATE,
+            headers: with(
+                shop_a("products/create", &create),
+                "X-Shopify-Event-Id",
+                "another-event",
+            ),
+            body: create.clone(),
+            status: 400,
+            kept: Kept::Nothing,
         },
         Case {
             name: "oversize header: 16 KiB event id, signed",

@@ -437,6 +437,13 @@ async fn the_server_never_shows_a_secret() {
     // The log is real: debug lines, refusals and the sink's failures are there.
     assert!(logs.contains("DEBUG"), "{logs}");
     assert!(logs.contains("request refused"), "{logs}");
+    // A signature refusal is a warning (once a minute), naming the store.
+    assert!(
+        logs.lines().any(|l| l.contains("WARN")
+            && l.contains("the signature matches no secret of the store")
+            && l.contains(SHOP_A)),
+        "{logs}"
+    );
     assert!(logs.contains("500"), "{logs}");
     assert!(
         seen.contains("webhook_deliveries") || seen.contains("# TYPE"),
