@@ -20,7 +20,7 @@ use catalog_core::{InsertOutcome, Topic};
 use chrono::Utc;
 
 use crate::error::Error;
-use crate::platforms::{PlatformEntry, VerifierLookup};
+use crate::platforms::{PlatformEntry, VerifierLookup, Verifiers};
 use crate::store::{EventStore, NewEvent};
 
 /// A delivery that was answered 200.
@@ -103,6 +103,12 @@ pub async fn process(
     let received_at = Utc::now();
     let source = &*platform.source;
     let delivery = match source.inspect(headers, &body) {
+        // A ping (unsigned by the platform) says the URL works: not so
+        // while every delivery would be refused for want of a secret.
+        Ok(Inbound::Ping(_)) if matches!(platform.verifiers, Verifiers::Unconfigured) => {
+            tracing::warn!(platform = %platform.id(), "ping refused: no webhook secret configured for this platform");
+            return Err(Error::NotConfigured(platform.id().as_str().to_owned()));
+        }
         Ok(Inbound::Ping(_)) => return Ok(Accepted::Ping),
         Ok(Inbound::Delivery(d)) => d,
         Err(e) => return Err(reject(&e, platform, headers)),

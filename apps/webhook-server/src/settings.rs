@@ -211,7 +211,12 @@ impl DatabaseSettings {
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
             .unwrap_or(url);
-        if path.is_empty() || path.contains("://") {
+        if path.trim().is_empty() {
+            bail!(
+                "database.url (CATALOG_DATABASE_URL): sqlite:// needs a file path, e.g. sqlite://data/catalog.db"
+            );
+        }
+        if path.contains("://") {
             bail!(
                 "database.url (CATALOG_DATABASE_URL): expected sqlite://PATH, memory:// or postgres://..., got a URL with another scheme"
             );

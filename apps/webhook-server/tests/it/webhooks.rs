@@ -329,6 +329,16 @@ async fn a_platform_without_secret_refuses_deliveries() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A ping says the URL works: not while deliveries would be refused, so
+    // the mistake shows when the webhook is created, not after the platform
+    // has disabled it.
+    let ping = test::TestRequest::post()
+        .uri("/webhooks/shopify")
+        .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
+        .set_payload("webhook_id=27")
+        .to_request();
+    let res = test::call_service(&app, ping).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(all(&*store).await.is_empty());
 }
 
