@@ -168,11 +168,21 @@ impl NewEvent {
         product_id: Option<String>,
         received_at: DateTime<Utc>,
     ) -> Self {
-        let key = DedupKey::new(
-            meta.platform.clone(),
-            meta.store.clone(),
-            meta.event_id.clone(),
-        );
+        // The product the body names is part of the key. Shopify documents
+        // X-Shopify-Event-Id as "shared across all deliveries produced by
+        // the same merchant action": should one action update several
+        // products under one Event-Id, a key of the Event-Id alone would
+        // keep the first product's delivery and drop the others as
+        // duplicates. A retry (the same body) and another subscription's
+        // copy of the event (the same product) still get the same key.
+        let keyed = match &product_id {
+            Some(product) => catalog_core::EventId::new(format!(
+                "{}\u{1f}product:{product}",
+                meta.event_id.as_str()
+            )),
+            None => meta.event_id.clone(),
+        };
+        let key = DedupKey::new(meta.platform.clone(), meta.store.clone(), keyed);
         Self {
             id: key.fingerprint(),
             platform: meta.platform.as_str().to_owned(),

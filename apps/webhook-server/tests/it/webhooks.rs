@@ -149,6 +149,42 @@ async fn duplicates_are_acknowledged_but_stored_once() {
     assert_eq!(all(&*store).await.len(), 1);
 }
 
+/// Shopify shares X-Shopify-Event-Id "across all deliveries produced by the
+/// same merchant action": deliveries of one Event-Id about other products
+/// are stored, each once; a retry of any of them is still a duplicate.
+#[actix_web::test]
+async fn one_event_id_over_several_products_keeps_each_product() {
+    let store = memory();
+    let app = app!(state_with(store.clone(), &single_secret()));
+    for (product, expected) in [
+        (11, "stored"),
+        (12, "stored"),
+        (11, "duplicate"),
+        (12, "duplicate"),
+    ] {
+        let res = test::call_service(
+            &app,
+            delivery(
+                "/webhooks/shopify/products/update",
+                "products/update",
+                "bulk-edit-1",
+                &body(product),
+                SECRET,
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(json(res).await["status"], expected, "product {product}");
+    }
+    let mut products: Vec<_> = all(&*store)
+        .await
+        .into_iter()
+        .map(|e| e.event.product_id.unwrap_or_default())
+        .collect();
+    products.sort();
+    assert_eq!(products, ["11", "12"]);
+}
+
 #[actix_web::test]
 async fn rotated_secrets_and_store_lists() {
     let store = memory();
