@@ -30,6 +30,12 @@ pub enum Error {
     /// No such route or resource (404).
     #[error("not found")]
     NotFound,
+    /// A route that exists, asked with another method (405).
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed {
+        /// The methods the route takes (`POST`).
+        allow: &'static str,
+    },
     /// Body not received in time (408).
     #[error("request body not received in time")]
     Timeout,
@@ -62,6 +68,7 @@ impl Error {
             Self::TopicMismatch { .. } => "topic_mismatch",
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Timeout => "timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited => "rate_limited",
@@ -77,6 +84,7 @@ impl ResponseError for Error {
             Self::BadRequest(_) | Self::TopicMismatch { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -100,6 +108,9 @@ impl ResponseError for Error {
         }
         if matches!(self, Self::RateLimited) {
             res.insert_header(("Retry-After", "1"));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            res.insert_header(("Allow", *allow));
         }
         res.json(serde_json::json!({ "error": self.code() }))
     }

@@ -21,21 +21,42 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, platforms: &Platforms) {
         let id = p.id().as_str().to_owned();
         for action in p.actions {
             let platform = id.clone();
-            cfg.route(
-                &format!("/{id}/products/{action}"),
-                web::post().to(
-                    move |req: HttpRequest, payload: web::Payload, state: web::Data<AppState>| {
-                        let platform = platform.clone();
-                        async move { handle(&req, &platform, Some(action), payload, &state).await }
-                    },
-                ),
+            cfg.service(
+                web::resource(format!("/{id}/products/{action}"))
+                    .route(
+                        web::post().to(
+                            move |req: HttpRequest,
+                                  payload: web::Payload,
+                                  state: web::Data<AppState>| {
+                                let platform = platform.clone();
+                                async move {
+                                    handle(&req, &platform, Some(action), payload, &state).await
+                                }
+                            },
+                        ),
+                    )
+                    .default_service(web::to(post_only)),
             );
         }
     }
     // Everything else (other platforms and actions: 404) and the
     // topic-from-header endpoint.
-    cfg.route("/{platform}", web::post().to(by_header))
-        .route("/{platform}/products/{action}", web::post().to(by_route));
+    cfg.service(
+        web::resource("/{platform}")
+            .route(web::post().to(by_header))
+            .default_service(web::to(post_only)),
+    )
+    .service(
+        web::resource("/{platform}/products/{action}")
+            .route(web::post().to(by_route))
+            .default_service(web::to(post_only)),
+    );
+}
+
+/// Webhook routes take POST only: a `curl` of the URL gets 405 and `Allow`,
+/// not a 404 that reads as "no such route".
+async fn post_only() -> HttpResponse {
+    actix_web::ResponseError::error_response(&Error::MethodNotAllowed { allow: "POST" })
 }
 
 async fn by_header(

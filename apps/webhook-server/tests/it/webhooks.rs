@@ -320,6 +320,14 @@ async fn topic_mismatch_is_400_and_unknown_routes_404() {
         .await;
         assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
     }
+    // Another method on a webhook route: 405 with `Allow`, nothing stored.
+    for path in [CREATE, "/webhooks/shopify"] {
+        let res = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(res.headers().get("allow").unwrap(), "POST");
+        assert_eq!(json(res).await["error"], "method_not_allowed");
+    }
+    assert_eq!(all(&*store).await.len(), 1);
 }
 
 #[actix_web::test]
