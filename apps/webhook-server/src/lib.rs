@@ -33,12 +33,12 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod log_budget;
 pub mod metrics;
 pub mod normalise;
 pub mod pipeline;
 pub mod platforms;
 pub mod ratelimit;
-pub mod refusals;
 pub mod retention;
 /// Keeping credentials out of logs and errors (shared with the CLI).
 pub use catalog_config::redact;

@@ -134,7 +134,7 @@ pub async fn process(
     let verified = delivery.verify(&body, verifier).map_err(|e| {
         let refusal = reject(&e, platform, headers);
         if matches!(refusal, Error::Unauthorized(_))
-            && let Some(refused) = platform.refusals.refused()
+            && let Some(refused) = platform.refusals.hit()
         {
             tracing::warn!(
                 platform = %platform.id(),

@@ -161,7 +161,7 @@ pub struct PlatformEntry {
     /// Secrets per store.
     pub verifiers: Verifiers,
     /// Signature refusals, warned about at most once a minute.
-    pub refusals: Arc<crate::refusals::RefusalLog>,
+    pub refusals: Arc<crate::log_budget::LogBudget>,
 }
 
 impl fmt::Debug for PlatformEntry {

@@ -26,6 +26,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use tokio::sync::{Notify, oneshot, watch};
 
+use crate::log_budget::LogBudget;
 use crate::metrics::{DispatchResult, Metrics};
 use crate::normalise;
 use crate::platforms::Platforms;
@@ -119,6 +120,8 @@ pub struct Dispatcher {
     config: DispatchConfig,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Outcomes the store refused, warned about at most every 10 s.
+    unrecorded: Arc<LogBudget>,
 }
 
 /// A running dispatcher.
@@ -160,6 +163,7 @@ impl Dispatcher {
             config,
             wake,
             metrics,
+            unrecorded: Arc::new(LogBudget::new(Duration::from_secs(10))),
         }
     }
 
@@ -366,8 +370,10 @@ impl Dispatcher {
                         // The store refused the outcome: the lease ran out and
                         // another worker claimed the event, or the event is
                         // gone (the bounded memory store drops its oldest
-                        // events when full).
-                        tracing::warn!(id = %event.event.id, "dispatch outcome not recorded: this worker no longer holds the event (lease expired, or the event was dropped from the store)");
+                        // events when full, one per delivery under a burst).
+                        if let Some(unrecorded) = self.unrecorded.hit() {
+                            tracing::warn!(id = %event.event.id, unrecorded, "dispatch outcome not recorded: this worker no longer holds the event (lease expired, or the event was dropped from the store); at most one such line every 10 s, unrecorded = how many since the last");
+                        }
                     }
                 }
                 Err(e) => {
