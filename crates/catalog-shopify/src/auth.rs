@@ -145,13 +145,19 @@ impl TokenProvider {
             header,
             generation: cache.generation,
         };
+        // No expiry announced (or one beyond what an `Instant` holds): keep
+        // it until Shopify refuses it.
+        let now = Instant::now();
+        let far = now
+            .checked_add(Duration::from_secs(365 * 24 * 3600))
+            .unwrap_or(now);
         let renew_at = match lifetime {
             Some(lifetime) => {
                 let margin = (lifetime / RENEW_FRACTION).min(MAX_RENEW_MARGIN);
-                Instant::now() + lifetime.saturating_sub(margin)
+                now.checked_add(lifetime.saturating_sub(margin))
+                    .unwrap_or(far)
             }
-            // No expiry announced: keep it until Shopify refuses it.
-            None => Instant::now() + Duration::from_secs(365 * 24 * 3600),
+            None => far,
         };
         cache.token = Some((token.clone(), renew_at));
         tracing::debug!(

@@ -94,7 +94,8 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .to_str()
         .ok()?;
     let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs).min(MAX_RETRY_AFTER))
+    (secs.is_finite() && secs >= 0.0)
+        .then(|| crate::throttle::secs_capped(secs, MAX_RETRY_AFTER))
 }
 
 impl Http {

@@ -130,7 +130,7 @@ impl CostBucket {
                     return Permit::new(self, estimate);
                 }
                 let secs = (estimate - known.available) / known.restore_rate;
-                Duration::from_secs_f64(secs).min(MAX_WAIT) + WAIT_SLACK
+                secs_capped(secs, MAX_WAIT) + WAIT_SLACK
             };
             tracing::debug!(
                 op,
@@ -151,7 +151,7 @@ impl CostBucket {
             return None;
         }
         let secs = ((requested - known.available) / known.restore_rate).max(0.0);
-        Some(Duration::from_secs_f64(secs).min(MAX_WAIT))
+        Some(secs_capped(secs, MAX_WAIT))
     }
 
     /// The current picture, refilled to now.
@@ -232,9 +232,31 @@ pub(crate) fn estimated_page_cost(first: u32, variants: u32, media: u32) -> u32 
     2 + first * (1 + (2 + variants) + (2 + media))
 }
 
+/// `secs` as a duration of at most `cap`; zero when negative or NaN.
+///
+/// Why not `Duration::from_secs_f64(secs).min(cap)`: it panics when `secs`
+/// does not fit a `Duration`, and `secs` comes from the platform (a
+/// `Retry-After` of 1e20, a `restoreRate` of 1e-20).
+pub(crate) fn secs_capped(secs: f64, cap: Duration) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_from_platform_figures_never_panic() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(secs_capped(1e22, cap), cap);
+        assert_eq!(secs_capped(f64::INFINITY, cap), cap);
+        assert_eq!(secs_capped(f64::NAN, cap), Duration::ZERO);
+        assert_eq!(secs_capped(-3.0, cap), Duration::ZERO);
+        assert_eq!(secs_capped(1.5, cap), Duration::from_millis(1500));
+    }
 
     fn cost(requested: f64, available: f64, rate: f64) -> QueryCost {
         QueryCost {
