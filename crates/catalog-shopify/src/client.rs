@@ -94,8 +94,7 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .to_str()
         .ok()?;
     let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0)
-        .then(|| crate::throttle::secs_capped(secs, MAX_RETRY_AFTER))
+    (secs.is_finite() && secs >= 0.0).then(|| crate::throttle::secs_capped(secs, MAX_RETRY_AFTER))
 }
 
 impl Http {

@@ -32,6 +32,8 @@ const DEFAULT_MAX_RETRIES: u32 = 3;
 const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(250);
 const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
 const DEFAULT_OVERLAP: u32 = 5;
+/// Most variation pages read for one product (a million variations).
+const MAX_VARIATION_PAGES: u64 = 10_000;
 
 /// A WooCommerce wc/v3 catalog client. Cheap to clone (shared state).
 ///
@@ -519,7 +521,21 @@ impl WooCommerceClient {
             }
         };
         let (mut all, pages) = page(1).await?;
-        let pages = pages.unwrap_or(1).min(10_000);
+        let Some(pages) = pages else {
+            // No X-WP-TotalPages (a proxy or cache dropped it): one page
+            // after another until a short one, rather than the first
+            // hundred variations taken for all of them.
+            let mut last = all.len();
+            let mut n = 2_u64;
+            while last >= MAX_PER_PAGE as usize && n <= MAX_VARIATION_PAGES {
+                let (vs, _) = page(n).await?;
+                last = vs.len();
+                all.extend(vs);
+                n += 1;
+            }
+            return Ok(all);
+        };
+        let pages = pages.min(MAX_VARIATION_PAGES);
         if pages > 1 {
             let rest: Vec<Result<(Vec<WireVariation>, Option<u64>)>> = stream::iter(2..=pages)
                 .map(page)
@@ -601,12 +617,15 @@ impl WooCommerceClient {
                     if let Ok(w) = &first {
                         let total = w.total.unwrap_or(0);
                         let overlap = u64::from(per_page) - step;
-                        let mut offsets = Vec::new();
-                        let mut o = step;
-                        while o + overlap < total {
-                            offsets.push(o);
-                            o += step;
-                        }
+                        // Planned lazily: `X-WP-Total` is the server's word
+                        // (a proxy or plugin can send anything), and a plan
+                        // of 1e12 offsets must not be built up front. The
+                        // walk ends at the first short window anyway.
+                        let offsets = (1_u64..)
+                            .map_while(move |k| k.checked_mul(step))
+                            .take_while(move |o| {
+                                o.checked_add(overlap).is_some_and(|end| end < total)
+                            });
                         let c = st.client.clone();
                         st.planned = Some(
                             stream::iter(offsets)

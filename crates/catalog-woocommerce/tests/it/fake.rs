@@ -50,6 +50,11 @@ pub struct FakeStore {
     pub fail_next: AtomicUsize,
     /// Called after each list request is answered (index, store).
     pub after_list: Mutex<Option<Hook>>,
+    /// Sent as the product list's `X-WP-Total` instead of the true count
+    /// (a proxy or plugin that lies).
+    pub list_total: Mutex<Option<String>>,
+    /// Leave `X-WP-TotalPages` out of variation pages (a proxy dropped it).
+    pub hide_variation_pages: std::sync::atomic::AtomicBool,
 }
 
 impl FakeStore {
@@ -67,6 +72,8 @@ impl FakeStore {
             max_in_flight: AtomicUsize::new(0),
             fail_next: AtomicUsize::new(0),
             after_list: Mutex::new(None),
+            list_total: Mutex::new(None),
+            hide_variation_pages: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -285,10 +292,18 @@ impl FakeStore {
                         sorted.reverse();
                     }
                     match paginate(&sorted, &params) {
-                        Ok((items, total, pages)) => ResponseTemplate::new(200)
-                            .insert_header("X-WP-Total", total.to_string())
-                            .insert_header("X-WP-TotalPages", pages.to_string())
-                            .set_body_json(items),
+                        Ok((items, total, pages)) => {
+                            let total = self
+                                .list_total
+                                .lock()
+                                .unwrap()
+                                .clone()
+                                .unwrap_or_else(|| total.to_string());
+                            ResponseTemplate::new(200)
+                                .insert_header("X-WP-Total", total)
+                                .insert_header("X-WP-TotalPages", pages.to_string())
+                                .set_body_json(items)
+                        }
                         Err(r) => r,
                     }
                 };
@@ -312,10 +327,16 @@ impl FakeStore {
                     Some(vs) => {
                         let refs: Vec<&Value> = vs.iter().collect();
                         match paginate(&refs, &params) {
-                            Ok((items, total, pages)) => ResponseTemplate::new(200)
-                                .insert_header("X-WP-Total", total.to_string())
-                                .insert_header("X-WP-TotalPages", pages.to_string())
-                                .set_body_json(items),
+                            Ok((items, total, pages)) => {
+                                let r = ResponseTemplate::new(200)
+                                    .insert_header("X-WP-Total", total.to_string());
+                                if self.hide_variation_pages.load(Ordering::SeqCst) {
+                                    r.set_body_json(items)
+                                } else {
+                                    r.insert_header("X-WP-TotalPages", pages.to_string())
+                                        .set_body_json(items)
+                                }
+                            }
                             Err(r) => r,
                         }
                     }

@@ -160,3 +160,45 @@ async fn concurrency_is_used_and_bounded() {
         "{elapsed:?}: requests not concurrent"
     );
 }
+
+/// `X-WP-Total` is the server's word: a wildly wrong one (a proxy, a
+/// plugin) neither plans a trillion offsets up front nor loses products;
+/// the walk ends at the first short window.
+#[tokio::test]
+async fn an_absurd_total_header_is_not_trusted() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=250 {
+        store.add_simple(id, "1.00");
+    }
+    *store.list_total.lock().unwrap() = Some("99999999999999".into());
+    let c = builder(&server, AuthMode::Basic)
+        .concurrency(2)
+        .build()
+        .unwrap();
+    let products: Vec<_> = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        c.stream_products().try_collect::<Vec<_>>(),
+    )
+    .await
+    .expect("the listing ended")
+    .unwrap();
+    assert_eq!(ids(&products), (1..=250).collect::<Vec<u64>>());
+    assert!(
+        store.list_requests.load(Ordering::SeqCst) < 20,
+        "{} list requests",
+        store.list_requests.load(Ordering::SeqCst)
+    );
+}
+
+/// Without `X-WP-TotalPages` on variation pages (a proxy dropped it), every
+/// variation is still read: pages follow until a short one.
+#[tokio::test]
+async fn variations_without_a_page_count_are_read_to_the_end() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.add_variable(7, 250);
+    store.hide_variation_pages.store(true, Ordering::SeqCst);
+    let c = builder(&server, AuthMode::Basic).build().unwrap();
+    let products: Vec<_> = c.stream_products().try_collect().await.unwrap();
+    assert_eq!(products.len(), 1);
+    assert_eq!(products[0].variants.len(), 250);
+}
