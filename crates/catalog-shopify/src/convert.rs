@@ -242,6 +242,21 @@ pub(crate) struct RestProduct {
     media: Option<Vec<RestMedia>>,
     #[serde(default)]
     images: Vec<RestImage>,
+    /// Every variant, by GID (webhooks): longer than `variants` when the
+    /// payload holds only the first 100 in full.
+    #[serde(default)]
+    variant_gids: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+impl RestProduct {
+    /// Whether the payload lists more variants (`variant_gids`) than it
+    /// carries in full (`variants`): Shopify's product webhooks send the
+    /// first 100 only.
+    pub(crate) fn variants_truncated(&self) -> bool {
+        self.variant_gids
+            .as_ref()
+            .is_some_and(|all| all.len() > self.variants.len())
+    }
 }
 
 #[derive(Debug, Deserialize)]

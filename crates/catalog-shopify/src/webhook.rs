@@ -344,8 +344,8 @@ impl ShopifyWebhookSource {
                 } else {
                     serde_json::from_slice::<RestProduct>(body).ok()
                 };
-                let product = match direct {
-                    Some(wire) => product_from_rest(wire, serde_json::Value::Null, ctx)?,
+                let (wire, raw) = match direct {
+                    Some(wire) => (wire, serde_json::Value::Null),
                     None => {
                         let raw: serde_json::Value = catalog_core::json::decode(body)?;
                         let wire: RestProduct = catalog_core::json::decode_value_ref(&raw)?;
@@ -354,10 +354,20 @@ impl ShopifyWebhookSource {
                         } else {
                             serde_json::Value::Null
                         };
-                        product_from_rest(wire, raw, ctx)?
+                        (wire, raw)
                     }
                 };
-                (Some(product.platform_id.clone()), Some(product))
+                if wire.variants_truncated() {
+                    // Product webhooks carry the first 100 variants in full
+                    // and list all of them in `variant_gids`: a product
+                    // built from the first 100 would overwrite the whole
+                    // one downstream. The event names the product; its
+                    // consumer reads it from the API.
+                    (Some(wire.id.0), None)
+                } else {
+                    let product = product_from_rest(wire, raw, ctx)?;
+                    (Some(product.platform_id.clone()), Some(product))
+                }
             }
             Topic::ProductDeleted => {
                 // Headers are not signed: a captured products/create body

@@ -22,7 +22,8 @@ pub(crate) struct Units {
 
 /// Product types whose variants come from `/products/{id}/variations`.
 pub(crate) fn has_variations(p: &WireProduct) -> bool {
-    p.kind == "variable"
+    // Plugin types with variations (`variable-subscription`, ...) too.
+    p.kind == "variable" || !p.variations.is_empty()
 }
 
 /// Builds a [`Product`].

@@ -309,6 +309,13 @@ impl WebhookSource for WooCommerceWebhookSource {
             return Ok(event);
         }
         event.product_id = Some(wire.id.to_string());
+        if crate::convert::has_variations(&wire) {
+            // The payload lists its variations by id only: a product built
+            // from it would have no variants and, upserted downstream, wipe
+            // them. The event names the product; its consumer reads it
+            // (variations included) from the API.
+            return Ok(event);
+        }
         if let Some(currency) = self.currency_for(&meta.store) {
             let units = Units {
                 currency: currency.clone(),

@@ -400,3 +400,31 @@ fn triage_gives_the_product_id_parse_gives() {
         Some("788032119674292922")
     );
 }
+
+/// "Product webhooks will return a full variants payload for the first 100
+/// records" and list every variant in `variant_gids`: a product past 100
+/// variants arrives without its product (the id only), never as a product
+/// cut to its first 100 variants that would overwrite the whole one.
+#[test]
+fn a_product_past_100_variants_is_named_not_truncated() {
+    let mut sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
+    let variant = sample["variants"][0].clone();
+    let gid = sample["variant_gids"][0].clone();
+    sample["variants"] = serde_json::Value::Array(
+        (0..100_u64)
+            .map(|i| {
+                let mut v = variant.clone();
+                v["id"] = (1_000 + i).into();
+                v
+            })
+            .collect(),
+    );
+    sample["variant_gids"] = serde_json::Value::Array(vec![gid; 150]);
+    let body = serde_json::to_vec(&sample).unwrap();
+    let e = event(&headers("products/update", &body), &body);
+    assert_eq!(e.product_id.as_deref(), Some("788032119674292922"));
+    assert!(e.product.is_none(), "a product cut to 100 of 150 variants");
+    // All there (the documented sample lists as many as it carries): the product.
+    let e = event(&headers("products/update", CREATE), CREATE);
+    assert!(e.product.is_some());
+}

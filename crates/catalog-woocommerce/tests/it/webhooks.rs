@@ -403,3 +403,33 @@ fn http_and_https_deliveries_of_one_site_are_one_store() {
     }
     assert_eq!(stores[0], stores[1]);
 }
+
+/// A variable product's payload lists its variations by id only: the event
+/// names the product and carries none (a product without its variants,
+/// upserted downstream, would wipe them). Plugin types with variations
+/// (`variable-subscription`) are read the same way.
+#[test]
+fn variable_products_are_named_not_built_without_variants() {
+    let mut v: serde_json::Value = serde_json::from_str(include_str!(
+        "../fixtures/product-variable-799.docs-sample.json"
+    ))
+    .unwrap();
+    v["variations"] = serde_json::json!([732, 733]);
+    for kind in ["variable", "variable-subscription"] {
+        v["type"] = kind.into();
+        let body = serde_json::to_vec(&v).unwrap();
+        let e = event(deliver("product.updated", "1", &body).unwrap());
+        assert_eq!(e.product_id.as_deref(), Some("799"), "{kind}");
+        assert!(
+            e.product.is_none(),
+            "{kind}: a product without its variants"
+        );
+    }
+    // A simple product still arrives whole.
+    let body = product_body();
+    assert!(
+        event(deliver("product.updated", "2", &body).unwrap())
+            .product
+            .is_some()
+    );
+}
