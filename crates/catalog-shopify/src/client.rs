@@ -788,7 +788,7 @@ impl ShopifyClient {
             catalog_core::json::decode_value_ref(&raw).map_err(|e| prefixed(e, path))?;
         let mut variants: Vec<VariantNode> = Vec::new();
         if let Some(conn) = node.variants.take() {
-            let next = conn.next_cursor().map(str::to_owned);
+            let next = conn.next_cursor()?.map(str::to_owned);
             variants = conn.nodes;
             if let Some(cursor) = next {
                 self.rest_of_variants(&node.id, cursor, &mut variants)
@@ -797,7 +797,7 @@ impl ShopifyClient {
         }
         let mut media: Vec<MediaNode> = Vec::new();
         if let Some(conn) = node.media.take() {
-            let next = conn.next_cursor().map(str::to_owned);
+            let next = conn.next_cursor()?.map(str::to_owned);
             media = conn.nodes;
             if let Some(cursor) = next {
                 self.rest_of_media(&node.id, cursor, &mut media).await?;
@@ -825,7 +825,7 @@ impl ShopifyClient {
                 .product
                 .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
                 .variants;
-            let next = conn.next_cursor().map(str::to_owned);
+            let next = conn.next_cursor()?.map(str::to_owned);
             out.extend(conn.nodes);
             match next {
                 Some(n) if n != cursor => cursor = n,
@@ -850,7 +850,7 @@ impl ShopifyClient {
                 .product
                 .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
                 .media;
-            let next = conn.next_cursor().map(str::to_owned);
+            let next = conn.next_cursor()?.map(str::to_owned);
             out.extend(conn.nodes);
             match next {
                 Some(n) if n != cursor => cursor = n,
@@ -937,11 +937,18 @@ impl Catalog for ShopifyClient {
             items.push(self.complete(raw, &currency, &path).await?);
         }
         let info = data.products.page_info;
-        let next = info
-            .has_next_page
-            .then_some(info.end_cursor)
-            .flatten()
-            .map(Cursor::new);
+        // More pages but no cursor to them: an error, not a silent end of
+        // the listing.
+        let next = match (info.has_next_page, info.end_cursor) {
+            (false, _) => None,
+            (true, Some(cursor)) => Some(Cursor::new(cursor)),
+            (true, None) => {
+                return Err(CatalogError::Decode {
+                    path: "data.products.pageInfo.endCursor".into(),
+                    message: "hasNextPage is true but endCursor is null".into(),
+                });
+            }
+        };
         Ok(Page::new(items, next))
     }
 

@@ -118,11 +118,21 @@ pub(crate) struct Connection<T> {
 
 impl<T> Connection<T> {
     /// The cursor to continue from, when there is more.
-    pub(crate) fn next_cursor(&self) -> Option<&str> {
-        self.page_info
-            .as_ref()
-            .filter(|p| p.has_next_page)
-            .and_then(|p| p.end_cursor.as_deref())
+    ///
+    /// # Errors
+    /// [`CatalogError::Decode`] when Shopify says there is more but gives no
+    /// cursor: reading on is impossible, and stopping would cut the list
+    /// short without a word.
+    pub(crate) fn next_cursor(&self) -> Result<Option<&str>, catalog_core::CatalogError> {
+        match &self.page_info {
+            Some(p) if p.has_next_page => p.end_cursor.as_deref().map(Some).ok_or_else(|| {
+                catalog_core::CatalogError::Decode {
+                    path: "pageInfo.endCursor".into(),
+                    message: "hasNextPage is true but endCursor is null".into(),
+                }
+            }),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -333,5 +343,25 @@ pub(crate) struct GraphqlErrorExtensions {
 impl GraphqlError {
     pub(crate) fn code(&self) -> Option<&str> {
         self.extensions.as_ref()?.code.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(page_info: &serde_json::Value) -> Connection<serde_json::Value> {
+        serde_json::from_value(serde_json::json!({ "pageInfo": page_info, "nodes": [] })).unwrap()
+    }
+
+    #[test]
+    fn more_pages_without_a_cursor_is_an_error_not_the_end() {
+        let more = connection(&serde_json::json!({ "hasNextPage": true, "endCursor": "c2" }));
+        assert_eq!(more.next_cursor().unwrap(), Some("c2"));
+        let last = connection(&serde_json::json!({ "hasNextPage": false, "endCursor": null }));
+        assert_eq!(last.next_cursor().unwrap(), None);
+        let broken = connection(&serde_json::json!({ "hasNextPage": true, "endCursor": null }));
+        let err = broken.next_cursor().unwrap_err().to_string();
+        assert!(err.contains("endCursor"), "{err}");
     }
 }
