@@ -68,7 +68,11 @@ impl CatalogError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::RateLimited { .. } | Self::Transport(_) => true,
-            Self::Http { status, .. } => *status == 429 || *status >= 500,
+            // 501 (Not Implemented: a WAF refusing the method) and 505 do
+            // not change on a retry.
+            Self::Http { status, .. } => {
+                *status == 429 || (*status >= 500 && !matches!(*status, 501 | 505))
+            }
             _ => false,
         }
     }
@@ -102,6 +106,7 @@ mod tests {
             message: String::new(),
         };
         assert!(http(503).is_transient());
+        assert!(!http(501).is_transient(), "a WAF's Method Not Implemented");
         assert!(http(429).is_transient());
         assert!(!http(400).is_transient());
         assert!(!CatalogError::NotFound("x".into()).is_transient());
