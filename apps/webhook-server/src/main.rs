@@ -112,6 +112,18 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(platform = %p.id(), stores = %p.verifiers.describe(), "platform enabled");
         }
     }
+    // Shopify's webhook prices carry no currency: an unconfigured store's
+    // are labelled USD, which must not go unnoticed for a store that sells
+    // in another one.
+    let shopify = &settings.shopify;
+    if platforms.get("shopify").is_some()
+        && shopify.default_currency.is_none()
+        && (shopify.stores.is_empty() || shopify.stores.iter().any(|s| s.currency.is_none()))
+    {
+        tracing::warn!(
+            "shopify: webhook prices carry no currency and some stores have none configured: their prices are labelled USD (set shopify.default_currency or shopify.stores[].currency)"
+        );
+    }
     if platforms.iter().next().is_none() {
         tracing::warn!("no platform compiled in: every webhook route answers 404");
     }
