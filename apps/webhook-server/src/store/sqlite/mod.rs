@@ -2192,6 +2192,10 @@ mod tests {
         migrate(&mut conn).unwrap();
         let mut ids = RecentIds::load(&conn, 1000).unwrap();
         let counters = Counters::default();
+        let mut health = Health::unchecked();
+        let mut run = |batch: &mut Vec<Command>| {
+            run_batch(&mut conn, batch, &mut ids, &mut health, &counters);
+        };
         let product = |n: usize, p: &str| {
             let mut e = numbered(n);
             e.product_id = Some(p.to_owned());
@@ -2199,13 +2203,7 @@ mod tests {
         };
         let insert = |e: NewEvent| Command::Insert(Box::new((e, None)), oneshot::channel().0);
         let mut batch: Vec<Command> = (0..3).map(|n| insert(product(n, "p"))).collect();
-        run_batch(
-            &mut conn,
-            &mut batch,
-            &mut ids,
-            &mut Health::unchecked(),
-            &counters,
-        );
+        run(&mut batch);
         let claim = || {
             let (reply, rx) = oneshot::channel();
             let cmd = Command::Claim {
@@ -2227,13 +2225,7 @@ mod tests {
         };
         let (cmd, rx) = claim();
         let mut batch = vec![insert(product(3, "q")), cmd];
-        run_batch(
-            &mut conn,
-            &mut batch,
-            &mut ids,
-            &mut Health::unchecked(),
-            &counters,
-        );
+        run(&mut batch);
         assert_eq!(names(rx), ["gen-0", "gen-3"], "heads only beside an insert");
         let (reply, _rx) = oneshot::channel();
         let mut batch = vec![Command::Release {
@@ -2241,21 +2233,9 @@ mod tests {
             worker: "w".into(),
             reply,
         }];
-        run_batch(
-            &mut conn,
-            &mut batch,
-            &mut ids,
-            &mut Health::unchecked(),
-            &counters,
-        );
+        run(&mut batch);
         let (cmd, rx) = claim();
-        run_batch(
-            &mut conn,
-            &mut vec![cmd],
-            &mut ids,
-            &mut Health::unchecked(),
-            &counters,
-        );
+        run(&mut vec![cmd]);
         assert_eq!(
             names(rx),
             ["gen-0", "gen-1", "gen-2", "gen-3"],
