@@ -179,6 +179,11 @@ impl HttpSink {
     /// When the HTTP client cannot be built.
     pub fn new(url: String, signer: Signer, timeout: Duration) -> Result<Self, HandlerError> {
         let client = reqwest::Client::builder()
+            // Redirects are not followed: a 301/302 would be re-sent as a
+            // GET without the body (and counted delivered on its 200), a
+            // 307/308 would post the event to a URL nobody configured. A
+            // redirect is a non-2xx answer: a failure, retried, then dead.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .user_agent(concat!(
@@ -215,7 +220,16 @@ impl EventHandler for HttpSink {
             .body(body)
             .send()
             .await
-            .map_err(|err| HandlerError::new(format!("http sink: {}", err.without_url())))?;
+            .map_err(|err| {
+                let what = if err.is_timeout() {
+                    "timed out"
+                } else if err.is_connect() {
+                    "could not connect"
+                } else {
+                    "request failed"
+                };
+                HandlerError::new(format!("http sink: {what}: {}", err.without_url()))
+            })?;
         let status = res.status();
         if status.is_success() {
             Ok(())

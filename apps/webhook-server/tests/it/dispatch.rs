@@ -99,6 +99,55 @@ async fn failing_endpoint_is_retried_with_backoff_then_dead_lettered() {
     }
 }
 
+/// A redirect is a failure, never followed: a 302 would come back as a GET
+/// without the body (and its 200 count as delivered), a 307 would post the
+/// event to a URL nobody configured.
+#[actix_web::test]
+async fn redirects_are_failures_not_followed() {
+    for status in [301_u16, 302, 307, 308] {
+        let server = MockServer::start().await;
+        Mock::given(path("/sink"))
+            .respond_with(ResponseTemplate::new(status).insert_header("Location", "/elsewhere"))
+            .mount(&server)
+            .await;
+        Mock::given(path("/elsewhere"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let store = memory();
+        let ids = ingest(store.clone(), 1).await;
+        let sink = HttpSink::new(
+            format!("{}/sink", server.uri()),
+            Signer::new(&SecretString::from(WHSEC)).unwrap(),
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let state = state_with(store.clone(), &single_secret());
+        let handle = state
+            .dispatcher(config(2), vec![Arc::new(sink) as Arc<dyn EventHandler>])
+            .spawn();
+        wait_for(&*store, EventStatus::Dead, 1).await;
+        handle.shutdown(Duration::from_secs(2)).await;
+        let requests = server.received_requests().await.unwrap();
+        assert!(
+            requests.iter().all(|r| r.url.path() == "/sink"),
+            "{status}: followed to {:?}",
+            requests
+                .iter()
+                .map(|r| r.url.path().to_owned())
+                .collect::<Vec<_>>()
+        );
+        let e = store.get(&ids[0]).await.unwrap().unwrap();
+        assert!(
+            e.last_error
+                .as_deref()
+                .unwrap()
+                .contains(&status.to_string()),
+            "{status}: {e:?}"
+        );
+    }
+}
+
 #[actix_web::test]
 async fn delivered_events_carry_a_verifiable_standard_webhooks_signature() {
     let server = MockServer::start().await;
