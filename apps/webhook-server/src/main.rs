@@ -66,6 +66,30 @@ fn config_path() -> anyhow::Result<Option<PathBuf>> {
     Ok(path)
 }
 
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
     // RUST_LOG replaces log.level; a filter that does not parse stops
     // start-up rather than falling back (or silencing everything).
@@ -172,7 +196,10 @@ async fn main() -> anyhow::Result<()> {
                 settings.server.client_request_timeout_ms,
             ))
             .client_disconnect_timeout(Duration::from_secs(1))
-            .shutdown_timeout(settings.server.shutdown_timeout_secs);
+            .shutdown_timeout(settings.server.shutdown_timeout_secs)
+            // Signals are handled below, so that the dispatcher is told to
+            // stop at once rather than after the requests have drained.
+            .disable_signals();
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
@@ -187,17 +214,39 @@ async fn main() -> anyhow::Result<()> {
     for addr in server.addrs() {
         tracing::info!(%addr, "listening");
     }
-    // Runs until SIGINT/SIGTERM; actix then stops accepting and waits up to
-    // shutdown_timeout for in-flight requests.
-    server.run().await.context("HTTP server failed")?;
+    // Runs until SIGINT/SIGTERM. Then, together: the HTTP server stops
+    // accepting and waits up to shutdown_timeout for in-flight requests,
+    // and the dispatcher finishes the round in progress (what is acknowledged
+    // meanwhile is stored, and dispatched after the next start). One after
+    // the other, the two budgets added up past a service manager's stop
+    // timeout.
+    let drain = Duration::from_secs(settings.server.shutdown_timeout_secs);
+    let mut dispatcher = dispatcher;
+    let running = server.run();
+    let http = running.handle();
+    let mut running = std::pin::pin!(running);
+    tokio::select! {
+        result = &mut running => result.context("HTTP server failed")?,
+        () = shutdown_signal() => {
+            tracing::info!("shutting down: draining in-flight requests and the dispatcher");
+            // Sent now; the server future below carries it out.
+            let stopped = http.stop(true);
+            let dispatch = async {
+                if let Some(d) = dispatcher.take() {
+                    d.shutdown(drain).await;
+                }
+            };
+            let (result, ()) = tokio::join!(&mut running, dispatch);
+            result.context("HTTP server failed")?;
+            stopped.await;
+        }
+    }
     if let Some(p) = pruner {
         // A chunk already queued in the store completes; none follows.
         p.abort();
     }
-    tracing::info!("HTTP server stopped; draining dispatcher");
     if let Some(d) = dispatcher {
-        d.shutdown(Duration::from_secs(settings.server.shutdown_timeout_secs))
-            .await;
+        d.shutdown(drain).await;
     }
     state.store.close().await;
     tracing::info!("shutdown complete");

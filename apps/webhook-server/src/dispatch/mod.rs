@@ -218,7 +218,7 @@ impl Dispatcher {
                 if let Some(Ok(events)) = next.take()
                     && !events.is_empty()
                 {
-                    self.dispatch_claimed(events, false).await;
+                    self.dispatch_claimed(events, false, &stop).await;
                 }
                 break;
             }
@@ -234,7 +234,7 @@ impl Dispatcher {
             match claimed {
                 Ok(events) if !events.is_empty() => {
                     let pipelined = self.store.runs_commands_in_order();
-                    next = self.dispatch_claimed(events, pipelined).await;
+                    next = self.dispatch_claimed(events, pipelined, &stop).await;
                     continue;
                 }
                 Ok(_) => {}
@@ -262,7 +262,8 @@ impl Dispatcher {
         let events = self.claim().await?;
         let n = events.len();
         if n > 0 {
-            self.dispatch_claimed(events, false).await;
+            let (_keep, never) = watch::channel(false);
+            self.dispatch_claimed(events, false, &never).await;
         }
         Ok(n)
     }
@@ -294,6 +295,7 @@ impl Dispatcher {
         &self,
         events: Vec<StoredEvent>,
         claim_next: bool,
+        stop: &watch::Receiver<bool>,
     ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
         let n = events.len();
         self.metrics
@@ -310,10 +312,10 @@ impl Dispatcher {
         let finished = join_all(
             runs_of(events)
                 .into_iter()
-                .map(|run| self.dispatch_run(run, &sent)),
+                .map(|run| self.dispatch_run(run, &sent, stop)),
         );
         let next = async {
-            if !claim_next {
+            if !claim_next || *stop.borrow() {
                 return None;
             }
             // A permit is stored if the last outcome went before this waits.
@@ -337,11 +339,19 @@ impl Dispatcher {
     /// again from its first event, in order. The store runs the commands in
     /// the order they were sent, so a failure can only lose a tail of them:
     /// redelivered in order too.
-    async fn dispatch_run(&self, mut run: Vec<StoredEvent>, sent: &impl Fn(usize)) {
+    async fn dispatch_run(
+        &self,
+        mut run: Vec<StoredEvent>,
+        sent: &impl Fn(usize),
+        stop: &watch::Receiver<bool>,
+    ) {
         let started = std::time::Instant::now();
         let mut outcomes = Vec::with_capacity(run.len());
         for event in &mut run {
-            if !outcomes.is_empty() && started.elapsed() > self.config.lease / 2 {
+            // Shutting down: the rest of the run is released, not sent
+            // (a run of slow deliveries would hold the shutdown).
+            if !outcomes.is_empty() && (*stop.borrow() || started.elapsed() > self.config.lease / 2)
+            {
                 break;
             }
             let outcome = self.attempt(event).await;

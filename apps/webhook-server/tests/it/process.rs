@@ -384,4 +384,106 @@ mod crash {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// SIGTERM stops the dispatcher at once, beside the requests' drain:
+    /// with a request trickling its body (holding the HTTP drain for the
+    /// whole `shutdown_timeout_secs`) and a backlog of one product going to
+    /// a slow sink, at most the delivery in progress and the next of the
+    /// run go out after the signal. Before, the dispatcher was told only
+    /// once the requests had drained, and went on sending meanwhile; the
+    /// two budgets ran one after the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_stops_dispatch_at_once_beside_the_request_drain() {
+        use tokio::io::AsyncWriteExt as _;
+        use wiremock::{Mock, MockServer, ResponseTemplate, matchers::any};
+
+        const BUDGET_SECS: u64 = 3;
+        let sink = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(400)))
+            .mount(&sink)
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let port = free_port();
+        let server = Server(
+            Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("APP_PORT", port.to_string())
+                .env("SHOPIFY_WEBHOOK_SECRET", SECRET)
+                .env("CATALOG_DATABASE_URL", format!("sqlite://{}", db.display()))
+                .env("CATALOG_RATE_LIMIT__ENABLED", "false")
+                .env("CATALOG_LOG__LEVEL", "warn")
+                .env(
+                    "CATALOG_SERVER__SHUTDOWN_TIMEOUT_SECS",
+                    BUDGET_SECS.to_string(),
+                )
+                .env("CATALOG_SERVER__BODY_TIMEOUT_MS", "60000")
+                .env(
+                    "CATALOG_DISPATCH__HTTP__URL",
+                    format!("{}/hook", sink.uri()),
+                )
+                .env(
+                    "CATALOG_DISPATCH__HTTP__SECRET",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                )
+                .current_dir(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_ready(port).await;
+        // A backlog of one product: sent one by one, in order.
+        let b = body(7);
+        let client = reqwest::Client::new();
+        for i in 0..12 {
+            let mut req = client.post(format!(
+                "http://127.0.0.1:{port}/webhooks/shopify/products/create"
+            ));
+            for (k, v) in shopify_headers(&format!("drain-{i}"), b.as_bytes(), SECRET) {
+                req = req.header(k, v);
+            }
+            assert_eq!(req.body(b.clone()).send().await.unwrap().status(), 200);
+        }
+        // A request that sends half its body and stops.
+        let mut trickle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        trickle
+            .write_all(b"POST /webhooks/shopify/products/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\":")
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            assert!(Instant::now() < deadline, "nothing dispatched");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = sink.received_requests().await.unwrap_or_default().len();
+        let status = Command::new("kill")
+            .args(["-TERM", &server.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(4 * BUDGET_SECS);
+        let mut server = server;
+        while server.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "server did not stop");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after = sink.received_requests().await.unwrap_or_default().len();
+        assert!(
+            after - before <= 2,
+            "{} deliveries started after SIGTERM ({before} before, {after} in all)",
+            after - before
+        );
+        assert!(after < 12, "the whole backlog went out during the drain");
+        drop(trickle);
+    }
 }
