@@ -14,10 +14,17 @@ use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-/// The secret is not `whsec_<base64>` (or decodes to nothing).
+/// The secret is not `whsec_<base64>` of at least [`MIN_KEY_BYTES`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Standard Webhooks secret must be whsec_ followed by non-empty base64")]
+#[error(
+    "Standard Webhooks secret must be whsec_ followed by the base64 of 24 to 64 random bytes (e.g. whsec_$(openssl rand -base64 32))"
+)]
 pub struct InvalidSecret;
+
+/// The shortest key accepted: "Secret keys should be between 24 bytes and
+/// 64 bytes" (Standard Webhooks). A short key is guessable offline from one
+/// signed delivery.
+pub const MIN_KEY_BYTES: usize = 24;
 
 /// Signs outgoing deliveries. `Debug` never shows the key.
 #[derive(Clone)]
@@ -40,7 +47,7 @@ impl Signer {
         let s = secret.expose_secret().trim();
         let b64 = s.strip_prefix("whsec_").ok_or(InvalidSecret)?;
         let key = STANDARD.decode(b64).map_err(|_| InvalidSecret)?;
-        if key.is_empty() {
+        if key.len() < MIN_KEY_BYTES {
             return Err(InvalidSecret);
         }
         let key = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| InvalidSecret)?;
@@ -87,13 +94,19 @@ mod tests {
             "whsec_",
             "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "whsec_!!!",
+            // 5 and 23 bytes: too short to keep the key from being guessed.
+            "whsec_c2hvcnQ=",
+            "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=",
         ] {
             assert_eq!(
                 Signer::new(&SecretString::from(bad)).unwrap_err(),
                 InvalidSecret
             );
         }
-        let s = Signer::new(&SecretString::from("whsec_c2VjcmV0")).unwrap();
-        assert!(!format!("{s:?}").contains("c2Vj"));
+        let s = Signer::new(&SecretString::from(
+            "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIz",
+        ))
+        .unwrap();
+        assert!(!format!("{s:?}").contains("MDEy"));
     }
 }
