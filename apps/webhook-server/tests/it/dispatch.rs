@@ -10,7 +10,7 @@ use webhook_server::configure;
 use webhook_server::dispatch::sinks::{HttpSink, JsonlSink};
 use webhook_server::dispatch::standard_webhooks::Signer;
 use webhook_server::dispatch::{DispatchConfig, EventHandler};
-use webhook_server::store::{EventFilter, EventStatus, EventStore};
+use webhook_server::store::{EventFilter, EventStatus, EventStore, MemoryStore};
 use wiremock::matchers::{header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -63,14 +63,12 @@ async fn wait_for(store: &dyn EventStore, status: EventStatus, n: usize) {
     panic!("timed out waiting for {n} {status:?} events");
 }
 
-#[actix_web::test]
-async fn failing_endpoint_is_retried_with_backoff_then_dead_lettered() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/sink"))
-        .respond_with(ResponseTemplate::new(500).set_body_string("down on purpose"))
-        .mount(&server)
-        .await;
+/// One delivery, dispatched by an HTTP sink to `{server}/sink` until it is
+/// dead after `max_attempts`: the store and the event's id.
+async fn dispatched_until_dead(
+    server: &MockServer,
+    max_attempts: u32,
+) -> (Arc<MemoryStore>, String) {
     let store = memory();
     let ids = ingest(store.clone(), 1).await;
     let sink = HttpSink::new(
@@ -81,21 +79,34 @@ async fn failing_endpoint_is_retried_with_backoff_then_dead_lettered() {
     .unwrap();
     let state = state_with(store.clone(), &single_secret());
     let handle = state
-        .dispatcher(config(3), vec![Arc::new(sink) as Arc<dyn EventHandler>])
+        .dispatcher(
+            config(max_attempts),
+            vec![Arc::new(sink) as Arc<dyn EventHandler>],
+        )
         .spawn();
     wait_for(&*store, EventStatus::Dead, 1).await;
     handle.shutdown(Duration::from_secs(2)).await;
+    let id = ids.into_iter().next().unwrap();
+    (store, id)
+}
+
+#[actix_web::test]
+async fn failing_endpoint_is_retried_with_backoff_then_dead_lettered() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sink"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("down on purpose"))
+        .mount(&server)
+        .await;
+    let (store, id) = dispatched_until_dead(&server, 3).await;
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.len(), 3, "three attempts, then dead");
     // Backoff: the gaps grow (20 ms, then 40 ms at least).
-    let e = store.get(&ids[0]).await.unwrap().unwrap();
+    let e = store.get(&id).await.unwrap().unwrap();
     assert_eq!(e.attempts, 3);
     assert!(e.last_error.as_deref().unwrap().contains("500"));
     for r in &requests {
-        assert_eq!(
-            r.headers.get("webhook-id").unwrap().to_str().unwrap(),
-            ids[0]
-        );
+        assert_eq!(r.headers.get("webhook-id").unwrap().to_str().unwrap(), id);
     }
 }
 
@@ -114,20 +125,7 @@ async fn redirects_are_failures_not_followed() {
             .respond_with(ResponseTemplate::new(200))
             .mount(&server)
             .await;
-        let store = memory();
-        let ids = ingest(store.clone(), 1).await;
-        let sink = HttpSink::new(
-            format!("{}/sink", server.uri()),
-            Signer::new(&SecretString::from(WHSEC)).unwrap(),
-            Duration::from_secs(2),
-        )
-        .unwrap();
-        let state = state_with(store.clone(), &single_secret());
-        let handle = state
-            .dispatcher(config(2), vec![Arc::new(sink) as Arc<dyn EventHandler>])
-            .spawn();
-        wait_for(&*store, EventStatus::Dead, 1).await;
-        handle.shutdown(Duration::from_secs(2)).await;
+        let (store, id) = dispatched_until_dead(&server, 2).await;
         let requests = server.received_requests().await.unwrap();
         assert!(
             requests.iter().all(|r| r.url.path() == "/sink"),
@@ -137,7 +135,7 @@ async fn redirects_are_failures_not_followed() {
                 .map(|r| r.url.path().to_owned())
                 .collect::<Vec<_>>()
         );
-        let e = store.get(&ids[0]).await.unwrap().unwrap();
+        let e = store.get(&id).await.unwrap().unwrap();
         assert!(
             e.last_error
                 .as_deref()

@@ -207,6 +207,16 @@ mod crash {
     }
 
     fn spawn_with_stderr(port: u16, db: &std::path::Path, stderr: Stdio) -> Child {
+        spawn_with(port, db, &[], stderr)
+    }
+
+    /// The binary on `db`, with `extra` settings over the tests' own.
+    fn spawn_with(
+        port: u16,
+        db: &std::path::Path,
+        extra: &[(&str, String)],
+        stderr: Stdio,
+    ) -> Child {
         Command::new(env!("CARGO_BIN_EXE_webhook-server"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -216,6 +226,7 @@ mod crash {
             .env("CATALOG_RATE_LIMIT__ENABLED", "false")
             .env("CATALOG_DISPATCH__LOG", "false")
             .env("CATALOG_LOG__LEVEL", "warn")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .current_dir(db.parent().unwrap())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -406,34 +417,27 @@ mod crash {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("events.db");
         let port = free_port();
-        let server = Server(
-            Command::new(env!("CARGO_BIN_EXE_webhook-server"))
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("APP_PORT", port.to_string())
-                .env("SHOPIFY_WEBHOOK_SECRET", SECRET)
-                .env("CATALOG_DATABASE_URL", format!("sqlite://{}", db.display()))
-                .env("CATALOG_RATE_LIMIT__ENABLED", "false")
-                .env("CATALOG_LOG__LEVEL", "warn")
-                .env(
+        let server = Server(spawn_with(
+            port,
+            &db,
+            &[
+                ("CATALOG_DISPATCH__LOG", "true".into()),
+                (
                     "CATALOG_SERVER__SHUTDOWN_TIMEOUT_SECS",
                     BUDGET_SECS.to_string(),
-                )
-                .env("CATALOG_SERVER__BODY_TIMEOUT_MS", "60000")
-                .env(
+                ),
+                ("CATALOG_SERVER__BODY_TIMEOUT_MS", "60000".into()),
+                (
                     "CATALOG_DISPATCH__HTTP__URL",
                     format!("{}/hook", sink.uri()),
-                )
-                .env(
+                ),
+                (
                     "CATALOG_DISPATCH__HTTP__SECRET",
-                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                )
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                ),
+            ],
+            Stdio::null(),
+        ));
         wait_ready(port).await;
         // A backlog of one product: sent one by one, in order.
         let b = body(7);
