@@ -200,7 +200,6 @@ impl NatsSink {
             tokio::time::timeout(self.timeout, self.js.get_or_create_stream(config))
                 .await
                 .map_err(|_| HandlerError::new("nats: timed out creating the stream"))?
-                .map(|_| ())
                 .map_err(|e| {
                     HandlerError::new(format!(
                         "nats: cannot create or find stream {}: {e}",
@@ -211,7 +210,6 @@ impl NatsSink {
             tokio::time::timeout(self.timeout, self.js.get_stream(&self.stream))
                 .await
                 .map_err(|_| HandlerError::new("nats: timed out looking up the stream"))?
-                .map(|_| ())
                 .map_err(|e| {
                     HandlerError::new(format!(
                         "nats: stream {} not found ({e}); create it capturing {}.> or set nats.create_stream = true",
@@ -219,12 +217,43 @@ impl NatsSink {
                     ))
                 })
         };
+        // An existing stream that does not capture our subjects would make
+        // every publish fail ("no stream found for given subject").
+        let found = found.and_then(|stream| {
+            let subjects = &stream.cached_info().config.subjects;
+            if subjects.iter().any(|s| captures_prefix(s, &self.prefix)) {
+                Ok(())
+            } else {
+                Err(HandlerError::new(format!(
+                    "nats: stream {} does not capture {}.> (its subjects: {}); add it to the stream or change nats.subject_prefix",
+                    self.stream,
+                    self.prefix,
+                    subjects.join(", ")
+                )))
+            }
+        });
         if found.is_ok() {
             self.ready.store(true, Ordering::Release);
             tracing::info!(stream = %self.stream, url = %self.shown_url, "NATS JetStream stream ready");
         }
         found
     }
+}
+
+/// Whether a stream subject filter captures every `<prefix>.…` subject:
+/// token by token, `*` matching any one token and a last `>` the rest.
+fn captures_prefix(filter: &str, prefix: &str) -> bool {
+    let wanted: Vec<&str> = prefix.split('.').collect();
+    let tokens: Vec<&str> = filter.split('.').collect();
+    let Some((last, leading)) = tokens.split_last() else {
+        return false;
+    };
+    *last == ">"
+        && leading.len() <= wanted.len()
+        && leading
+            .iter()
+            .zip(&wanted)
+            .all(|(t, w)| *t == "*" || t == w)
 }
 
 #[async_trait::async_trait]
@@ -262,6 +291,22 @@ impl EventHandler for NatsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_filters_that_capture_the_prefix() {
+        for (filter, yes) in [
+            ("catalog.>", true),
+            (">", true),
+            ("catalog.events.>", true),
+            ("*.events.>", true),
+            ("catalog.events", false),
+            ("catalog.events.*", false),
+            ("orders.>", false),
+            ("catalog.events.shopify.>", false),
+        ] {
+            assert_eq!(captures_prefix(filter, "catalog.events"), yes, "{filter}");
+        }
+    }
 
     #[test]
     fn subjects_are_safe() {

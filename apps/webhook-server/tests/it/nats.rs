@@ -145,3 +145,39 @@ async fn a_missing_stream_is_an_error_when_not_created() {
     let err = sink.handle(&stored("nats-3", "p").await).await.unwrap_err();
     assert!(err.to_string().contains("not found"), "{err}");
 }
+
+/// An existing stream that does not capture `<subject_prefix>.>` would make
+/// every publish fail ("no stream found for given subject"): the sink says
+/// which stream and which subjects, created or found.
+#[tokio::test]
+async fn a_stream_that_does_not_capture_the_prefix_is_named() {
+    let Some(ts) = TestStream::new("elsewhere") else {
+        return;
+    };
+    let client = async_nats::connect(ts.settings.url.as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let elsewhere = format!("{}_other.>", ts.settings.subject_prefix);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: ts.settings.stream.clone(),
+        subjects: vec![elsewhere.clone()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for create in [false, true] {
+        let mut settings = ts.settings.clone();
+        settings.create_stream = create;
+        let sink = NatsSink::connect(&settings).await.unwrap();
+        let err = sink
+            .handle(&stored("nats-4", "p").await)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not capture"),
+            "create_stream={create}: {err}"
+        );
+        assert!(err.contains(&elsewhere), "{err}");
+    }
+    assert_eq!(ts.messages().await, 0);
+}
