@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::join_all;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::task::JoinSet;
 
 use crate::log_budget::LogBudget;
 use crate::metrics::{DispatchResult, Metrics};
@@ -36,6 +37,12 @@ use crate::store::{DispatchOutcome, EventStore, StoreError, StoredEvent};
 /// How long the dispatcher waits after being woken by an insert, to claim
 /// the inserts that follow it in the same round.
 const WAKE_COALESCE: Duration = Duration::from_millis(2);
+
+/// How long a round may hold up the next claim. Runs still going then (a
+/// slow or silent downstream for their product) go on in the background,
+/// their products leased, and the dispatcher claims the other products'
+/// events meanwhile: one product's slow sink does not stall the rest.
+const SLOW_ROUND: Duration = Duration::from_millis(200);
 
 /// A sink's failure; the event will be retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,7 +180,7 @@ impl Dispatcher {
         let (shutdown, stop) = watch::channel(false);
         let (finished, done) = oneshot::channel();
         tokio::spawn(async move {
-            self.run(stop).await;
+            Arc::new(self).run(stop).await;
             let _ = finished.send(());
         });
         DispatcherHandle { shutdown, done }
@@ -202,16 +209,21 @@ impl Dispatcher {
             .name("dispatcher".into())
             .spawn(move || {
                 lower_priority(nice);
-                runtime.block_on(self.run(stop));
+                runtime.block_on(Arc::new(self).run(stop));
                 let _ = finished.send(());
             })?;
         Ok(DispatcherHandle { shutdown, done })
     }
 
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         // The next batch, when claimed along with the last one's outcomes.
         let mut next: Option<Result<Vec<StoredEvent>, StoreError>> = None;
+        // Runs in progress, this round's and slow ones of earlier rounds;
+        // at most `batch` dispatch at once.
+        let mut runs = JoinSet::new();
+        let permits = Arc::new(Semaphore::new(self.config.batch.max(1)));
         loop {
+            while runs.try_join_next().is_some() {}
             if *stop.borrow() {
                 // Claimed already: hand them over rather than leave them
                 // leased until the lease runs out.
@@ -220,6 +232,8 @@ impl Dispatcher {
                 {
                     self.dispatch_claimed(events, false, &stop).await;
                 }
+                // Each stops after its delivery in progress.
+                while runs.join_next().await.is_some() {}
                 break;
             }
             let claimed = match next.take() {
@@ -234,7 +248,9 @@ impl Dispatcher {
             match claimed {
                 Ok(events) if !events.is_empty() => {
                     let pipelined = self.store.runs_commands_in_order();
-                    next = self.dispatch_claimed(events, pipelined, &stop).await;
+                    next = self
+                        .dispatch_round(events, pipelined, &stop, &mut runs, &permits)
+                        .await;
                     continue;
                 }
                 Ok(_) => {}
@@ -249,6 +265,8 @@ impl Dispatcher {
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = stop.changed() => {}
+                // A slow run ended: its product's next event may be due.
+                Some(_) = runs.join_next(), if !runs.is_empty() => {}
             }
         }
         tracing::info!("dispatcher stopped");
@@ -277,6 +295,57 @@ impl Dispatcher {
                 self.config.run,
             )
             .await
+    }
+
+    /// As [`Dispatcher::dispatch_claimed`], each product's run a task of
+    /// its own in `runs`: the round holds up the next claim until every
+    /// outcome is sent (then claims with them, as there), or for
+    /// [`SLOW_ROUND`] at most. Runs still going then go on in the
+    /// background, their products leased (the store hands out none of
+    /// their events meanwhile), and the loop claims the other products'
+    /// events; `None` then, and the loop claims afresh.
+    async fn dispatch_round(
+        self: &Arc<Self>,
+        events: Vec<StoredEvent>,
+        claim_next: bool,
+        stop: &watch::Receiver<bool>,
+        runs: &mut JoinSet<()>,
+        permits: &Arc<Semaphore>,
+    ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
+        let n = events.len();
+        self.metrics
+            .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
+        let products = runs_of(events);
+        let round = Arc::new(Round::new(n, products.len()));
+        for run in products {
+            let this = Arc::clone(self);
+            let round = Arc::clone(&round);
+            let stop = stop.clone();
+            let permits = Arc::clone(permits);
+            runs.spawn(async move {
+                // Never closed; a permit bounds the runs dispatching at once.
+                let _permit = permits.acquire_owned().await;
+                let len = i64::try_from(run.len()).unwrap_or(0);
+                this.dispatch_run(run, &|k| round.sent(k), &stop).await;
+                this.metrics.dispatch_in_flight(-len);
+                round.run_finished();
+            });
+        }
+        if tokio::time::timeout(SLOW_ROUND, round.all_sent.notified())
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        // Every outcome is on its way: the claim rides behind them, and
+        // the runs end with their replies.
+        let next = if claim_next && !*stop.borrow() {
+            Some(self.claim().await)
+        } else {
+            None
+        };
+        round.all_finished.notified().await;
+        next
     }
 
     /// Hands a claimed batch to the sinks and records each outcome as soon
@@ -448,6 +517,42 @@ impl Dispatcher {
         };
         self.metrics.record_dispatch(result);
         outcome
+    }
+}
+
+/// One round's progress, shared by its runs.
+#[derive(Debug)]
+struct Round {
+    /// Store commands (outcomes, releases) not yet sent, in events.
+    unsent: AtomicUsize,
+    all_sent: Notify,
+    /// Runs not yet finished.
+    unfinished: AtomicUsize,
+    all_finished: Notify,
+}
+
+impl Round {
+    fn new(events: usize, runs: usize) -> Self {
+        Self {
+            unsent: AtomicUsize::new(events),
+            all_sent: Notify::new(),
+            unfinished: AtomicUsize::new(runs),
+            all_finished: Notify::new(),
+        }
+    }
+
+    /// `k` events' commands were sent; the last wakes the claim behind them
+    /// (a stored permit if it is not waiting yet).
+    fn sent(&self, k: usize) {
+        if k > 0 && self.unsent.fetch_sub(k, Ordering::AcqRel) == k {
+            self.all_sent.notify_one();
+        }
+    }
+
+    fn run_finished(&self) {
+        if self.unfinished.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_finished.notify_one();
+        }
     }
 }
 

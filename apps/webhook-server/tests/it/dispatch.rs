@@ -571,3 +571,75 @@ async fn a_products_backlog_goes_out_in_runs_in_order_across_a_failure() {
         );
     }
 }
+
+/// One product whose downstream is slow does not hold up the others: its
+/// run goes on in the background, its product leased, and the dispatcher
+/// hands other products' events over meanwhile.
+#[actix_web::test]
+async fn a_slow_downstream_for_one_product_does_not_stall_the_others() {
+    use wiremock::matchers::body_string_contains;
+    let server = MockServer::start().await;
+    Mock::given(body_string_contains(r#""product_id":"100""#))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let store = memory();
+    ingest(store.clone(), 1).await;
+    let sink = HttpSink::new(
+        format!("{}/sink", server.uri()),
+        Signer::new(&SecretString::from(WHSEC)).unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let state = state_with(store.clone(), &single_secret());
+    let handle = state
+        .dispatcher(config(3), vec![Arc::new(sink) as Arc<dyn EventHandler>])
+        .spawn();
+    // The slow product's delivery is in progress.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "nothing dispatched");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another product arrives.
+    let app = test::init_service(App::new().configure({
+        let state = state_with(store.clone(), &single_secret());
+        move |c| configure(c, state)
+    }))
+    .await;
+    let res = test::call_service(
+        &app,
+        delivery(
+            "/webhooks/shopify/products/create",
+            "products/create",
+            "late",
+            &body(200),
+            SECRET,
+        )
+        .to_request(),
+    )
+    .await;
+    assert!(res.status().is_success());
+    let arrived = std::time::Instant::now();
+    wait_for(&*store, EventStatus::Delivered, 1).await;
+    let waited = arrived.elapsed();
+    let mut delivered_only = EventFilter::default();
+    delivered_only.status = Some(EventStatus::Delivered);
+    let delivered = store.list(&delivered_only, None, 10).await.unwrap();
+    assert_eq!(delivered.events[0].event.product_id.as_deref(), Some("200"));
+    assert!(
+        waited < Duration::from_millis(1500),
+        "the other product waited {waited:?} behind the slow one"
+    );
+    wait_for(&*store, EventStatus::Delivered, 2).await;
+    handle.shutdown(Duration::from_secs(5)).await;
+}
