@@ -323,12 +323,14 @@ impl Dispatcher {
             let stop = stop.clone();
             let permits = Arc::clone(permits);
             runs.spawn(async move {
+                // Counted finished however the task ends (a panic in a
+                // sink included), so the round never waits for it forever.
+                let _finished = RunFinished(Arc::clone(&round));
                 // Never closed; a permit bounds the runs dispatching at once.
                 let _permit = permits.acquire_owned().await;
                 let len = i64::try_from(run.len()).unwrap_or(0);
                 this.dispatch_run(run, &|k| round.sent(k), &stop).await;
                 this.metrics.dispatch_in_flight(-len);
-                round.run_finished();
             });
         }
         if tokio::time::timeout(SLOW_ROUND, round.all_sent.notified())
@@ -553,6 +555,15 @@ impl Round {
         if self.unfinished.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_finished.notify_one();
         }
+    }
+}
+
+/// Marks its run finished when dropped.
+struct RunFinished(Arc<Round>);
+
+impl Drop for RunFinished {
+    fn drop(&mut self) {
+        self.0.run_finished();
     }
 }
 
