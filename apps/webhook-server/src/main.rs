@@ -141,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
     // in another one.
     let shopify = &settings.shopify;
     if platforms.get("shopify").is_some()
+        && shopify.is_configured()
         && shopify.default_currency.is_none()
         && (shopify.stores.is_empty() || shopify.stores.iter().any(|s| s.currency.is_none()))
     {
