@@ -454,7 +454,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
-        tracing::info!(version = i + 1, "applied SQLite migration");
+        tracing::debug!(version = i + 1, "applied SQLite migration");
+    }
+    // One line, so that the start-up summary stays among the first.
+    if done < MIGRATIONS.len() {
+        tracing::info!(
+            from = done,
+            to = MIGRATIONS.len(),
+            "SQLite schema migrated"
+        );
     }
     Ok(())
 }
