@@ -32,9 +32,21 @@ pub enum VerifierLookup {
     UnknownStore,
 }
 
-/// Normalises a store id for comparison: trimmed, lower-case, no trailing `/`.
+/// Normalises a store id for comparison: trimmed, no trailing `/`, scheme
+/// and host in lower case. A path keeps its case, as the store ids of
+/// events do (a WooCommerce site in a sub-directory): one rule for secrets
+/// and for deduplication.
 pub fn normalise_store(store: &str) -> String {
-    store.trim().trim_end_matches('/').to_ascii_lowercase()
+    let store = store.trim().trim_end_matches('/');
+    let host_from = store.find("://").map_or(0, |i| i + 3);
+    let path_from = store[host_from..]
+        .find('/')
+        .map_or(store.len(), |i| host_from + i);
+    format!(
+        "{}{}",
+        store[..path_from].to_ascii_lowercase(),
+        &store[path_from..]
+    )
 }
 
 impl Verifiers {
@@ -357,6 +369,19 @@ fn woocommerce_source(
 mod tests {
     use super::*;
     use crate::settings::StoreSettings;
+
+    #[test]
+    fn store_ids_compare_by_host_case_insensitively_and_path_exactly() {
+        assert_eq!(normalise_store(" A.MyShopify.com/ "), "a.myshopify.com");
+        assert_eq!(
+            normalise_store("HTTPS://Sub.Example.com/SHOP/"),
+            "https://sub.example.com/SHOP"
+        );
+        assert_ne!(
+            normalise_store("https://sub.example.com/SHOP"),
+            normalise_store("https://sub.example.com/shop")
+        );
+    }
 
     #[test]
     fn store_lists_restrict_and_fall_back_to_the_shared_secret() {

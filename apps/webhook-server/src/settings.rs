@@ -737,6 +737,31 @@ impl Settings {
         if self.dispatch.max_attempts == 0 {
             bail!("dispatch.max_attempts must be at least 1");
         }
+        // A delivery attempt must end well within its lease: a run starts
+        // no attempt past half the lease, so one that may last longer than
+        // the other half would outlive the lease, and the event be claimed
+        // and sent again while the first request is still open.
+        let half_lease_ms = self.dispatch.lease_secs.saturating_mul(1000) / 2;
+        for (key, env, timeout_ms) in [
+            (
+                "dispatch.http.timeout_ms",
+                "CATALOG_DISPATCH__HTTP__TIMEOUT_MS",
+                self.dispatch.http.as_ref().map(|h| h.timeout_ms),
+            ),
+            (
+                "nats.timeout_ms",
+                "CATALOG_NATS__TIMEOUT_MS",
+                self.nats.as_ref().map(|n| n.timeout_ms),
+            ),
+        ] {
+            if let Some(timeout_ms) = timeout_ms
+                && timeout_ms >= half_lease_ms
+            {
+                bail!(
+                    "{key} ({env}) must be under half of dispatch.lease_secs (CATALOG_DISPATCH__LEASE_SECS): an attempt outliving the lease is claimed and sent again while it is still open"
+                );
+            }
+        }
         if let Some(http) = &self.dispatch.http {
             if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
                 bail!("dispatch.http.url must be an http:// or https:// URL");
@@ -1004,6 +1029,35 @@ mod tests {
             let s = Settings::load_from(None, &env(&[("CATALOG_LOG__LEVEL", good)]));
             assert!(s.is_ok(), "{good}: {:#}", s.unwrap_err());
         }
+    }
+
+    #[test]
+    fn a_sink_timeout_past_half_the_lease_stops_start_up() {
+        let base = [
+            ("CATALOG_DISPATCH__HTTP__URL", "http://127.0.0.1:9/hook"),
+            (
+                "CATALOG_DISPATCH__HTTP__SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            Settings::load_from(None, &env(&pairs))
+        };
+        assert!(with(&[]).is_ok(), "the defaults (60 s lease, 10 s timeout)");
+        let err = with(&[
+            ("CATALOG_DISPATCH__LEASE_SECS", "2"),
+            ("CATALOG_DISPATCH__HTTP__TIMEOUT_MS", "5000"),
+        ])
+        .unwrap_err();
+        assert!(
+            format!("{err:#}")
+                .contains("dispatch.http.timeout_ms (CATALOG_DISPATCH__HTTP__TIMEOUT_MS)"),
+            "{err:#}"
+        );
+        assert!(with(&[("CATALOG_DISPATCH__LEASE_SECS", "21")]).is_ok());
+        assert!(with(&[("CATALOG_DISPATCH__LEASE_SECS", "20")]).is_err());
     }
 
     #[test]

@@ -145,9 +145,13 @@ async fn list(
                 Error::BadRequest(format!("limit must be a number from 1 to {MAX_LIMIT}"))
             })?,
     };
+    let store = q
+        .store
+        .as_deref()
+        .map(|s| store_filter(q.platform.as_deref(), s));
     let filter = EventFilter {
         platform: q.platform,
-        store: q.store.as_deref().map(store_filter),
+        store,
         topic: q.topic,
         status,
     };
@@ -159,18 +163,19 @@ async fn list(
 }
 
 /// A store filter as stores are recorded: host in lower case, no trailing
-/// slash (a WooCommerce path keeps its case).
-fn store_filter(store: &str) -> String {
-    let store = store.trim().trim_end_matches('/');
-    let host_from = store.find("://").map_or(0, |i| i + 3);
-    let path_from = store[host_from..]
-        .find('/')
-        .map_or(store.len(), |i| host_from + i);
-    format!(
-        "{}{}",
-        store[..path_from].to_ascii_lowercase(),
-        &store[path_from..]
-    )
+/// slash (a path keeps its case), and a WooCommerce site as its identity
+/// (`https://`, whether given as `http://`, `https://` or, with
+/// `platform=woocommerce`, a bare domain).
+fn store_filter(platform: Option<&str>, store: &str) -> String {
+    let store = crate::platforms::normalise_store(store);
+    #[cfg(feature = "woocommerce")]
+    if (platform == Some("woocommerce") || store.contains("://"))
+        && let Ok(identity) = catalog_woocommerce::store_identity(&store)
+    {
+        return identity;
+    }
+    let _ = platform;
+    store
 }
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
@@ -189,4 +194,40 @@ async fn replay(
     state.wake.notify_one();
     Ok(HttpResponse::Accepted()
         .json(serde_json::json!({ "id": path.as_str(), "status": "pending" })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_filter;
+
+    #[test]
+    fn store_filters_are_normalised_as_stores_are_recorded() {
+        assert_eq!(
+            store_filter(None, " Test-Shop.MyShopify.com/ "),
+            "test-shop.myshopify.com"
+        );
+        #[cfg(feature = "woocommerce")]
+        {
+            for given in [
+                "http://Shop.Example.com/",
+                "https://shop.example.com",
+                "HTTPS://SHOP.EXAMPLE.COM:443",
+            ] {
+                assert_eq!(
+                    store_filter(None, given),
+                    "https://shop.example.com",
+                    "{given}"
+                );
+            }
+            assert_eq!(
+                store_filter(Some("woocommerce"), "shop.example.com"),
+                "https://shop.example.com"
+            );
+            // A sub-directory keeps its case, as recorded.
+            assert_eq!(
+                store_filter(None, "http://Sub.Example.com/Shop/"),
+                "https://sub.example.com/Shop"
+            );
+        }
+    }
 }

@@ -458,11 +458,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     // One line, so that the start-up summary stays among the first.
     if done < MIGRATIONS.len() {
-        tracing::info!(
-            from = done,
-            to = MIGRATIONS.len(),
-            "SQLite schema migrated"
-        );
+        tracing::info!(from = done, to = MIGRATIONS.len(), "SQLite schema migrated");
     }
     Ok(())
 }
