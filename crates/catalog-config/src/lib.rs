@@ -210,10 +210,16 @@ fn with_env_names(message: &str) -> String {
             fixed.push('.');
         }
     }
-    let Some(start) = fixed.find("for key `").map(|i| i + "for key `".len()) else {
-        return fixed;
+    // `… for key `server.port`` and `missing configuration field "dispatch.http.url"`.
+    let (start, close) = match (
+        fixed.find("for key `"),
+        fixed.find("missing configuration field \""),
+    ) {
+        (Some(i), _) => (i + "for key `".len(), '`'),
+        (None, Some(i)) => (i + "missing configuration field \"".len(), '"'),
+        (None, None) => return fixed,
     };
-    let Some(len) = fixed[start..].find('`') else {
+    let Some(len) = fixed[start..].find(close) else {
         return fixed;
     };
     let names = env_names(&fixed[start..start + len]);
@@ -370,6 +376,10 @@ mod tests {
             ["CATALOG_DATABASE_URL", "CATALOG_DATABASE__URL"]
         );
         assert!(env_names("a.b[1].c").is_empty());
+        assert_eq!(
+            with_env_names("missing configuration field \"dispatch.http.url\""),
+            "missing configuration field \"dispatch.http.url\" (environment: CATALOG_DISPATCH__HTTP__URL)"
+        );
     }
 
     #[test]
