@@ -233,7 +233,9 @@ mod killed {
             .env("CATALOG_DISPATCH__POLL_INTERVAL_MS", "100")
             .env("CATALOG_DISPATCH__HTTP__URL", sink)
             .env("CATALOG_DISPATCH__HTTP__SECRET", SINK_SECRET)
-            .env("CATALOG_DISPATCH__HTTP__TIMEOUT_MS", "60000")
+            // Under half the lease, as start-up requires; A is killed long
+            // before its request to the silent downstream times out.
+            .env("CATALOG_DISPATCH__HTTP__TIMEOUT_MS", "1500")
             .env("CATALOG_LOG__LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
