@@ -63,6 +63,12 @@ async fn wait_for(store: &dyn EventStore, status: EventStatus, n: usize) {
     panic!("timed out waiting for {n} {status:?} events");
 }
 
+/// An HTTP sink to `{server}/sink`, signing with [`WHSEC`].
+fn http_sink(server: &MockServer, timeout: Duration) -> Arc<dyn EventHandler> {
+    let signer = Signer::new(&SecretString::from(WHSEC)).unwrap();
+    Arc::new(HttpSink::new(format!("{}/sink", server.uri()), signer, timeout).unwrap())
+}
+
 /// One delivery, dispatched by an HTTP sink to `{server}/sink` until it is
 /// dead after `max_attempts`: the store and the event's id.
 async fn dispatched_until_dead(
@@ -71,17 +77,11 @@ async fn dispatched_until_dead(
 ) -> (Arc<MemoryStore>, String) {
     let store = memory();
     let ids = ingest(store.clone(), 1).await;
-    let sink = HttpSink::new(
-        format!("{}/sink", server.uri()),
-        Signer::new(&SecretString::from(WHSEC)).unwrap(),
-        Duration::from_secs(2),
-    )
-    .unwrap();
     let state = state_with(store.clone(), &single_secret());
     let handle = state
         .dispatcher(
             config(max_attempts),
-            vec![Arc::new(sink) as Arc<dyn EventHandler>],
+            vec![http_sink(server, Duration::from_secs(2))],
         )
         .spawn();
     wait_for(&*store, EventStatus::Dead, 1).await;
@@ -589,15 +589,9 @@ async fn a_slow_downstream_for_one_product_does_not_stall_the_others() {
         .await;
     let store = memory();
     ingest(store.clone(), 1).await;
-    let sink = HttpSink::new(
-        format!("{}/sink", server.uri()),
-        Signer::new(&SecretString::from(WHSEC)).unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
     let state = state_with(store.clone(), &single_secret());
     let handle = state
-        .dispatcher(config(3), vec![Arc::new(sink) as Arc<dyn EventHandler>])
+        .dispatcher(config(3), vec![http_sink(&server, Duration::from_secs(10))])
         .spawn();
     // The slow product's delivery is in progress.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
