@@ -39,7 +39,7 @@ const PATHS: &[&str] = &[
     "/webhooks/woocommerce/products/update",
     "/webhooks/woocommerce/products/delete",
     "/webhooks/woocommerce/products/restore",
-    "/webhooks/bigcommerce",
+    "/webhooks/no-such-platform",
     "/webhooks/shopify/orders/create",
     "/healthz",
     "/metrics",

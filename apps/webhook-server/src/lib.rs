@@ -121,10 +121,11 @@ impl fmt::Debug for AppState {
 impl AppState {
     /// State from settings, platforms and a store.
     pub fn new(settings: &Settings, platforms: Platforms, store: Arc<dyn EventStore>) -> Self {
+        let metrics = Metrics::with_platforms(platforms.iter().map(|p| p.id().as_str().to_owned()));
         Self {
             platforms: Arc::new(platforms),
             store,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(metrics),
             wake: Arc::new(Notify::new()),
             body_limit: settings.server.body_limit,
             body_timeout: Duration::from_millis(settings.server.body_timeout_ms),

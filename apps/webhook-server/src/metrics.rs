@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use crate::store::StoreStats;
 
-/// Platform label values.
-const PLATFORMS: [&str; 3] = ["shopify", "woocommerce", "other"];
+/// Platform label values of [`Metrics::new`]; any other platform name (a
+/// request for a platform that is not wired in) counts as `other`.
+const DEFAULT_PLATFORMS: [&str; 2] = ["shopify", "woocommerce"];
+/// The label of requests for a platform that is not wired in.
+const OTHER_PLATFORM: &str = "other";
 /// Topic label values.
 const TOPICS: [&str; 6] = [
     "product.created",
@@ -81,6 +84,8 @@ pub enum DispatchResult {
 /// The server's metrics.
 #[derive(Debug)]
 pub struct Metrics {
+    /// Platform label values, `other` last.
+    platforms: Vec<String>,
     deliveries: Vec<AtomicU64>,
     latency_buckets: Vec<AtomicU64>,
     latency_count: AtomicU64,
@@ -94,13 +99,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn platform_index(platform: &str) -> usize {
-    PLATFORMS
-        .iter()
-        .position(|p| *p == platform)
-        .unwrap_or(PLATFORMS.len() - 1)
 }
 
 fn topic_index(topic: Option<&str>) -> usize {
@@ -121,10 +119,27 @@ fn outcome_index(outcome: Outcome) -> usize {
 }
 
 impl Metrics {
-    /// Zeroed metrics.
+    /// Zeroed metrics for Shopify and WooCommerce (see
+    /// [`Metrics::with_platforms`]).
     pub fn new() -> Self {
-        let n = PLATFORMS.len() * TOPICS.len() * OUTCOMES.len();
+        Self::with_platforms(DEFAULT_PLATFORMS)
+    }
+
+    /// Zeroed metrics with one `platform` label value per platform named
+    /// (the server passes the platforms it wires in), and `other` for
+    /// requests naming any other: the label set stays fixed whatever a
+    /// sender puts in the path.
+    pub fn with_platforms(platforms: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        let mut platforms: Vec<String> = platforms
+            .into_iter()
+            .map(|p| p.as_ref().to_owned())
+            .filter(|p| p != OTHER_PLATFORM)
+            .collect();
+        platforms.dedup();
+        platforms.push(OTHER_PLATFORM.to_owned());
+        let n = platforms.len() * TOPICS.len() * OUTCOMES.len();
         Self {
+            platforms,
             deliveries: (0..n).map(|_| AtomicU64::new(0)).collect(),
             latency_buckets: (0..BUCKETS.len()).map(|_| AtomicU64::new(0)).collect(),
             latency_count: AtomicU64::new(0),
@@ -133,6 +148,13 @@ impl Metrics {
             dispatch_in_flight: AtomicU64::new(0),
             pruned: AtomicU64::new(0),
         }
+    }
+
+    fn platform_index(&self, platform: &str) -> usize {
+        self.platforms
+            .iter()
+            .position(|p| p == platform)
+            .unwrap_or(self.platforms.len() - 1)
     }
 
     /// Records one delivery: platform, canonical topic (`None`: not known
@@ -144,7 +166,8 @@ impl Metrics {
         outcome: Outcome,
         elapsed: Duration,
     ) {
-        let i = (platform_index(platform) * TOPICS.len() + topic_index(topic)) * OUTCOMES.len()
+        let i = (self.platform_index(platform) * TOPICS.len() + topic_index(topic))
+            * OUTCOMES.len()
             + outcome_index(outcome);
         if let Some(c) = self.deliveries.get(i) {
             c.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +230,7 @@ impl Metrics {
             "# HELP webhook_deliveries_total Webhook deliveries by platform, topic and outcome.\n\
              # TYPE webhook_deliveries_total counter\n",
         );
-        for (pi, p) in PLATFORMS.iter().enumerate() {
+        for (pi, p) in self.platforms.iter().enumerate() {
             for (ti, t) in TOPICS.iter().enumerate() {
                 for (oi, (_, o)) in OUTCOMES.iter().enumerate() {
                     let i = (pi * TOPICS.len() + ti) * OUTCOMES.len() + oi;
@@ -330,5 +353,33 @@ mod tests {
         assert!(text.contains("webhook_delivery_duration_seconds_bucket{le=\"0.001\"} 1"));
         assert!(text.contains("webhook_delivery_duration_seconds_count 2"));
         assert_eq!(m.deliveries_with(Outcome::Stored), 1);
+    }
+
+    #[test]
+    fn a_wired_in_platform_gets_its_own_label_and_others_count_as_other() {
+        let m = Metrics::with_platforms(["shopify", "bigcommerce"]);
+        for platform in ["bigcommerce", "woocommerce", "no-such-platform"] {
+            m.record_delivery(
+                platform,
+                None,
+                Outcome::BadRequest,
+                Duration::from_micros(10),
+            );
+        }
+        let text = m.render(None);
+        assert!(
+            text.contains(
+                "webhook_deliveries_total{platform=\"bigcommerce\",topic=\"unknown\",outcome=\"bad_request\"} 1"
+            ),
+            "{text}"
+        );
+        // Not wired in here: `other`, whatever the path said.
+        assert!(
+            text.contains(
+                "webhook_deliveries_total{platform=\"other\",topic=\"unknown\",outcome=\"bad_request\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("platform=\"woocommerce\""), "{text}");
     }
 }

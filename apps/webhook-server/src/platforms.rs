@@ -187,18 +187,18 @@ impl fmt::Debug for PlatformEntry {
 }
 
 impl PlatformEntry {
-    /// An entry.
+    /// An entry: the platform's webhook source, its route actions
+    /// (`/webhooks/{platform}/products/{action}`), the headers that carry
+    /// its signature, the headers that say which store, topic and event a
+    /// delivery is (a request repeating any of these two lists gets 400: a
+    /// proxy and this server could read different values), and its secrets.
     pub fn new(
         source: Arc<dyn WebhookSource>,
         actions: &'static [&'static str],
         signature_headers: &'static [&'static str],
+        identity_headers: &'static [&'static str],
         verifiers: Verifiers,
     ) -> Self {
-        let identity_headers = match source.platform().as_str() {
-            "shopify" => SHOPIFY_IDENTITY_HEADERS,
-            "woocommerce" => WOOCOMMERCE_IDENTITY_HEADERS,
-            _ => &[],
-        };
         Self {
             source,
             actions,
@@ -283,6 +283,7 @@ impl Platforms {
             Arc::new(shopify_source(&settings.shopify)?),
             SHOPIFY_ACTIONS,
             SHOPIFY_SIGNATURE_HEADERS,
+            SHOPIFY_IDENTITY_HEADERS,
             Verifiers::from_settings("shopify", &settings.shopify)?,
         ));
         #[cfg(not(feature = "shopify"))]
@@ -296,6 +297,7 @@ impl Platforms {
             Arc::new(woocommerce_source(&settings.woocommerce)?),
             WOOCOMMERCE_ACTIONS,
             WOOCOMMERCE_SIGNATURE_HEADERS,
+            WOOCOMMERCE_IDENTITY_HEADERS,
             Verifiers::from_settings_with(
                 "woocommerce",
                 &settings.woocommerce,

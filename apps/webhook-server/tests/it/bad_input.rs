@@ -507,7 +507,7 @@ fn catalogue() -> Vec<Case> {
         },
         Case {
             name: "unknown platform",
-            path: "/webhooks/bigcommerce",
+            path: "/webhooks/no-such-platform",
             headers: shop_a("products/create", &create),
             body: create.clone(),
             status: 404,

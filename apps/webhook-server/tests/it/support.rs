@@ -136,6 +136,7 @@ pub(crate) fn state_from(
         Arc::new(FakeSource),
         SHOPIFY_ACTIONS,
         webhook_server::platforms::SHOPIFY_SIGNATURE_HEADERS,
+        webhook_server::platforms::SHOPIFY_IDENTITY_HEADERS,
         Verifiers::from_settings("shopify", platform).unwrap(),
     );
     AppState::new(settings, Platforms::new(vec![entry]), store)

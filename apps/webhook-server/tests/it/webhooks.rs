@@ -311,7 +311,7 @@ async fn topic_mismatch_is_400_and_unknown_routes_404() {
     for path in [
         "/webhooks/shopify/products/restore",
         "/webhooks/shopify/products/explode",
-        "/webhooks/bigcommerce/products/create",
+        "/webhooks/no-such-platform/products/create",
     ] {
         let res = test::call_service(
             &app,
