@@ -90,6 +90,9 @@ async fn shutdown_signal() {
     }
 }
 
+/// Dependencies whose debug lines carry credentials, kept at `info`.
+const QUIET_TARGETS: &str = "async_nats=info";
+
 fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
     // RUST_LOG replaces log.level; a filter that does not parse stops
     // start-up rather than falling back (or silencing everything).
@@ -100,7 +103,10 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
         }
         _ => settings.log.level.clone(),
     };
-    let filter = EnvFilter::try_new(&filter).context("log filter")?;
+    // async-nats prints the server address with its user and password (or
+    // token) at debug, on every connection attempt: capped, whatever the
+    // filter asks (a directive for a target overrides the general level).
+    let filter = EnvFilter::try_new(format!("{filter},{QUIET_TARGETS}")).context("log filter")?;
     // Colours only on a terminal: escape codes in a file or a journal are
     // noise.
     let builder = tracing_subscriber::fmt()

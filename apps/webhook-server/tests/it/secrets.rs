@@ -673,3 +673,56 @@ fn start_up_refusals_name_the_place_not_the_value() {
         String::from_utf8_lossy(&help.stdout).contains("Usage: webhook-server [--config FILE]")
     );
 }
+
+/// Regression (found by an outside audit): async-nats logged the server
+/// address with its user and password at debug, on every connection
+/// attempt; the server caps that dependency's logging whatever the filter.
+#[cfg(feature = "nats")]
+#[test]
+fn nats_credentials_stay_out_of_debug_logs() {
+    const NATS_PASSWORD: &str = "LEAKCANARY_nats_password_0007";
+    // Nothing listens on port 1: the sink keeps trying to connect, logging
+    // each attempt.
+    let url = format!("nats://natsuser:{NATS_PASSWORD}@127.0.0.1:1");
+    for filter in ["trace", "debug,async_nats=trace"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let _server = Server(
+            Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("APP_PORT", free_port().to_string())
+                .env("CATALOG_DATABASE_URL", "memory://")
+                .env("CATALOG_NATS__URL", &url)
+                .env("RUST_LOG", filter)
+                .current_dir(dir.path())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        // Until the sink has tried a few times (or 10 s).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if text.to_ascii_lowercase().matches("nats").count() >= 3 || Instant::now() > deadline {
+                break text;
+            }
+        };
+        assert!(
+            text.to_ascii_lowercase().contains("nats"),
+            "{filter}: {text}"
+        );
+        assert!(
+            !text.contains(NATS_PASSWORD),
+            "{filter}: {}",
+            text.lines()
+                .filter(|l| l.contains(NATS_PASSWORD))
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
