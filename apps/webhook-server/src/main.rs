@@ -162,6 +162,11 @@ async fn main() -> anyhow::Result<()> {
     let dispatcher = if settings.dispatch.enabled {
         let names: Vec<&str> = handlers.iter().map(|h| h.name()).collect();
         tracing::info!(sinks = ?names, "dispatcher enabled");
+        if names.is_empty() {
+            tracing::warn!(
+                "the dispatcher has no sink (dispatch.log is false and no file, http or nats sink is set): events will be marked delivered without going anywhere; set dispatch.enabled = false to keep them pending"
+            );
+        }
         Some(
             state
                 .dispatcher(DispatchConfig::from_settings(&settings.dispatch), handlers)

@@ -13,6 +13,28 @@ use serde::Deserialize;
 /// Levels a log filter may name on their own.
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
+/// A refusal of `key`'s value: the key, the variables that set it, and
+/// what is wrong, never the value (configuration holds secrets).
+fn refuse(key: &str, problem: &str) -> anyhow::Error {
+    let vars = catalog_config::env_names(key);
+    if vars.is_empty() {
+        anyhow::anyhow!("{key} {problem}")
+    } else {
+        anyhow::anyhow!("{key} ({}) {problem}", vars.join(" or "))
+    }
+}
+
+/// Most request workers (`server.workers`): each is a thread with its own
+/// runtime; past this a typo (`10000`) exhausts memory or threads at start.
+const MAX_WORKERS: usize = 512;
+/// Longest dispatch lease, seconds (a day).
+const MAX_LEASE_SECS: u64 = 86_400;
+/// Longest retry delay (`dispatch.backoff_max_secs`, and `backoff_base_ms`
+/// in milliseconds): a week.
+const MAX_BACKOFF_SECS: u64 = 7 * 86_400;
+/// Longest NATS duplicate window we create a stream with: 30 days.
+const MAX_DUPLICATE_WINDOW_SECS: u64 = 30 * 86_400;
+
 /// Checks a `tracing` filter (`info`, `webhook_server=debug,warn`).
 ///
 /// Why stricter than `EnvFilter`: it takes a lone word as a target name
@@ -213,12 +235,12 @@ impl DatabaseSettings {
             .unwrap_or(url);
         if path.trim().is_empty() {
             bail!(
-                "database.url (CATALOG_DATABASE_URL): sqlite:// needs a file path, e.g. sqlite://data/catalog.db"
+                "database.url (CATALOG_DATABASE_URL or CATALOG_DATABASE__URL): sqlite:// needs a file path, e.g. sqlite://data/catalog.db"
             );
         }
         if path.contains("://") {
             bail!(
-                "database.url (CATALOG_DATABASE_URL): expected sqlite://PATH, memory:// or postgres://..., got a URL with another scheme"
+                "database.url (CATALOG_DATABASE_URL or CATALOG_DATABASE__URL): expected sqlite://PATH, memory:// or postgres://..., got a URL with another scheme"
             );
         }
         Ok(StoreKind::Sqlite(PathBuf::from(path)))
@@ -449,7 +471,7 @@ impl NatsSettings {
     /// A message naming the key.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.url.trim().is_empty() {
-            bail!("nats.url (CATALOG_NATS__URL) must not be empty");
+            return Err(refuse("nats.url", "must not be empty"));
         }
         let prefix_ok = !self.subject_prefix.is_empty()
             && self.subject_prefix.split('.').all(|t| {
@@ -458,9 +480,10 @@ impl NatsSettings {
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             });
         if !prefix_ok {
-            bail!(
-                "nats.subject_prefix must be dot-separated tokens of letters, digits, _ and - (no wildcards or spaces)"
-            );
+            return Err(refuse(
+                "nats.subject_prefix",
+                "must be dot-separated tokens of letters, digits, _ and - (no wildcards or spaces)",
+            ));
         }
         let stream_ok = !self.stream.is_empty()
             && self
@@ -468,13 +491,20 @@ impl NatsSettings {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !stream_ok {
-            bail!("nats.stream must be letters, digits, _ and - only");
+            return Err(refuse(
+                "nats.stream",
+                "must be letters, digits, _ and - only",
+            ));
         }
         if self.timeout_ms == 0 {
-            bail!("nats.timeout_ms must be greater than 0");
+            return Err(refuse("nats.timeout_ms", "must be greater than 0"));
         }
-        if self.duplicate_window_secs == 0 {
-            bail!("nats.duplicate_window_secs must be greater than 0");
+        if self.duplicate_window_secs == 0 || self.duplicate_window_secs > MAX_DUPLICATE_WINDOW_SECS
+        {
+            return Err(refuse(
+                "nats.duplicate_window_secs",
+                &format!("must be between 1 and {MAX_DUPLICATE_WINDOW_SECS} (30 days)"),
+            ));
         }
         Ok(())
     }
@@ -629,10 +659,21 @@ impl Settings {
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
-            Err(dotenvy::Error::LineParse(_, index)) => {
-                bail!(
-                    "failed to read .env: cannot parse it at character {index} (check quoting on that line)"
-                )
+            Err(dotenvy::Error::LineParse(text, index)) => {
+                // dotenvy gives the offending text (not shown) and where in
+                // it the parse failed: find the line it starts on.
+                let line = std::fs::read_to_string(".env").ok().and_then(|all| {
+                    let first = text.lines().next().unwrap_or_default();
+                    all.lines().position(|l| l == first).map(|i| i + 1)
+                });
+                match line {
+                    Some(line) => bail!(
+                        "failed to read .env: cannot parse line {line} (character {index} of the entry; check its quoting)"
+                    ),
+                    None => bail!(
+                        "failed to read .env: cannot parse it at character {index} of an entry (check quoting)"
+                    ),
+                }
             }
             Err(e) => return Err(e).context("failed to read .env"),
         }
@@ -671,10 +712,24 @@ impl Settings {
         check_log_filter(&self.log.level)
             .with_context(|| "log.level (CATALOG_LOG__LEVEL) is not a log filter")?;
         if self.server.body_limit == 0 {
-            bail!("server.body_limit must be greater than 0");
+            return Err(refuse("server.body_limit", "must be greater than 0"));
         }
         if self.server.body_timeout_ms == 0 {
-            bail!("server.body_timeout_ms must be greater than 0");
+            return Err(refuse("server.body_timeout_ms", "must be greater than 0"));
+        }
+        // 0 would turn actix's head timeout off: a client trickling its
+        // headers could hold a connection for ever.
+        if self.server.client_request_timeout_ms == 0 {
+            return Err(refuse(
+                "server.client_request_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        if self.server.workers > MAX_WORKERS {
+            return Err(refuse(
+                "server.workers",
+                &format!("must be at most {MAX_WORKERS} (0 = one per CPU core)"),
+            ));
         }
         for (key, env, days) in [
             (
@@ -695,11 +750,21 @@ impl Settings {
             }
         }
         if self.database.batch_max == 0 {
-            bail!("database.batch_max must be greater than 0");
+            return Err(refuse("database.batch_max", "must be greater than 0"));
         }
         self.database.kind()?;
         if self.database.max_connections == 0 {
-            bail!("database.max_connections must be greater than 0");
+            return Err(refuse("database.max_connections", "must be greater than 0"));
+        }
+        for key in ["database.memory_max_events", "database.memory_max_keys"] {
+            let value = if key.ends_with("events") {
+                self.database.memory_max_events
+            } else {
+                self.database.memory_max_keys
+            };
+            if value == 0 {
+                return Err(refuse(key, "must be greater than 0"));
+            }
         }
         if let Some(schema) = &self.database.schema {
             let ok = !schema.is_empty()
@@ -709,33 +774,77 @@ impl Settings {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                 && !schema.starts_with(|c: char| c.is_ascii_digit());
             if !ok {
-                bail!(
-                    "database.schema must be 1-63 characters of a-z, 0-9 and _, not starting with a digit"
-                );
+                return Err(refuse(
+                    "database.schema",
+                    "must be 1-63 characters of a-z, 0-9 and _, not starting with a digit",
+                ));
             }
         }
         if let Some(nats) = &self.nats {
             nats.validate()?;
+            // The stream drops a repeated message id only within the
+            // window; a redelivery comes at the earliest when a lease ran out.
+            if nats.duplicate_window_secs < self.dispatch.lease_secs {
+                return Err(refuse(
+                    "nats.duplicate_window_secs",
+                    "must be at least dispatch.lease_secs (CATALOG_DISPATCH__LEASE_SECS): an event sent again after its lease ran out would be a second message",
+                ));
+            }
+        }
+        // NaN and infinity parse as floats; neither is a rate.
+        if self.rate_limit.enabled
+            && !(self.rate_limit.per_second.is_finite() && self.rate_limit.per_second > 0.0)
+        {
+            return Err(refuse(
+                "rate_limit.per_second",
+                "must be a finite number greater than 0 when rate_limit.enabled",
+            ));
         }
         if self.rate_limit.enabled
-            && (self.rate_limit.per_second.is_nan() || self.rate_limit.per_second <= 0.0)
+            && !(self.rate_limit.burst.is_finite() && self.rate_limit.burst >= 1.0)
         {
-            bail!("rate_limit.per_second must be greater than 0 when rate_limit.enabled");
-        }
-        if self.rate_limit.enabled && self.rate_limit.burst < 1.0 {
-            bail!("rate_limit.burst must be at least 1");
+            return Err(refuse(
+                "rate_limit.burst",
+                "must be a finite number, at least 1",
+            ));
         }
         if self.dispatch.run == 0 {
-            bail!("dispatch.run (CATALOG_DISPATCH__RUN) must be at least 1");
+            return Err(refuse("dispatch.run", "must be at least 1"));
         }
         if self.dispatch.batch == 0 {
-            bail!("dispatch.batch must be greater than 0");
+            return Err(refuse("dispatch.batch", "must be greater than 0"));
         }
         if self.dispatch.nice > 19 {
-            bail!("dispatch.nice must be between 0 and 19");
+            return Err(refuse("dispatch.nice", "must be between 0 and 19"));
         }
         if self.dispatch.max_attempts == 0 {
-            bail!("dispatch.max_attempts must be at least 1");
+            return Err(refuse("dispatch.max_attempts", "must be at least 1"));
+        }
+        if self.dispatch.lease_secs == 0 || self.dispatch.lease_secs > MAX_LEASE_SECS {
+            return Err(refuse(
+                "dispatch.lease_secs",
+                &format!("must be between 1 and {MAX_LEASE_SECS} (a day)"),
+            ));
+        }
+        if self.dispatch.backoff_max_secs > MAX_BACKOFF_SECS {
+            return Err(refuse(
+                "dispatch.backoff_max_secs",
+                &format!("must be at most {MAX_BACKOFF_SECS} (a week)"),
+            ));
+        }
+        if self.dispatch.backoff_base_ms > MAX_BACKOFF_SECS * 1000 {
+            return Err(refuse(
+                "dispatch.backoff_base_ms",
+                &format!("must be at most {} (a week)", MAX_BACKOFF_SECS * 1000),
+            ));
+        }
+        if self
+            .dispatch
+            .file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty())
+        {
+            return Err(refuse("dispatch.file", "must be a file path when set"));
         }
         // A delivery attempt must end well within its lease: a run starts
         // no attempt past half the lease, so one that may last longer than
@@ -763,16 +872,27 @@ impl Settings {
             }
         }
         if let Some(http) = &self.dispatch.http {
-            if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
-                bail!("dispatch.http.url must be an http:// or https:// URL");
+            let url_ok = reqwest::Url::parse(&http.url).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            });
+            if !url_ok {
+                return Err(refuse(
+                    "dispatch.http.url",
+                    "must be an http:// or https:// URL with a host",
+                ));
             }
-            crate::dispatch::standard_webhooks::Signer::new(&http.secret)
-                .context("dispatch.http.secret must be whsec_<base64>")?;
+            if http.timeout_ms == 0 {
+                return Err(refuse("dispatch.http.timeout_ms", "must be greater than 0"));
+            }
+            crate::dispatch::standard_webhooks::Signer::new(&http.secret).map_err(|e| {
+                refuse("dispatch.http.secret", "must be whsec_<base64>").context(e.to_string())
+            })?;
         }
         if let Some(token) = &self.admin.token
             && token.expose_secret().trim().len() < 16
         {
-            bail!("admin.token (CATALOG_ADMIN_TOKEN) must be at least 16 characters");
+            return Err(refuse("admin.token", "must be at least 16 characters"));
         }
         for (name, p) in [
             ("shopify", &self.shopify),
@@ -786,13 +906,21 @@ impl Settings {
                     bail!("{name}.stores[{i}].secrets must not contain an empty secret");
                 }
                 if let Some(c) = &store.currency {
-                    catalog_core::CurrencyCode::new(c)
-                        .map_err(|e| anyhow::anyhow!("{name}.stores[{i}].currency: {e}"))?;
+                    catalog_core::CurrencyCode::new(c).map_err(|_| {
+                        refuse(
+                            &format!("{name}.stores[{i}].currency"),
+                            "must be a three-letter ISO 4217 code such as EUR",
+                        )
+                    })?;
                 }
             }
             if let Some(c) = &p.default_currency {
-                catalog_core::CurrencyCode::new(c)
-                    .map_err(|e| anyhow::anyhow!("{name}.default_currency: {e}"))?;
+                catalog_core::CurrencyCode::new(c).map_err(|_| {
+                    refuse(
+                        &format!("{name}.default_currency"),
+                        "must be a three-letter ISO 4217 code such as EUR",
+                    )
+                })?;
             }
         }
         Ok(())
@@ -1028,6 +1156,163 @@ mod tests {
         ] {
             let s = Settings::load_from(None, &env(&[("CATALOG_LOG__LEVEL", good)]));
             assert!(s.is_ok(), "{good}: {:#}", s.unwrap_err());
+        }
+    }
+
+    /// Found by an outside audit: values that started the server into a
+    /// broken state (a dispatcher panic on a huge backoff or lease, head
+    /// timeouts off, a sink that fails every attempt, non-finite rates),
+    /// and refusals that did not name the variable or quoted the value.
+    #[test]
+    fn values_that_would_break_the_server_stop_start_up_naming_key_and_variable() {
+        let sink = [
+            ("CATALOG_DISPATCH__HTTP__URL", "http://127.0.0.1:9/hook"),
+            (
+                "CATALOG_DISPATCH__HTTP__SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
+        ];
+        let nats = ("CATALOG_NATS__URL", "nats://127.0.0.1:4222");
+        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+            (
+                vec![("CATALOG_SERVER__BODY_LIMIT", "0")],
+                "server.body_limit",
+                "CATALOG_SERVER__BODY_LIMIT",
+            ),
+            (
+                vec![("CATALOG_SERVER__CLIENT_REQUEST_TIMEOUT_MS", "0")],
+                "server.client_request_timeout_ms",
+                "CATALOG_SERVER__CLIENT_REQUEST_TIMEOUT_MS",
+            ),
+            (
+                vec![("CATALOG_SERVER__WORKERS", "10000")],
+                "server.workers",
+                "CATALOG_SERVER__WORKERS",
+            ),
+            (
+                vec![("CATALOG_DATABASE__MEMORY_MAX_EVENTS", "0")],
+                "database.memory_max_events",
+                "CATALOG_DATABASE__MEMORY_MAX_EVENTS",
+            ),
+            (
+                vec![("CATALOG_DATABASE__MEMORY_MAX_KEYS", "0")],
+                "database.memory_max_keys",
+                "CATALOG_DATABASE__MEMORY_MAX_KEYS",
+            ),
+            (
+                vec![("CATALOG_RATE_LIMIT__BURST", "NaN")],
+                "rate_limit.burst",
+                "CATALOG_RATE_LIMIT__BURST",
+            ),
+            (
+                vec![("CATALOG_RATE_LIMIT__PER_SECOND", "inf")],
+                "rate_limit.per_second",
+                "CATALOG_RATE_LIMIT__PER_SECOND",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__LEASE_SECS", "18446744073709551615")],
+                "dispatch.lease_secs",
+                "CATALOG_DISPATCH__LEASE_SECS",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__LEASE_SECS", "0")],
+                "dispatch.lease_secs",
+                "CATALOG_DISPATCH__LEASE_SECS",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__BACKOFF_MAX_SECS", "10000000000000")],
+                "dispatch.backoff_max_secs",
+                "CATALOG_DISPATCH__BACKOFF_MAX_SECS",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__BACKOFF_BASE_MS", "10000000000000000")],
+                "dispatch.backoff_base_ms",
+                "CATALOG_DISPATCH__BACKOFF_BASE_MS",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__FILE", "")],
+                "dispatch.file",
+                "CATALOG_DISPATCH__FILE",
+            ),
+            (
+                vec![
+                    sink[0],
+                    sink[1],
+                    ("CATALOG_DISPATCH__HTTP__TIMEOUT_MS", "0"),
+                ],
+                "dispatch.http.timeout_ms",
+                "CATALOG_DISPATCH__HTTP__TIMEOUT_MS",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__HTTP__URL", "http://"), sink[1]],
+                "dispatch.http.url",
+                "CATALOG_DISPATCH__HTTP__URL",
+            ),
+            (
+                vec![("CATALOG_DISPATCH__HTTP__URL", "http://bad host/"), sink[1]],
+                "dispatch.http.url",
+                "CATALOG_DISPATCH__HTTP__URL",
+            ),
+            (
+                vec![
+                    nats,
+                    (
+                        "CATALOG_NATS__DUPLICATE_WINDOW_SECS",
+                        "18446744073709551615",
+                    ),
+                ],
+                "nats.duplicate_window_secs",
+                "CATALOG_NATS__DUPLICATE_WINDOW_SECS",
+            ),
+            (
+                vec![nats, ("CATALOG_NATS__DUPLICATE_WINDOW_SECS", "10")],
+                "nats.duplicate_window_secs",
+                "CATALOG_NATS__DUPLICATE_WINDOW_SECS",
+            ),
+            (
+                vec![nats, ("CATALOG_NATS__TIMEOUT_MS", "0")],
+                "nats.timeout_ms",
+                "CATALOG_NATS__TIMEOUT_MS",
+            ),
+            (
+                vec![("CATALOG_SHOPIFY__DEFAULT_CURRENCY", "hunter2secret")],
+                "shopify.default_currency",
+                "CATALOG_SHOPIFY__DEFAULT_CURRENCY",
+            ),
+            (
+                vec![("CATALOG_ADMIN__TOKEN", "shortsecretx")],
+                "admin.token",
+                "CATALOG_ADMIN__TOKEN",
+            ),
+        ];
+        for (pairs, key, var) in cases {
+            let err = match Settings::load_from(None, &env(&pairs)) {
+                Ok(_) => panic!("{pairs:?} accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(key), "{pairs:?}: {err}");
+            assert!(err.contains(var), "{pairs:?}: {err}");
+            for (_, value) in &pairs {
+                if value.len() >= 8
+                    && value.chars().any(|c| c.is_ascii_alphabetic())
+                    && !value.contains("://")
+                    && !value.starts_with("whsec_")
+                {
+                    assert!(!err.contains(value), "{pairs:?} quoted: {err}");
+                }
+            }
+        }
+        // Still accepted: the bounds themselves, and a window of exactly the lease.
+        for pairs in [
+            vec![("CATALOG_SERVER__WORKERS", "512")],
+            vec![("CATALOG_DISPATCH__LEASE_SECS", "86400")],
+            vec![("CATALOG_DISPATCH__BACKOFF_MAX_SECS", "604800")],
+            vec![nats, ("CATALOG_NATS__DUPLICATE_WINDOW_SECS", "60")],
+        ] {
+            assert!(
+                Settings::load_from(None, &env(&pairs)).is_ok(),
+                "{pairs:?} refused"
+            );
         }
     }
 

@@ -14,6 +14,16 @@ pub fn format(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// `delay` after `t`, saturating at chrono's last time rather than
+/// panicking (`DateTime + TimeDelta` panics on overflow; a lease or retry
+/// delay comes from configuration).
+pub fn after(t: DateTime<Utc>, delay: std::time::Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(delay)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// For `#[serde(serialize_with = "crate::timestamp::serialize")]`.
 ///
 /// # Errors
@@ -38,6 +48,21 @@ pub fn serialize_option<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Resul
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone as _;
+
+    #[test]
+    fn after_saturates_instead_of_panicking() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap();
+        assert_eq!(
+            super::after(t, std::time::Duration::from_secs(90)),
+            Utc.with_ymd_and_hms(2026, 11, 28, 12, 1, 30).unwrap()
+        );
+        for huge in [
+            std::time::Duration::from_secs(u64::MAX),
+            std::time::Duration::from_secs(10_000_000_000_000),
+        ] {
+            assert_eq!(super::after(t, huge), DateTime::<Utc>::MAX_UTC);
+        }
+    }
 
     use super::*;
 

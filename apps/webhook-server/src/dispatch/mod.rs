@@ -512,8 +512,7 @@ impl Dispatcher {
             Some(error) => {
                 let delay = self.config.backoff(attempt);
                 tracing::warn!(id = %event.event.id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "dispatch failed; will retry");
-                let at =
-                    Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                let at = crate::timestamp::after(Utc::now(), delay);
                 (DispatchOutcome::Retry { error, at }, DispatchResult::Retry)
             }
         };

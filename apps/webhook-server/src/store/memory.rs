@@ -235,7 +235,7 @@ impl EventStore for MemoryStore {
         run: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let now = Utc::now();
-        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        let until = crate::timestamp::after(now, lease);
         let mut s = self.lock();
         let State {
             events,
