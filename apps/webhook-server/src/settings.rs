@@ -1173,7 +1173,9 @@ mod tests {
             ),
         ];
         let nats = ("CATALOG_NATS__URL", "nats://127.0.0.1:4222");
-        let cases: Vec<(Vec<(&str, &str)>, &str, &str)> = vec![
+        // (variables set, key named, variable named)
+        type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
+        let cases: Vec<Case<'_>> = vec![
             (
                 vec![("CATALOG_SERVER__BODY_LIMIT", "0")],
                 "server.body_limit",
