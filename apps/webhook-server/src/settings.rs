@@ -116,16 +116,22 @@ pub struct ServerSettings {
     /// Address to bind (`APP_HOST`).
     pub host: String,
     /// Port to bind (`APP_PORT`).
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub port: u16,
     /// Worker threads; 0 = one per core.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub workers: usize,
     /// Largest accepted body in bytes (413 above).
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub body_limit: usize,
     /// Time allowed to receive the request head, in milliseconds.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub client_request_timeout_ms: u64,
     /// Time allowed to receive the whole body, in milliseconds (408 after).
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub body_timeout_ms: u64,
     /// Time allowed for in-flight requests and the dispatcher to finish at shutdown.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub shutdown_timeout_secs: u64,
 }
 
@@ -172,13 +178,17 @@ pub struct DatabaseSettings {
     /// `power_loss` or `process_crash` (SQLite only).
     pub durability: Durability,
     /// Most commands the SQLite writer commits in one transaction.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub batch_max: usize,
     /// Memory store: most events kept (oldest dropped first).
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub memory_max_events: usize,
     /// Memory store: most deduplication keys kept (oldest forgotten first).
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub memory_max_keys: usize,
     /// PostgreSQL: most pooled connections per replica.
     #[serde(default = "default_max_connections")]
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub max_connections: u32,
     /// PostgreSQL: schema holding the tables, created if missing; unset =
     /// the connection's `search_path` (usually `public`).
@@ -270,6 +280,7 @@ impl fmt::Debug for AdminSettings {
 #[non_exhaustive]
 pub struct RateLimitSettings {
     /// Whether to limit at all.
+    #[serde(deserialize_with = "catalog_config::strict::boolean")]
     pub enabled: bool,
     /// Sustained requests per second per client address.
     pub per_second: f64,
@@ -290,9 +301,11 @@ pub struct RateLimitSettings {
 #[non_exhaustive]
 pub struct RetentionSettings {
     /// Delivered events, days; 0 keeps them forever.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub delivered_days: u32,
     /// Failed (unreadable) and dead-lettered events, days; 0 keeps them
     /// forever (the default: they are there to be inspected and replayed).
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub failed_days: u32,
 }
 
@@ -337,26 +350,36 @@ impl RetentionSettings {
 #[non_exhaustive]
 pub struct DispatchSettings {
     /// Whether the background dispatcher runs.
+    #[serde(deserialize_with = "catalog_config::strict::boolean")]
     pub enabled: bool,
     /// How long a claim is held before another worker may take the event, seconds.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub lease_secs: u64,
     /// Events claimed per round.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub batch: usize,
     /// Most events of one product handed over per claim, in order.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub run: usize,
     /// How often to look for due events when not woken by an insert, milliseconds.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub poll_interval_ms: u64,
     /// Attempts before an event is dead-lettered.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub max_attempts: u32,
     /// First retry delay, milliseconds; doubled each attempt.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub backoff_base_ms: u64,
     /// Longest retry delay, seconds.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub backoff_max_secs: u64,
     /// Niceness of the dispatcher's thread, 0 to 19 (Linux; 0 = the request
     /// workers' priority): under a burst, answering comes first.
     #[serde(default)]
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub nice: u8,
     /// Log sink: one structured log line per event.
+    #[serde(deserialize_with = "catalog_config::strict::boolean")]
     pub log: bool,
     /// JSON-lines file sink: path of the file to append to.
     #[serde(default)]
@@ -384,6 +407,7 @@ pub struct HttpSinkSettings {
     pub secret: SecretString,
     /// Request timeout, milliseconds.
     #[serde(default = "default_http_timeout_ms")]
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub timeout_ms: u64,
 }
 
@@ -418,13 +442,16 @@ pub struct NatsSettings {
     /// Create the stream at start-up when it does not exist (an existing
     /// stream is used as it is). Turn off where streams are managed elsewhere.
     #[serde(default = "default_true")]
+    #[serde(deserialize_with = "catalog_config::strict::boolean")]
     pub create_stream: bool,
     /// Duplicate window of a stream we create, seconds: a republished event
     /// (same `Nats-Msg-Id`) within it is dropped by JetStream.
     #[serde(default = "default_nats_duplicate_window_secs")]
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub duplicate_window_secs: u64,
     /// How long to wait for JetStream's publish acknowledgement, milliseconds.
     #[serde(default = "default_nats_timeout_ms")]
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub timeout_ms: u64,
     /// Authentication token, when not in the URL (`CATALOG_NATS__TOKEN`).
     #[serde(default)]
@@ -1156,6 +1183,47 @@ mod tests {
         ] {
             let s = Settings::load_from(None, &env(&[("CATALOG_LOG__LEVEL", good)]));
             assert!(s.is_ok(), "{good}: {:#}", s.unwrap_err());
+        }
+    }
+
+    /// Found by an outside audit: the `config` crate read `true` as 1 in a
+    /// number (a port of 1; retention of one day instead of 30) and rounded
+    /// decimals; every number and switch of the settings is read strictly.
+    #[test]
+    fn switches_and_decimals_are_not_read_as_numbers() {
+        for (var, value, key) in [
+            ("APP_PORT", "true", "server.port"),
+            (
+                "CATALOG_RETENTION__DELIVERED_DAYS",
+                "true",
+                "retention.delivered_days",
+            ),
+            ("CATALOG_SERVER__BODY_LIMIT", "200.9", "server.body_limit"),
+            ("CATALOG_DISPATCH__LEASE_SECS", "1e3", "dispatch.lease_secs"),
+            ("CATALOG_RATE_LIMIT__ENABLED", "no", "rate_limit.enabled"),
+            ("CATALOG_DISPATCH__LOG", "0", "dispatch.log"),
+        ] {
+            let err = match Settings::load_from(None, &env(&[(var, value)])) {
+                Ok(_) => panic!("{var}={value} accepted"),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(
+                err.contains(key) && err.contains(var),
+                "{var}={value}: {err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for text in [
+            "[retention]\ndelivered_days = 0.4\n",
+            "[server]\nport = 8061.7\n",
+            "[rate_limit]\nenabled = 0\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            assert!(
+                Settings::load_from(Some(&path), &[]).is_err(),
+                "{text} accepted"
+            );
         }
     }
 

@@ -32,6 +32,7 @@
 //! ```
 
 pub mod redact;
+pub mod strict;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

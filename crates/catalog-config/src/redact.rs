@@ -52,7 +52,21 @@ pub fn redact_quoted_values(message: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
-    out
+    redact_variant_names(&out)
+}
+
+/// `config` names a refused enum value unquoted: `enum Durability does not
+/// have variant constructor VALUE for key ...`.
+fn redact_variant_names(message: &str) -> String {
+    const MARK: &str = "variant constructor ";
+    let Some(at) = message.find(MARK) else {
+        return message.to_owned();
+    };
+    let start = at + MARK.len();
+    let end = message[start..]
+        .find(" for key")
+        .map_or(message.len(), |i| start + i);
+    format!("{}[redacted]{}", &message[..start], &message[end..])
 }
 
 fn redact_one(url: &str) -> String {
@@ -118,6 +132,15 @@ fn is_secret_key(key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unknown_enum_value_is_not_repeated() {
+        let shown = super::redact_quoted_values(
+            "enum Durability does not have variant constructor hunter2-secret for key `database.durability`",
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("for key `database.durability`"), "{shown}");
+    }
+
     use super::{redact_quoted_values, redact_url, strip_source_excerpt};
 
     #[test]
