@@ -31,7 +31,8 @@ Usage: webhook-server [--config FILE]
 
 Configuration: built-in defaults, then FILE, then the environment
 (CATALOG_<SECTION>__<KEY>, and APP_HOST, APP_PORT, SHOPIFY_WEBHOOK_SECRET,
-WOOCOMMERCE_WEBHOOK_SECRET, CATALOG_DATABASE_URL, CATALOG_ADMIN_TOKEN);
+SHOPIFY_CLIENT_SECRET, WOOCOMMERCE_WEBHOOK_SECRET, CATALOG_DATABASE_URL,
+CATALOG_ADMIN_TOKEN);
 a .env file in the working directory is read first. RUST_LOG, when set,
 replaces log.level.
 ";
