@@ -28,17 +28,19 @@ impl TrustedProxies {
     /// Parses addresses (`10.0.0.7`, `::1`) and networks (`10.0.0.0/8`).
     ///
     /// # Errors
-    /// The first entry that is neither, quoted.
+    /// The first entry that is neither, by its position (counting from 1;
+    /// configuration errors never quote values).
     pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
         entries
             .into_iter()
             .map(str::trim)
-            .filter(|e| !e.is_empty())
-            .map(|e| {
+            .enumerate()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(i, e)| {
                 e.parse::<IpNet>()
                     .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
                     .map(|net| net.trunc())
-                    .map_err(|_| format!("`{e}` is not an IP address or network (CIDR)"))
+                    .map_err(|_| format!("entry {} is not an IP address or network (CIDR)", i + 1))
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -264,7 +266,10 @@ mod tests {
     fn proxy_lists_parse_or_name_the_bad_entry() {
         assert!(TrustedProxies::parse(["", " "]).unwrap().is_empty());
         let err = TrustedProxies::parse(["10.0.0.0/8", "proxy.local"]).unwrap_err();
-        assert!(err.contains("`proxy.local`"), "{err}");
+        assert!(
+            err.contains("entry 2 ") && !err.contains("proxy.local"),
+            "{err}"
+        );
         assert!(TrustedProxies::parse(["10.0.0.0/33"]).is_err());
         // A network given with host bits is the network.
         let p = TrustedProxies::parse(["10.1.2.3/8"]).unwrap();

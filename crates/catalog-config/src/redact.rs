@@ -55,9 +55,12 @@ pub fn redact_quoted_values(message: &str) -> String {
     redact_variant_names(&out)
 }
 
-/// `config` names a refused enum value unquoted: `enum Durability does not
-/// have variant constructor VALUE for key ...`.
+/// `config` names a refused enum value unquoted (`enum Durability does not
+/// have variant constructor VALUE for key ...`), and serde other refused
+/// values in backticks after their kind (``integer `99999999999999999999999` ``).
 fn redact_variant_names(message: &str) -> String {
+    let message = redact_backticked_values(message);
+    let message = message.as_str();
     const MARK: &str = "variant constructor ";
     let Some(at) = message.find(MARK) else {
         return message.to_owned();
@@ -67,6 +70,34 @@ fn redact_variant_names(message: &str) -> String {
         .find(" for key")
         .map_or(message.len(), |i| start + i);
     format!("{}[redacted]{}", &message[..start], &message[end..])
+}
+
+/// ``integer `1234` `` and the like (a kind, then the value in backticks);
+/// keys (``for key `server.port` ``) stay.
+fn redact_backticked_values(message: &str) -> String {
+    const KINDS: [&str; 6] = [
+        "integer `",
+        "floating point `",
+        "boolean `",
+        "character `",
+        "unit variant `",
+        "string `",
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, kind)) = KINDS
+        .iter()
+        .filter_map(|k| rest.find(k).map(|i| (i, *k)))
+        .min_by_key(|(i, _)| *i)
+    {
+        out.push_str(&rest[..at + kind.len()]);
+        rest = &rest[at + kind.len()..];
+        let end = rest.find('`').unwrap_or(rest.len());
+        out.push_str("[redacted]");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn redact_one(url: &str) -> String {
@@ -132,6 +163,15 @@ fn is_secret_key(key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_backticked_value_is_not_repeated_but_the_key_is() {
+        let shown = super::redact_quoted_values(
+            "invalid type: integer `99999999999999999999999` as i128, expected u64 for key `server.port`",
+        );
+        assert!(!shown.contains("9999"), "{shown}");
+        assert!(shown.contains("for key `server.port`"), "{shown}");
+    }
+
     #[test]
     fn an_unknown_enum_value_is_not_repeated() {
         let shown = super::redact_quoted_values(
