@@ -238,9 +238,29 @@ async fn main() -> anyhow::Result<()> {
     let running = server.run();
     let http = running.handle();
     let mut running = std::pin::pin!(running);
-    tokio::select! {
-        result = &mut running => result.context("HTTP server failed")?,
-        () = shutdown_signal() => {
+    let dispatcher_ended = async {
+        match dispatcher.as_mut() {
+            Some(d) => d.ended().await,
+            None => std::future::pending().await,
+        }
+    };
+    // Why the server stops.
+    enum Stop {
+        ServerEnded,
+        Signal,
+        DispatcherDied,
+    }
+    let stop = tokio::select! {
+        result = &mut running => {
+            result.context("HTTP server failed")?;
+            Stop::ServerEnded
+        }
+        () = shutdown_signal() => Stop::Signal,
+        () = dispatcher_ended => Stop::DispatcherDied,
+    };
+    match stop {
+        Stop::ServerEnded => {}
+        Stop::Signal => {
             tracing::info!("shutting down: draining in-flight requests and the dispatcher");
             // Sent now; the server future below carries it out.
             let stopped = http.stop(true);
@@ -252,6 +272,23 @@ async fn main() -> anyhow::Result<()> {
             let (result, ()) = tokio::join!(&mut running, dispatch);
             result.context("HTTP server failed")?;
             stopped.await;
+        }
+        Stop::DispatcherDied => {
+            // Its panic is on stderr. Stored events wait, durably, for the
+            // next start; exiting with an error lets the service manager
+            // restart us (a server that only acknowledges looks healthy).
+            tracing::error!(
+                "the dispatcher stopped unexpectedly: shutting down (acknowledged events are stored and will be dispatched after a restart)"
+            );
+            let stopped = http.stop(true);
+            let result = (&mut running).await;
+            stopped.await;
+            result.context("HTTP server failed")?;
+            if let Some(p) = pruner {
+                p.abort();
+            }
+            state.store.close().await;
+            anyhow::bail!("the dispatcher stopped unexpectedly");
         }
     }
     if let Some(p) = pruner {

@@ -1089,7 +1089,10 @@ mod tests {
         .unwrap_err();
         let err = format!("{err:#}");
         assert!(err.contains("rate_limit.trusted_proxies"), "{err}");
-        assert!(err.contains("entry 2 ") && !err.contains("lb.internal"), "{err}");
+        assert!(
+            err.contains("entry 2 ") && !err.contains("lb.internal"),
+            "{err}"
+        );
     }
 
     #[test]

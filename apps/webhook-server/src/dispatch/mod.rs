@@ -137,13 +137,30 @@ pub struct DispatcherHandle {
     shutdown: watch::Sender<bool>,
     // Resolves (or errors, if the loop panicked) when the loop has ended.
     done: oneshot::Receiver<()>,
+    // Whether `done` has resolved (a oneshot receiver is not polled again).
+    ended: bool,
 }
 
 impl DispatcherHandle {
+    /// Resolves if the dispatcher's loop ends before it was asked to stop,
+    /// which it does only on a panic; pending otherwise. The server stops
+    /// then (see `main.rs`): a receiver that acknowledges events nobody
+    /// dispatches any more should be restarted, not kept up looking ready.
+    pub async fn ended(&mut self) {
+        if self.ended {
+            return;
+        }
+        let _ = (&mut self.done).await;
+        self.ended = true;
+    }
+
     /// Asks the dispatcher to stop after the round in progress and waits for
     /// it, at most `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
         let _ = self.shutdown.send(true);
+        if self.ended {
+            return;
+        }
         if tokio::time::timeout(timeout, self.done).await.is_err() {
             tracing::warn!(
                 "dispatcher did not finish in time; unfinished events stay leased and will be retried"
@@ -183,7 +200,11 @@ impl Dispatcher {
             Arc::new(self).run(stop).await;
             let _ = finished.send(());
         });
-        DispatcherHandle { shutdown, done }
+        DispatcherHandle {
+            shutdown,
+            done,
+            ended: false,
+        }
     }
 
     /// Runs in the background on a thread of its own (with its own Tokio
@@ -212,7 +233,11 @@ impl Dispatcher {
                 runtime.block_on(Arc::new(self).run(stop));
                 let _ = finished.send(());
             })?;
-        Ok(DispatcherHandle { shutdown, done })
+        Ok(DispatcherHandle {
+            shutdown,
+            done,
+            ended: false,
+        })
     }
 
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {

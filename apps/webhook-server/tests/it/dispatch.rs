@@ -271,6 +271,8 @@ struct Probe {
     outcome_delay: Duration,
     runs: bool,
     claims: std::sync::atomic::AtomicUsize,
+    /// Claims panic (a bug in a store, as the dispatcher's loop sees it).
+    panic_claims: bool,
 }
 
 impl Probe {
@@ -280,6 +282,7 @@ impl Probe {
             outcome_delay: Duration::ZERO,
             runs: true,
             claims: Default::default(),
+            panic_claims: false,
         }
     }
 }
@@ -315,6 +318,7 @@ impl EventStore for Probe {
         limit: usize,
         run: usize,
     ) -> Result<Vec<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
+        assert!(!self.panic_claims, "probe: a claim that panics");
         if !self.runs {
             return self.claim_due(worker_id, lease, limit).await;
         }
@@ -421,6 +425,42 @@ async fn a_products_backlog_drains_without_waiting_for_the_poll_interval() {
         started.elapsed()
     );
     handle.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A dispatcher whose loop dies (here: its store panics) is noticed: the
+/// server stops on it rather than acknowledging events nobody dispatches.
+#[actix_web::test]
+async fn a_dispatcher_whose_loop_dies_says_so() {
+    let mut probe = Probe::new(memory());
+    probe.panic_claims = true;
+    let store: Arc<dyn EventStore> = Arc::new(probe);
+    let state = state_with(store, &single_secret());
+    let mut handle = state
+        .dispatcher(config(3), Vec::new())
+        .spawn_on_own_thread(0)
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle.ended())
+        .await
+        .expect("the dispatcher's end was not noticed");
+    // Shutting down what has ended returns at once.
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        handle.shutdown(Duration::from_secs(30)),
+    )
+    .await
+    .unwrap();
+
+    // A healthy one does not end on its own.
+    let mut healthy = state_with(memory(), &single_secret())
+        .dispatcher(config(3), Vec::new())
+        .spawn_on_own_thread(0)
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), healthy.ended())
+            .await
+            .is_err()
+    );
+    healthy.shutdown(Duration::from_secs(5)).await;
 }
 
 /// The server's way to run the dispatcher: a thread of its own, at the
