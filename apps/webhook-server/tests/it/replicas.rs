@@ -20,8 +20,13 @@ use crate::support::*;
 const PATH: &str = "/webhooks/shopify/products/create";
 
 fn start(state: AppState) -> (SocketAddr, actix_web::dev::ServerHandle) {
+    // No signal handlers of its own in a test process, and a bounded
+    // graceful stop (the client's idle keep-alive connections otherwise
+    // hold it for actix's default 30 s).
     let server = HttpServer::new(move || App::new().configure(|c| configure(c, state.clone())))
         .workers(2)
+        .disable_signals()
+        .shutdown_timeout(5)
         .bind(("127.0.0.1", 0))
         .unwrap();
     let addr = server.addrs()[0];
