@@ -97,7 +97,9 @@ async fn hook(req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let new = match step {
         Step::Floor | Step::Answer | Step::Skim => true,
         Step::Memory => {
-            let mut guard = MEMORY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut guard = MEMORY
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let (keys, bodies) = guard.get_or_insert_with(Default::default);
             let new = keys.insert(u128::from_be_bytes(key));
             if new {
@@ -132,29 +134,45 @@ async fn hook(req: HttpRequest, body: web::Bytes) -> HttpResponse {
         .body(format!(r#"{{"status":"{status}","id":"{hex}"}}"#))
 }
 
+/// Waits for an insert, then takes whatever else is queued (512 at most)
+/// into `batch`; false once every sender is gone.
+fn next_batch(inserts: &mpsc::Receiver<Insert>, batch: &mut Vec<Insert>) -> bool {
+    let Ok(first) = inserts.recv() else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < 512 {
+        match inserts.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 /// The log step's writer: appends whatever is queued with one write, syncs
 /// the data, then answers each.
 fn append_log(path: &str, sync: bool, inserts: &mpsc::Receiver<Insert>) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     let mut seen = HashSet::new();
     let mut batch = Vec::with_capacity(512);
     let mut buf = Vec::with_capacity(1 << 20);
-    while let Ok(first) = inserts.recv() {
-        batch.push(first);
-        while batch.len() < 512 {
-            match inserts.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while next_batch(inserts, &mut batch) {
         buf.clear();
         let mut results = Vec::with_capacity(batch.len());
         for i in &batch {
             let new = seen.insert(i.key);
             if new {
                 buf.extend_from_slice(&i.key);
-                buf.extend_from_slice(&u32::try_from(i.body.len()).unwrap_or(u32::MAX).to_le_bytes());
+                buf.extend_from_slice(
+                    &u32::try_from(i.body.len())
+                        .unwrap_or(u32::MAX)
+                        .to_le_bytes(),
+                );
                 buf.extend_from_slice(&i.body);
             }
             results.push(new);
@@ -180,14 +198,7 @@ fn writer(path: &str, synchronous: &str, inserts: &mpsc::Receiver<Insert>) -> ru
         "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE, body BLOB NOT NULL)",
     )?;
     let mut batch = Vec::with_capacity(512);
-    while let Ok(first) = inserts.recv() {
-        batch.push(first);
-        while batch.len() < 512 {
-            match inserts.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
+    while next_batch(inserts, &mut batch) {
         let tx = conn.transaction()?;
         let mut results = Vec::with_capacity(batch.len());
         {
@@ -216,7 +227,9 @@ async fn main() -> std::io::Result<()> {
         "log" | "log-nosync" => Step::Log,
         "sqlite" | "sqlite-normal" => Step::Sqlite,
         other => {
-            eprintln!("STEP={other}: expected floor, answer, skim, memory, log, log-nosync, sqlite or sqlite-normal");
+            eprintln!(
+                "STEP={other}: expected floor, answer, skim, memory, log, log-nosync, sqlite or sqlite-normal"
+            );
             std::process::exit(2);
         }
     };
