@@ -783,12 +783,13 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(refuse("database.max_connections", "must be greater than 0"));
         }
-        for key in ["database.memory_max_events", "database.memory_max_keys"] {
-            let value = if key.ends_with("events") {
-                self.database.memory_max_events
-            } else {
-                self.database.memory_max_keys
-            };
+        for (key, value) in [
+            (
+                "database.memory_max_events",
+                self.database.memory_max_events,
+            ),
+            ("database.memory_max_keys", self.database.memory_max_keys),
+        ] {
             if value == 0 {
                 return Err(refuse(key, "must be greater than 0"));
             }
