@@ -220,8 +220,11 @@ async fn a_dead_replicas_lease_expires_and_another_takes_over() {
 
     // Replica A claims the event and dies: it never completes.
     let lease = Duration::from_millis(1500);
-    let claimed = a.claim_due("replica-a", lease, 10).await.unwrap();
+    // Taken before the claim, so that its age is never less than the
+    // lease's (the lease starts during the claim): read after, a slow
+    // close below could let B claim legitimately while this said < 1.5 s.
     let claimed_at = std::time::Instant::now();
+    let claimed = a.claim_due("replica-a", lease, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     a.close().await;
     drop(a);
