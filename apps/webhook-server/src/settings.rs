@@ -136,13 +136,35 @@ pub struct ServerSettings {
 }
 
 /// Log format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,
+}
+
+impl<'de> Deserialize<'de> for LogFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(d, &[("text", Self::Text), ("json", Self::Json)])
+    }
+}
+
+/// One of `choices`, by name, in any case; an error lists the names (never
+/// the value given, as for every configuration error).
+fn one_of<'de, D: serde::Deserializer<'de>, T: Copy>(
+    d: D,
+    choices: &[(&str, T)],
+) -> Result<T, D::Error> {
+    let given = String::deserialize(d)?;
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(given.trim()))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            serde::de::Error::custom(format!("expected one of {}", names.join(", ")))
+        })
 }
 
 /// `[log]`.
@@ -157,13 +179,24 @@ pub struct LogSettings {
 }
 
 /// What an acknowledged event survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// `synchronous=FULL`: the WAL is fsynced before a delivery is acknowledged.
     PowerLoss,
     /// `synchronous=NORMAL` in WAL mode: survives a process crash, not a power cut.
     ProcessCrash,
+}
+
+impl<'de> Deserialize<'de> for Durability {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        one_of(
+            d,
+            &[
+                ("power_loss", Self::PowerLoss),
+                ("process_crash", Self::ProcessCrash),
+            ],
+        )
+    }
 }
 
 /// `[database]`.
@@ -779,7 +812,7 @@ impl Settings {
         if self.database.batch_max == 0 {
             return Err(refuse("database.batch_max", "must be greater than 0"));
         }
-        self.database.kind()?;
+        let store = self.database.kind()?;
         if self.database.max_connections == 0 {
             return Err(refuse("database.max_connections", "must be greater than 0"));
         }
@@ -790,7 +823,8 @@ impl Settings {
             ),
             ("database.memory_max_keys", self.database.memory_max_keys),
         ] {
-            if value == 0 {
+            // Read by the memory store only.
+            if value == 0 && store == StoreKind::Memory {
                 return Err(refuse(key, "must be greater than 0"));
             }
         }
@@ -811,11 +845,16 @@ impl Settings {
         if let Some(nats) = &self.nats {
             nats.validate()?;
             // The stream drops a repeated message id only within the
-            // window; a redelivery comes at the earliest when a lease ran out.
-            if nats.duplicate_window_secs < self.dispatch.lease_secs {
+            // window; a redelivery comes at the earliest when a lease ran
+            // out. Only the window of a stream the server creates is ours
+            // to set (an existing stream keeps its own).
+            if nats.create_stream
+                && self.dispatch.enabled
+                && nats.duplicate_window_secs < self.dispatch.lease_secs
+            {
                 return Err(refuse(
                     "nats.duplicate_window_secs",
-                    "must be at least dispatch.lease_secs (CATALOG_DISPATCH__LEASE_SECS): an event sent again after its lease ran out would be a second message",
+                    "(300 unless set) must be at least dispatch.lease_secs (CATALOG_DISPATCH__LEASE_SECS) for the stream the server creates: an event sent again after its lease ran out would be a second message",
                 ));
             }
         }
@@ -1264,14 +1303,25 @@ mod tests {
                 "CATALOG_SERVER__WORKERS",
             ),
             (
-                vec![("CATALOG_DATABASE__MEMORY_MAX_EVENTS", "0")],
+                vec![
+                    ("CATALOG_DATABASE_URL", "memory://"),
+                    ("CATALOG_DATABASE__MEMORY_MAX_EVENTS", "0"),
+                ],
                 "database.memory_max_events",
                 "CATALOG_DATABASE__MEMORY_MAX_EVENTS",
             ),
             (
-                vec![("CATALOG_DATABASE__MEMORY_MAX_KEYS", "0")],
+                vec![
+                    ("CATALOG_DATABASE_URL", "memory://"),
+                    ("CATALOG_DATABASE__MEMORY_MAX_KEYS", "0"),
+                ],
                 "database.memory_max_keys",
                 "CATALOG_DATABASE__MEMORY_MAX_KEYS",
+            ),
+            (
+                vec![("CATALOG_LOG__FORMAT", "yaml")],
+                "log.format",
+                "CATALOG_LOG__FORMAT",
             ),
             (
                 vec![("CATALOG_RATE_LIMIT__BURST", "NaN")],
@@ -1382,6 +1432,21 @@ mod tests {
             vec![("CATALOG_DISPATCH__LEASE_SECS", "86400")],
             vec![("CATALOG_DISPATCH__BACKOFF_MAX_SECS", "604800")],
             vec![nats, ("CATALOG_NATS__DUPLICATE_WINDOW_SECS", "60")],
+            // An existing stream keeps its own window; without dispatch
+            // nothing is sent; SQLite does not read the memory limits.
+            vec![
+                nats,
+                ("CATALOG_NATS__CREATE_STREAM", "false"),
+                ("CATALOG_DISPATCH__LEASE_SECS", "600"),
+            ],
+            vec![
+                nats,
+                ("CATALOG_DISPATCH__ENABLED", "false"),
+                ("CATALOG_DISPATCH__LEASE_SECS", "600"),
+            ],
+            vec![("CATALOG_DATABASE__MEMORY_MAX_EVENTS", "0")],
+            vec![("CATALOG_LOG__FORMAT", "JSON")],
+            vec![("CATALOG_DATABASE__DURABILITY", "Process_Crash")],
         ] {
             assert!(
                 Settings::load_from(None, &env(&pairs)).is_ok(),
