@@ -146,25 +146,8 @@ pub enum LogFormat {
 
 impl<'de> Deserialize<'de> for LogFormat {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        one_of(d, &[("text", Self::Text), ("json", Self::Json)])
+        catalog_config::strict::choice(d, &[("text", Self::Text), ("json", Self::Json)])
     }
-}
-
-/// One of `choices`, by name, in any case; an error lists the names (never
-/// the value given, as for every configuration error).
-fn one_of<'de, D: serde::Deserializer<'de>, T: Copy>(
-    d: D,
-    choices: &[(&str, T)],
-) -> Result<T, D::Error> {
-    let given = String::deserialize(d)?;
-    choices
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(given.trim()))
-        .map(|(_, value)| *value)
-        .ok_or_else(|| {
-            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
-            serde::de::Error::custom(format!("expected one of {}", names.join(", ")))
-        })
 }
 
 /// `[log]`.
@@ -189,7 +172,7 @@ pub enum Durability {
 
 impl<'de> Deserialize<'de> for Durability {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        one_of(
+        catalog_config::strict::choice(
             d,
             &[
                 ("power_loss", Self::PowerLoss),
@@ -791,22 +774,15 @@ impl Settings {
                 &format!("must be at most {MAX_WORKERS} (0 = one per CPU core)"),
             ));
         }
-        for (key, env, days) in [
-            (
-                "retention.delivered_days",
-                "CATALOG_RETENTION__DELIVERED_DAYS",
-                self.retention.delivered_days,
-            ),
-            (
-                "retention.failed_days",
-                "CATALOG_RETENTION__FAILED_DAYS",
-                self.retention.failed_days,
-            ),
+        for (key, days) in [
+            ("retention.delivered_days", self.retention.delivered_days),
+            ("retention.failed_days", self.retention.failed_days),
         ] {
             if days > MAX_RETENTION_DAYS {
-                bail!(
-                    "{key} ({env}) must be at most {MAX_RETENTION_DAYS} days; 0 keeps events forever"
-                );
+                return Err(refuse(
+                    key,
+                    &format!("must be at most {MAX_RETENTION_DAYS} days; 0 keeps events forever"),
+                ));
             }
         }
         if self.database.batch_max == 0 {

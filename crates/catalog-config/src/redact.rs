@@ -32,6 +32,13 @@ pub fn strip_source_excerpt(message: &str) -> String {
 /// may be a secret put where a list was expected. Key names (`"server.host"`
 /// in "missing configuration field", backticked elsewhere) stay.
 pub fn redact_quoted_values(message: &str) -> String {
+    let shown = hide_quoted_strings(message);
+    let shown = hide_backticked_values(&shown);
+    hide_variant_name(&shown)
+}
+
+/// `string "..."`, as serde writes a refused string (`{:?}`).
+fn hide_quoted_strings(message: &str) -> String {
     const MARK: &str = "string \"";
     let mut out = String::with_capacity(message.len());
     let mut rest = message;
@@ -52,15 +59,12 @@ pub fn redact_quoted_values(message: &str) -> String {
         rest = &rest[end..];
     }
     out.push_str(rest);
-    redact_variant_names(&out)
+    out
 }
 
-/// `config` names a refused enum value unquoted (`enum Durability does not
-/// have variant constructor VALUE for key ...`), and serde other refused
-/// values in backticks after their kind (``integer `99999999999999999999999` ``).
-fn redact_variant_names(message: &str) -> String {
-    let message = redact_backticked_values(message);
-    let message = message.as_str();
+/// `config` names a refused enum value unquoted: `enum Durability does not
+/// have variant constructor VALUE for key ...`.
+fn hide_variant_name(message: &str) -> String {
     const MARK: &str = "variant constructor ";
     let Some(at) = message.find(MARK) else {
         return message.to_owned();
@@ -72,9 +76,9 @@ fn redact_variant_names(message: &str) -> String {
     format!("{}[redacted]{}", &message[..start], &message[end..])
 }
 
-/// ``integer `1234` `` and the like (a kind, then the value in backticks);
-/// keys (``for key `server.port` ``) stay.
-fn redact_backticked_values(message: &str) -> String {
+/// ``integer `1234` `` and the like, as serde writes other refused values (a
+/// kind, then the value in backticks); keys (``for key `server.port` ``) stay.
+fn hide_backticked_values(message: &str) -> String {
     const KINDS: [&str; 6] = [
         "integer `",
         "floating point `",
@@ -163,9 +167,11 @@ fn is_secret_key(key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::{redact_quoted_values, redact_url, strip_source_excerpt};
+
     #[test]
     fn a_backticked_value_is_not_repeated_but_the_key_is() {
-        let shown = super::redact_quoted_values(
+        let shown = redact_quoted_values(
             "invalid type: integer `99999999999999999999999` as i128, expected u64 for key `server.port`",
         );
         assert!(!shown.contains("9999"), "{shown}");
@@ -174,14 +180,12 @@ mod tests {
 
     #[test]
     fn an_unknown_enum_value_is_not_repeated() {
-        let shown = super::redact_quoted_values(
+        let shown = redact_quoted_values(
             "enum Durability does not have variant constructor hunter2-secret for key `database.durability`",
         );
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("for key `database.durability`"), "{shown}");
     }
-
-    use super::{redact_quoted_values, redact_url, strip_source_excerpt};
 
     #[test]
     fn quoted_values_are_hidden() {

@@ -10,7 +10,9 @@
 //!
 //! - [`uint`]: a whole number, from the file or from an environment
 //!   variable's digits;
-//! - [`boolean`]: `true` or `false` (any case in an environment variable).
+//! - [`boolean`]: `true` or `false` (any case in an environment variable);
+//! - [`choice`]: one of a fixed set of names, in any case (for enums:
+//!   `config` names a refused one by its Rust type, without the choices).
 //!
 //! ```
 //! #[derive(serde::Deserialize)]
@@ -52,6 +54,27 @@ where
     D: Deserializer<'de>,
 {
     deserializer.deserialize_any(Switch)
+}
+
+/// One of `choices`, by name, in any case; an error lists the names (never
+/// the value given). For a hand-written `Deserialize` of a settings enum.
+///
+/// # Errors
+/// For a name not among `choices`, or a value that is not text.
+pub fn choice<'de, D, T>(deserializer: D, choices: &[(&str, T)]) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Copy,
+{
+    let given = <String as serde::Deserialize>::deserialize(deserializer)?;
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(given.trim()))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            de::Error::custom(format!("expected one of {}", names.join(", ")))
+        })
 }
 
 struct Uint<T>(PhantomData<T>);
