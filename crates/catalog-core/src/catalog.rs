@@ -38,13 +38,19 @@ pub trait Catalog: Send + Sync + Debug {
     ///
     /// The default walks [`Catalog::list_page`] with its cursors; platforms
     /// override it with something faster (concurrent pages, bulk export).
-    /// The stream ends after the first error, and also stops (with an error) if
-    /// the platform hands back the same cursor twice, so a misbehaving server
-    /// cannot make it loop forever.
+    /// Empty pages that carry a next cursor are followed. The stream ends
+    /// after the first error, and also stops with an error, without the
+    /// suspect page's products, if the platform hands back a cursor it gave
+    /// before, or 16 empty pages in a row, so a misbehaving server cannot make
+    /// it loop forever or repeat products.
     fn stream_products(&self) -> BoxStream<'_, Result<Product>> {
         stream_pages(move |request| self.list_page(request), None)
     }
 }
+
+/// How many empty pages with a next cursor [`stream_pages`] follows in a row
+/// before it gives up.
+const MAX_EMPTY_PAGES_IN_A_ROW: u32 = 16;
 
 /// Builds a product stream from a page-fetching function, following cursors
 /// until the last page. Used by [`Catalog::stream_products`]'s default and
@@ -58,12 +64,14 @@ where
         fetch: F,
         next: Option<Option<Cursor>>,
         seen: std::collections::HashSet<Cursor>,
+        empty_in_a_row: u32,
         limit: Option<u32>,
     }
     let state = State {
         fetch,
         next: Some(None),
         seen: std::collections::HashSet::new(),
+        empty_in_a_row: 0,
         limit,
     };
     stream::unfold(state, |mut st| async move {
@@ -71,27 +79,46 @@ where
         let mut request = PageRequest::first();
         request.limit = st.limit;
         request.cursor = cursor;
-        match (st.fetch)(request).await {
-            Ok(page) => {
-                if let Some(next) = &page.next {
-                    if !st.seen.insert(next.clone()) {
-                        let err = CatalogError::Decode {
-                            path: "next".into(),
-                            message: format!("the platform repeated cursor {next}"),
-                        };
-                        let items: Vec<Result<Product>> =
-                            page.items.into_iter().map(Ok).chain([Err(err)]).collect();
-                        return Some((stream::iter(items), st));
-                    }
-                    if !page.items.is_empty() {
-                        st.next = Some(page.next.clone());
-                    }
+        let page = match (st.fetch)(request).await {
+            Ok(page) => page,
+            Err(e) => return Some((stream::iter(vec![Err(e)]), st)),
+        };
+        let mut items: Vec<Result<Product>> = Vec::with_capacity(page.items.len() + 1);
+        match page.next {
+            // A cursor seen before means the platform is walking in a circle:
+            // this page's products were (most likely) emitted already, so
+            // only the error is, and the stream ends.
+            Some(next) if st.seen.contains(&next) => items.push(Err(CatalogError::Decode {
+                path: "next".into(),
+                message: format!("the platform repeated cursor {next}"),
+            })),
+            Some(next) => {
+                // An empty page with a next cursor is legal (a filtered or
+                // changing listing) and the rest must still be read, but a
+                // server handing out fresh cursors for empty pages forever
+                // must not make the stream spin.
+                st.empty_in_a_row = if page.items.is_empty() {
+                    st.empty_in_a_row + 1
+                } else {
+                    0
+                };
+                if st.empty_in_a_row > MAX_EMPTY_PAGES_IN_A_ROW {
+                    items.push(Err(CatalogError::Decode {
+                        path: "next".into(),
+                        message: format!(
+                            "the platform sent {} empty pages in a row, each with a next cursor",
+                            st.empty_in_a_row
+                        ),
+                    }));
+                } else {
+                    st.seen.insert(next.clone());
+                    st.next = Some(Some(next));
+                    items.extend(page.items.into_iter().map(Ok));
                 }
-                let items: Vec<Result<Product>> = page.items.into_iter().map(Ok).collect();
-                Some((stream::iter(items), st))
             }
-            Err(e) => Some((stream::iter(vec![Err(e)]), st)),
+            None => items.extend(page.items.into_iter().map(Ok)),
         }
+        Some((stream::iter(items), st))
     })
     .flatten()
     .boxed()

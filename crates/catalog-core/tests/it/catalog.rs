@@ -30,12 +30,15 @@ fn product(n: u32) -> Product {
     }
 }
 
-/// A paged catalog of `total` products whose cursors are offsets, with an
-/// optional fault: repeat the first cursor forever.
+/// A paged catalog of `total` products whose cursors are offsets (and the
+/// request number, so that every cursor differs), with optional faults:
+/// repeat the first cursor forever; answer the first `empty_pages` requests
+/// with an empty page and a fresh cursor to the same place.
 #[derive(Debug)]
 struct Paged {
     total: u32,
     repeat_cursor: bool,
+    empty_pages: usize,
     requests: Mutex<Vec<PageRequest>>,
 }
 
@@ -44,6 +47,7 @@ impl Paged {
         Self {
             total,
             repeat_cursor: false,
+            empty_pages: 0,
             requests: Mutex::new(vec![]),
         }
     }
@@ -65,18 +69,25 @@ impl Catalog for Paged {
             .ok_or_else(|| CatalogError::NotFound(id.to_owned()))
     }
     async fn list_page(&self, request: PageRequest) -> catalog_core::Result<Page<Product>> {
-        self.requests.lock().unwrap().push(request.clone());
+        let n = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(request.clone());
+            requests.len()
+        };
         let start: u32 = match &request.cursor {
-            Some(c) => c.decode()?,
+            Some(c) => c.decode::<(u32, usize)>()?.0,
             None => 0,
         };
+        if n <= self.empty_pages {
+            return Ok(Page::new(vec![], Some(Cursor::encode(&(start, n))?)));
+        }
         let limit = request.limit.unwrap_or(3).min(10);
         let end = (start + limit).min(self.total);
         let items = (start..end).map(product).collect();
         let next = if self.repeat_cursor {
-            Some(Cursor::encode(&limit)?)
+            Some(Cursor::encode(&(limit, 0))?)
         } else if end < self.total {
-            Some(Cursor::encode(&end)?)
+            Some(Cursor::encode(&(end, n))?)
         } else {
             None
         };
@@ -102,11 +113,48 @@ async fn repeated_cursor_stops_with_an_error() {
     let mut catalog = Paged::new(100);
     catalog.repeat_cursor = true;
     let results: Vec<_> = futures::StreamExt::collect::<Vec<_>>(catalog.stream_products()).await;
-    // First page (3) + second page (3) and then the error: no endless loop.
-    let errors = results.iter().filter(|r| r.is_err()).count();
-    assert_eq!(errors, 1);
-    assert!(results.last().unwrap().is_err());
-    assert!(catalog.requests.lock().unwrap().len() <= 3);
+    // The first page (0, 1, 2), then the same cursor again: the second page
+    // (3, 4, 5 here; the same page again from a server that ignores cursors)
+    // is suspect, so only the error follows. No endless loop, no repeats.
+    let ids: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|p| p.platform_id.as_str())
+        .collect();
+    assert_eq!(ids, ["0", "1", "2"]);
+    assert_eq!(results.len(), 4);
+    match results.last() {
+        Some(Err(CatalogError::Decode { path, message })) => {
+            assert_eq!(path, "next");
+            assert!(message.contains("repeated cursor"), "{message}");
+        }
+        other => panic!("expected the repeated-cursor error, got {other:?}"),
+    }
+    assert_eq!(catalog.requests.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn empty_pages_with_a_next_cursor_are_followed() {
+    let mut catalog = Paged::new(7);
+    catalog.empty_pages = 3;
+    let all: Vec<Product> = catalog.stream_products().try_collect().await.unwrap();
+    let ids: Vec<String> = all.iter().map(|p| p.platform_id.clone()).collect();
+    assert_eq!(ids, (0..7).map(|n| n.to_string()).collect::<Vec<_>>());
+    // Three empty pages, then 3 + 3 + 1.
+    assert_eq!(catalog.requests.lock().unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn endless_empty_pages_stop_with_an_error() {
+    let mut catalog = Paged::new(7);
+    catalog.empty_pages = usize::MAX;
+    let results: Vec<_> = futures::StreamExt::collect::<Vec<_>>(catalog.stream_products()).await;
+    assert_eq!(results.len(), 1, "only the error: {results:?}");
+    assert!(
+        matches!(&results[0], Err(CatalogError::Decode { message, .. }) if message.contains("17 empty pages")),
+        "{results:?}"
+    );
+    assert_eq!(catalog.requests.lock().unwrap().len(), 17);
 }
 
 #[tokio::test]
