@@ -43,6 +43,7 @@ pub mod json;
 pub mod model;
 pub mod money;
 pub mod page;
+pub mod retry;
 pub mod webhook;
 
 pub use async_trait::async_trait;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::client::Http;
+use crate::client::{Http, transport, without_secret};
 
 /// Renew when this fraction of the lifetime is left...
 const RENEW_FRACTION: u32 = 10;
@@ -186,19 +186,32 @@ impl Grant {
             "grant_type": "client_credentials",
         });
         let mut retries = http.retries();
-        let response = http
-            .send(&mut retries, true, || {
-                http.client()
-                    .post(self.url.clone())
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .json(&body)
-            })
-            .await?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| CatalogError::Transport(Box::new(e.without_url())))?;
+        let secret = reveal(&self.client_secret);
+        let (status, bytes) = loop {
+            let response = http
+                .send(&mut retries, true, || {
+                    http.client()
+                        .post(self.url.clone())
+                        .header(reqwest::header::ACCEPT, "application/json")
+                        .json(&body)
+                })
+                .await
+                .map_err(|e| without_secret(e, secret))?;
+            let status = response.status();
+            // A body cut off midway is retried like any transport failure:
+            // asking for a token again is harmless.
+            match response.bytes().await {
+                Ok(bytes) => break (status, bytes),
+                Err(e) => {
+                    let error = transport(e);
+                    let Some(wait) = retries.next(None) else {
+                        return Err(error);
+                    };
+                    tracing::debug!(%error, "retrying the client credentials grant");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        };
         if !status.is_success() {
             let code = serde_json::from_slice::<GrantError>(&bytes)
                 .ok()

@@ -32,7 +32,9 @@ pub const MAX_PAGE_SIZE: u32 = 250;
 /// Page size of the follow-up queries that complete a product's variants or media.
 const FOLLOW_UP_PAGE: u32 = 250;
 
-/// Longest wait a `Retry-After` header can impose.
+/// Longest `Retry-After` we wait out; a longer one ends the call with
+/// [`CatalogError::RateLimited`] naming the wait, since waiting less than
+/// asked would only be refused again.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 // ---- retries ----------------------------------------------------------------
@@ -93,8 +95,7 @@ fn retry_after(response: &Response) -> Option<Duration> {
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?;
-    let secs: f64 = value.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| crate::throttle::secs_capped(secs, MAX_RETRY_AFTER))
+    catalog_core::retry::retry_after(value, chrono::Utc::now())
 }
 
 impl Http {
@@ -132,7 +133,11 @@ impl Http {
                     let status = response.status();
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         let after = retry_after(&response);
-                        (CatalogError::RateLimited { retry_after: after }, after)
+                        let error = CatalogError::RateLimited { retry_after: after };
+                        if after.is_some_and(|a| a > MAX_RETRY_AFTER) {
+                            return Err(error);
+                        }
+                        (error, after)
                     } else if status.is_server_error() && idempotent {
                         let message = error_message(response).await;
                         (
@@ -157,7 +162,37 @@ impl Http {
     }
 }
 
-/// A short, credential-free description of an error response body.
+/// `error` with every occurrence of `secret` in its message masked.
+pub(crate) fn without_secret(error: CatalogError, secret: &str) -> CatalogError {
+    if secret.is_empty() {
+        return error;
+    }
+    let clean = |m: String| {
+        if m.contains(secret) {
+            m.replace(secret, "[redacted]")
+        } else {
+            m
+        }
+    };
+    match error {
+        CatalogError::Http {
+            status,
+            code,
+            message,
+        } => CatalogError::Http {
+            status,
+            code,
+            message: clean(message),
+        },
+        CatalogError::Unauthorized(m) => CatalogError::Unauthorized(clean(m)),
+        CatalogError::NotFound(m) => CatalogError::NotFound(clean(m)),
+        CatalogError::Configuration(m) => CatalogError::Configuration(clean(m)),
+        other => other,
+    }
+}
+
+/// A short description of an error response body (credentials are masked
+/// by the caller, which knows them: see [`without_secret`]).
 async fn error_message(response: Response) -> String {
     #[derive(Deserialize)]
     struct Body {
@@ -665,8 +700,19 @@ impl ShopifyClient {
         let mut retries = inner.http.retries();
         let mut renewed = false;
         loop {
-            let permit = inner.bucket.acquire(op).await;
+            let permit =
+                inner
+                    .bucket
+                    .acquire(op)
+                    .await
+                    .map_err(|wait| CatalogError::RateLimited {
+                        retry_after: Some(wait),
+                    })?;
             let token = inner.auth.token(&inner.http).await?;
+            // Error bodies are quoted in errors: one that echoes the request
+            // (a proxy's debug page) must not carry the token along.
+            let secret = token.header.to_str().unwrap_or_default();
+            let scrub = |e: CatalogError| without_secret(e, secret);
             let response = inner
                 .http
                 .send(&mut retries, idempotent, || {
@@ -679,7 +725,8 @@ impl ShopifyClient {
                         .header(reqwest::header::ACCEPT, "application/json")
                         .body(body.clone())
                 })
-                .await?;
+                .await
+                .map_err(scrub)?;
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED {
                 if inner.auth.renewable() && !renewed {
@@ -689,28 +736,44 @@ impl ShopifyClient {
                     continue;
                 }
                 let message = error_message(response).await;
-                return Err(CatalogError::Unauthorized(format!(
+                return Err(scrub(CatalogError::Unauthorized(format!(
                     "Shopify refused the access token (HTTP 401): {message}"
-                )));
+                ))));
             }
             if status == StatusCode::FORBIDDEN {
                 let message = error_message(response).await;
-                return Err(CatalogError::Unauthorized(format!(
+                return Err(scrub(CatalogError::Unauthorized(format!(
                     "access denied (HTTP 403; does the app have read_products?): {message}"
-                )));
+                ))));
             }
             if !status.is_success() {
-                return Err(CatalogError::Http {
+                return Err(scrub(CatalogError::Http {
                     status: status.as_u16(),
                     code: None,
                     message: error_message(response).await,
-                });
+                }));
             }
-            let bytes = response.bytes().await.map_err(transport)?;
+            // The body is read here, after `send` has judged the status: a
+            // connection cut in the middle of it is a transport failure like
+            // any other, retried within the same budget when that is safe.
+            let bytes = match response.bytes().await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let error = transport(e);
+                    let wait = if idempotent { retries.next(None) } else { None };
+                    let Some(wait) = wait else {
+                        return Err(error);
+                    };
+                    tracing::debug!(%error, wait_ms = wait.as_millis(), "retrying Shopify request");
+                    drop(permit);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
             let envelope: Envelope = catalog_core::json::decode(&bytes)?;
             let requested = envelope.extensions.and_then(|e| e.cost).map(|cost| {
-                permit.observe(op, &cost);
-                (cost.requested_query_cost, cost.throttle_status.is_some())
+                let paced = permit.observe(op, &cost);
+                (cost.requested_query_cost, paced)
             });
             let errors = match envelope.errors {
                 None => Vec::new(),
@@ -727,28 +790,53 @@ impl ShopifyClient {
                 let Some(backoff) = retries.next(None) else {
                     return Err(CatalogError::RateLimited { retry_after: wait });
                 };
-                // With a throttle status the bucket itself waits the time the
-                // restore rate implies before the retry; without one, back off.
-                if !requested.is_some_and(|(_, status)| status) {
+                // With a usable throttle status the bucket itself waits the
+                // time the restore rate implies before the retry; without
+                // one, back off.
+                if !requested.is_some_and(|(_, paced)| paced) {
+                    drop(permit);
                     tokio::time::sleep(backoff).await;
                 }
                 tracing::debug!(op, "THROTTLED by Shopify; retrying");
                 continue;
             }
+            // Shopify reports its own failures inside a 200 as
+            // `INTERNAL_SERVER_ERROR`: as transient as a 5xx, and retried the
+            // same way (queries only: a mutation may have been applied).
+            if idempotent
+                && errors
+                    .iter()
+                    .any(|e| e.code() == Some("INTERNAL_SERVER_ERROR"))
+                && let Some(backoff) = retries.next(None)
+            {
+                tracing::debug!(op, "INTERNAL_SERVER_ERROR from Shopify; retrying");
+                drop(permit);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
             if let Some(first) = errors.first() {
                 let code = first.code().map(str::to_owned);
                 let message = first.message.clone();
-                return Err(match code.as_deref() {
+                return Err(scrub(match code.as_deref() {
                     Some("ACCESS_DENIED") => CatalogError::Unauthorized(message),
                     Some("MAX_COST_EXCEEDED") => CatalogError::Configuration(format!(
                         "{message} (lower page_size, variants_per_product or media_per_product)"
                     )),
+                    // Shopify's own failure, after the retries: say so, as
+                    // the HTTP status (200) does not.
+                    Some("INTERNAL_SERVER_ERROR") => CatalogError::Http {
+                        status: 500,
+                        code,
+                        message: format!(
+                            "Shopify reported an internal error (in an HTTP 200 answer): {message}"
+                        ),
+                    },
                     _ => CatalogError::Http {
                         status: status.as_u16(),
                         code,
                         message,
                     },
-                });
+                }));
             }
             let data = envelope.data.ok_or_else(|| CatalogError::Decode {
                 path: "data".into(),

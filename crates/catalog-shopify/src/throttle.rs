@@ -30,9 +30,10 @@ pub(crate) const MAX_QUERY_COST: u32 = 1000;
 /// hair early.
 const WAIT_SLACK: Duration = Duration::from_millis(1);
 
-/// Longest single wait, whatever the numbers say (a tiny restore rate would
-/// otherwise park a caller for hours).
-const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Longest wait for cost points. A longer one (a tiny restore rate) is not
+/// waited out: the call ends with `RateLimited` naming the wait, rather than
+/// parking the caller for hours.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// `extensions.cost` of a GraphQL response.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,28 +110,36 @@ impl CostBucket {
 
     /// Waits until `op`'s estimated cost is available, then reserves it
     /// until the response is observed or the permit dropped.
-    pub(crate) async fn acquire(&self, op: &'static str) -> Permit<'_> {
+    ///
+    /// # Errors
+    /// The wait, when it would be longer than [`MAX_WAIT`].
+    pub(crate) async fn acquire(&self, op: &'static str) -> Result<Permit<'_>, Duration> {
         let _turn = self.queue.lock().await;
         loop {
             let wait = {
                 let mut guard = self.lock();
                 let state = &mut *guard;
                 let Some(&estimate) = state.estimates.get(op) else {
-                    return Permit::new(self, 0.0);
+                    return Ok(Permit::new(self, 0.0));
                 };
                 let Some(known) = state.known.as_mut() else {
-                    return Permit::new(self, 0.0);
+                    return Ok(Permit::new(self, 0.0));
                 };
                 known.refill(Instant::now());
                 // A query can never need more than the whole bucket.
                 let estimate = estimate.min(known.maximum);
-                if known.available >= estimate || known.restore_rate <= 0.0 {
+                if known.available >= estimate {
                     known.available -= estimate;
                     state.in_flight += estimate;
-                    return Permit::new(self, estimate);
+                    return Ok(Permit::new(self, estimate));
                 }
+                // `observe` keeps only positive, finite restore rates.
                 let secs = (estimate - known.available) / known.restore_rate;
-                secs_capped(secs, MAX_WAIT) + WAIT_SLACK
+                match Duration::try_from_secs_f64(secs) {
+                    Ok(wait) if wait <= MAX_WAIT => wait + WAIT_SLACK,
+                    Ok(wait) => return Err(wait),
+                    Err(_) => return Err(Duration::MAX),
+                }
             };
             tracing::debug!(
                 op,
@@ -179,21 +188,36 @@ impl<'a> Permit<'a> {
         Self { bucket, reserved }
     }
 
-    /// Records what the response said about the bucket and about `op`'s cost.
-    pub(crate) fn observe(&self, op: &'static str, cost: &QueryCost) {
+    /// Records what the response said about the bucket and about `op`'s
+    /// cost. Returns whether the bucket now paces requests: a throttle status
+    /// with a zero, negative or non-finite figure is ignored (the bucket
+    /// forgets what it knew), so callers back off by their own rule instead.
+    pub(crate) fn observe(&self, op: &'static str, cost: &QueryCost) -> bool {
         let mut state = self.bucket.lock();
-        if let Some(requested) = cost.requested_query_cost {
+        if let Some(requested) = cost.requested_query_cost.filter(|r| r.is_finite()) {
             state.estimates.insert(op, requested);
         }
-        if let Some(s) = cost.throttle_status {
-            let others = (state.in_flight - self.reserved).max(0.0);
-            state.known = Some(Known {
-                maximum: s.maximum_available,
-                available: s.currently_available - others,
-                restore_rate: s.restore_rate,
-                at: Instant::now(),
-            });
+        let Some(s) = cost.throttle_status else {
+            return state.known.is_some();
+        };
+        let usable = s.restore_rate.is_finite()
+            && s.restore_rate > 0.0
+            && s.maximum_available.is_finite()
+            && s.maximum_available > 0.0
+            && s.currently_available.is_finite();
+        if !usable {
+            tracing::debug!(?s, "unusable Shopify throttle status; pacing by backoff");
+            state.known = None;
+            return false;
         }
+        let others = (state.in_flight - self.reserved).max(0.0);
+        state.known = Some(Known {
+            maximum: s.maximum_available,
+            available: s.currently_available - others,
+            restore_rate: s.restore_rate,
+            at: Instant::now(),
+        });
+        true
     }
 }
 
@@ -273,9 +297,12 @@ mod tests {
     async fn unknown_operations_go_straight_through() {
         let b = CostBucket::default();
         let t = std::time::Instant::now();
-        b.acquire("x").await;
-        b.acquire("y").await.observe("y", &cost(100.0, 0.0, 1.0));
-        b.acquire("x").await;
+        b.acquire("x").await.unwrap();
+        b.acquire("y")
+            .await
+            .unwrap()
+            .observe("y", &cost(100.0, 0.0, 1.0));
+        b.acquire("x").await.unwrap();
         assert!(t.elapsed() < Duration::from_millis(50));
     }
 
@@ -285,16 +312,63 @@ mod tests {
         // 50 available, 100 needed, 1000/s => ~50 ms.
         b.acquire("q")
             .await
+            .unwrap()
             .observe("q", &cost(100.0, 50.0, 1000.0));
         let t = std::time::Instant::now();
-        let _held = b.acquire("q").await;
+        let _held = b.acquire("q").await.unwrap();
         let first = t.elapsed();
         assert!(first >= Duration::from_millis(45), "{first:?}");
         // The first caller reserved its 100: the second waits ~100 ms more.
-        let _second = b.acquire("q").await;
+        let _second = b.acquire("q").await.unwrap();
         let second = t.elapsed() - first;
         assert!(second >= Duration::from_millis(90), "{second:?}");
         assert!(second < Duration::from_millis(400), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn a_tiny_restore_rate_ends_the_wait_with_its_length() {
+        let b = CostBucket::default();
+        // 0 available, 100 needed, 0.001/s: 100,000 s, not waited out.
+        assert!(
+            b.acquire("q")
+                .await
+                .unwrap()
+                .observe("q", &cost(100.0, 0.0, 0.001))
+        );
+        let t = std::time::Instant::now();
+        let wait = b.acquire("q").await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(50));
+        assert!(wait > Duration::from_secs(99_000), "{wait:?}");
+        // And one that no `Duration` holds.
+        let b = CostBucket::default();
+        assert!(
+            b.acquire("q")
+                .await
+                .unwrap()
+                .observe("q", &cost(100.0, 0.0, 1e-300))
+        );
+        assert_eq!(b.acquire("q").await.unwrap_err(), Duration::MAX);
+    }
+
+    #[tokio::test]
+    async fn unusable_throttle_figures_are_forgotten_not_trusted() {
+        let b = CostBucket::default();
+        assert!(
+            b.acquire("q")
+                .await
+                .unwrap()
+                .observe("q", &cost(100.0, 0.0, 1000.0))
+        );
+        for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let permit = b.acquire("q").await;
+            // Paced by the last usable status (0 available, 1000/s) at first,
+            // then straight through: nothing usable is known.
+            assert!(
+                !permit.unwrap().observe("q", &cost(100.0, 0.0, rate)),
+                "{rate}"
+            );
+            assert!(b.status().is_none(), "{rate}");
+        }
     }
 
     #[tokio::test]
@@ -302,6 +376,7 @@ mod tests {
         let b = CostBucket::default();
         b.acquire("q")
             .await
+            .unwrap()
             .observe("q", &cost(862.0, 572.0, 200.0));
         let d = b.time_until(862.0).unwrap();
         assert!((d.as_secs_f64() - 1.45).abs() < 0.05, "{d:?}");
@@ -310,11 +385,14 @@ mod tests {
     #[tokio::test]
     async fn in_flight_reservations_are_not_forgotten() {
         let b = CostBucket::default();
-        b.acquire("q").await.observe("q", &cost(100.0, 1000.0, 1.0));
-        let held = b.acquire("q").await;
+        b.acquire("q")
+            .await
+            .unwrap()
+            .observe("q", &cost(100.0, 1000.0, 1.0));
+        let held = b.acquire("q").await.unwrap();
         // Another response reports 1000 available, which does not yet
         // include the held request: the client counts 900.
-        let other = b.acquire("r").await;
+        let other = b.acquire("r").await.unwrap();
         other.observe("r", &cost(1.0, 1000.0, 1.0));
         let avail = b.status().unwrap().currently_available;
         assert!((899.0..901.0).contains(&avail), "{avail}");

@@ -863,15 +863,10 @@ fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// `Retry-After` as seconds (whole or decimal) or an HTTP date.
 fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?;
+    catalog_core::retry::retry_after(v, chrono::Utc::now())
 }
 
 #[cfg(test)]

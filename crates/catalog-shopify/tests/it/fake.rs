@@ -106,6 +106,8 @@ pub(crate) struct BucketSpec {
 pub(crate) enum Fault {
     /// Answer with this status (and `Retry-After` seconds, when given).
     Status(u16, Option<&'static str>),
+    /// Answer with this status and JSON body.
+    Reply(u16, Value),
 }
 
 #[derive(Debug, Clone)]
@@ -418,13 +420,20 @@ impl State {
 
     fn graphql(&mut self, req: &Request) -> ResponseTemplate {
         self.counters.graphql += 1;
-        if let Some(Fault::Status(status, retry_after)) = self.faults.pop_front() {
-            self.counters.faults += 1;
-            let mut r = json_response(status, &json!({"errors": "fake fault"}));
-            if let Some(after) = retry_after {
-                r = r.insert_header("Retry-After", after);
+        match self.faults.pop_front() {
+            Some(Fault::Status(status, retry_after)) => {
+                self.counters.faults += 1;
+                let mut r = json_response(status, &json!({"errors": "fake fault"}));
+                if let Some(after) = retry_after {
+                    r = r.insert_header("Retry-After", after);
+                }
+                return r;
             }
-            return r;
+            Some(Fault::Reply(status, body)) => {
+                self.counters.faults += 1;
+                return json_response(status, &body);
+            }
+            None => {}
         }
         if !self.authorised(req) {
             self.counters.unauthorized += 1;
