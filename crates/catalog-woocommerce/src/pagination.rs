@@ -30,6 +30,12 @@
 //! total is known; the rules are applied in order as they arrive. The
 //! `X-WP-Total` of the first window plans the windows; if the last planned
 //! window is full (products were added) we keep walking until a short one.
+//!
+//! Two guards turn a store that breaks these assumptions into an error
+//! rather than a short or endless listing: a window whose ids are not in
+//! increasing order (a plugin imposing its own product order), and three
+//! full windows in a row that bring nothing new (a cache that ignores the
+//! query string and answers every offset with the same page).
 
 use std::future::Future;
 
@@ -58,6 +64,35 @@ impl<T> Window<T> {
 /// Extra requests one recovery may make before giving up.
 const RECOVERY_BUDGET: u32 = 64;
 
+/// Full windows in a row that bring nothing new before the listing is
+/// declared stuck. A healthy listing brings `step` new products per window;
+/// a full window of old ones needs `step` products restored ahead of it
+/// since the last one was read.
+const MAX_BARREN_WINDOWS: u32 = 3;
+
+/// The stitching rules hold only for windows in id order. A store that
+/// ignores `orderby=id` (a plugin imposing its own product order does)
+/// would make them skip products silently, so it is an error instead.
+fn check_order<T: Keyed>(w: &Window<T>) -> Result<()> {
+    match w
+        .items
+        .windows(2)
+        .find(|pair| pair[0].key() >= pair[1].key())
+    {
+        None => Ok(()),
+        Some(pair) => Err(CatalogError::Decode {
+            path: "products".into(),
+            message: format!(
+                "the store returned product {} before product {} although the listing asked \
+                 for id order (orderby=id&order=asc); a plugin that imposes its own product \
+                 order does this, and such a listing cannot be read without skipping products",
+                pair[0].key(),
+                pair[1].key()
+            ),
+        }),
+    }
+}
+
 /// The state of one listing.
 #[derive(Debug, Clone)]
 pub(crate) struct Stitcher {
@@ -71,6 +106,8 @@ pub(crate) struct Stitcher {
     pub(crate) last_full: bool,
     /// A short window connected: the listing is complete.
     pub(crate) ended: bool,
+    /// Full windows in a row that brought nothing new.
+    barren: u32,
 }
 
 impl Stitcher {
@@ -81,6 +118,7 @@ impl Stitcher {
             last_offset: 0,
             last_full: true,
             ended: false,
+            barren: 0,
         }
     }
 
@@ -123,6 +161,7 @@ impl Stitcher {
         if self.ended {
             return Ok(Vec::new());
         }
+        check_order(&w)?;
         let mut out = Vec::new();
         let mut budget = RECOVERY_BUDGET;
         let mut spend = || {
@@ -138,6 +177,7 @@ impl Stitcher {
             spend()?;
             let anchor_offset = w.offset.saturating_sub(back);
             let anchor = fetch(anchor_offset).await?;
+            check_order(&anchor)?;
             if !self.connects(&anchor) {
                 back = back.saturating_mul(2);
                 continue;
@@ -162,6 +202,7 @@ impl Stitcher {
                 }
                 spend()?;
                 let next = fetch(off + self.step).await?;
+                check_order(&next)?;
                 if !self.connects(&next) {
                     back = self.step;
                     break;
@@ -169,7 +210,26 @@ impl Stitcher {
                 cur = next;
             }
         }
+        let full = w.is_full();
         out.extend(self.accept(w));
+        // A server that answers every offset with the same products (a
+        // cache that ignores the query string) would otherwise be walked
+        // forever: every window full, none bringing anything new.
+        self.barren = if full && out.is_empty() {
+            self.barren + 1
+        } else {
+            0
+        };
+        if self.barren >= MAX_BARREN_WINDOWS {
+            return Err(CatalogError::Decode {
+                path: "products".into(),
+                message: format!(
+                    "the store returned only products already listed for {} full pages in a \
+                     row, up to offset {}; a cache that ignores the query string does this",
+                    self.barren, self.last_offset
+                ),
+            });
+        }
         Ok(out)
     }
 }
@@ -305,5 +365,53 @@ mod tests {
         // the survivors are all there, once, in order, and the walk ends.
         assert_eq!(out[..12], (1..=12).collect::<Vec<_>>());
         assert!(out.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    fn resolve_one(st: &mut Stitcher, w: Window<u64>) -> Result<Vec<u64>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(st.resolve(w, |_| async { panic!("no re-read expected") }))
+    }
+
+    #[test]
+    fn a_window_out_of_id_order_is_an_error_not_a_skip() {
+        // A plugin's own order: 5 before 3.
+        let w = Window {
+            offset: 0,
+            requested: 4,
+            items: vec![1, 5, 3, 7],
+            total: Some(40),
+        };
+        let mut st = Stitcher::new(3, None);
+        match resolve_one(&mut st, w) {
+            Err(CatalogError::Decode { message, .. }) => {
+                assert!(message.contains("product 5 before product 3"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_same_products_at_every_offset_stop_the_walk() {
+        let same = |offset| Window {
+            offset,
+            requested: 4,
+            items: vec![1, 2, 3, 4],
+            total: Some(1000),
+        };
+        let mut st = Stitcher::new(3, None);
+        assert_eq!(resolve_one(&mut st, same(0)).unwrap(), vec![1, 2, 3, 4]);
+        assert!(resolve_one(&mut st, same(3)).unwrap().is_empty());
+        assert!(resolve_one(&mut st, same(6)).unwrap().is_empty());
+        match resolve_one(&mut st, same(9)) {
+            Err(CatalogError::Decode { message, .. }) => {
+                assert!(
+                    message.contains("already listed for 3 full pages"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -55,6 +55,12 @@ pub struct FakeStore {
     pub list_total: Mutex<Option<String>>,
     /// Leave `X-WP-TotalPages` out of variation pages (a proxy dropped it).
     pub hide_variation_pages: std::sync::atomic::AtomicBool,
+    /// List products in a fixed order of the store's own, whatever
+    /// `orderby` says (a plugin that imposes a manual product order).
+    pub own_order: std::sync::atomic::AtomicBool,
+    /// Answer every product list with its first page, whatever `offset` or
+    /// `page` say (a cache that ignores the query string).
+    pub first_page_only: std::sync::atomic::AtomicBool,
 }
 
 impl FakeStore {
@@ -74,6 +80,8 @@ impl FakeStore {
             after_list: Mutex::new(None),
             list_total: Mutex::new(None),
             hide_variation_pages: std::sync::atomic::AtomicBool::new(false),
+            own_order: std::sync::atomic::AtomicBool::new(false),
+            first_page_only: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -290,6 +298,18 @@ impl FakeStore {
                         sorted.reverse();
                     } else if params.get("order").map(String::as_str) != Some("asc") {
                         sorted.reverse();
+                    }
+                    if self.own_order.load(Ordering::SeqCst) {
+                        // A "menu order" of the merchant's: ids by their last digit.
+                        sorted.sort_by_key(|p| {
+                            let id = p["id"].as_u64().unwrap_or(0);
+                            (id % 10, id)
+                        });
+                    }
+                    let mut params = params.clone();
+                    if self.first_page_only.load(Ordering::SeqCst) {
+                        params.remove("offset");
+                        params.remove("page");
                     }
                     match paginate(&sorted, &params) {
                         Ok((items, total, pages)) => {

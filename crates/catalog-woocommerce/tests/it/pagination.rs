@@ -190,6 +190,67 @@ async fn an_absurd_total_header_is_not_trusted() {
     );
 }
 
+/// A store whose plugin imposes its own product order cannot be listed
+/// without skips: the stream says so instead of ending early with a few
+/// products, and `list_page` does too.
+#[tokio::test]
+async fn a_store_that_ignores_the_id_order_is_an_error_not_a_short_listing() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=250 {
+        store.add_simple(id, "1.00");
+    }
+    store.own_order.store(true, Ordering::SeqCst);
+    let c = builder(&server, AuthMode::Basic).build().unwrap();
+    let err = c
+        .stream_products()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, catalog_core::CatalogError::Decode { message, .. } if message.contains("id order")),
+        "{err:?}"
+    );
+    let err = c
+        .list_page(catalog_core::PageRequest::first())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("id order"), "{err}");
+}
+
+/// A cache that answers every offset with the first page must not make the
+/// stream walk offsets forever.
+#[tokio::test]
+async fn a_store_that_repeats_its_first_page_is_an_error_not_an_endless_walk() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=250 {
+        store.add_simple(id, "1.00");
+    }
+    store.first_page_only.store(true, Ordering::SeqCst);
+    let c = builder(&server, AuthMode::Basic)
+        .concurrency(2)
+        .build()
+        .unwrap();
+    let results: Vec<_> = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures::StreamExt::collect::<Vec<_>>(c.stream_products()),
+    )
+    .await
+    .expect("the listing ended");
+    let listed: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|p| p.platform_id.parse().unwrap())
+        .collect();
+    assert_eq!(listed, (1..=100).collect::<Vec<u64>>(), "no repeats");
+    match results.last() {
+        Some(Err(catalog_core::CatalogError::Decode { message, .. })) => {
+            assert!(message.contains("already listed"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.list_requests.load(Ordering::SeqCst) < 12);
+}
+
 /// Without `X-WP-TotalPages` on variation pages (a proxy dropped it), every
 /// variation is still read: pages follow until a short one.
 #[tokio::test]
