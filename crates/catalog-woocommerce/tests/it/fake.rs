@@ -306,7 +306,7 @@ impl FakeStore {
                             (id % 10, id)
                         });
                     }
-                    let mut params = params.clone();
+                    let mut params = params;
                     if self.first_page_only.load(Ordering::SeqCst) {
                         params.remove("offset");
                         params.remove("page");
