@@ -354,7 +354,7 @@ struct CursorState {
     o: u64,
     /// Last id returned.
     l: Option<u64>,
-    /// Window size.
+    /// Page size (products per page).
     n: u32,
 }
 
@@ -642,7 +642,7 @@ impl WooCommerceClient {
                 Some(planned) => match planned.next().await {
                     Some(w) => w,
                     None if st.stitcher.last_full && !st.stitcher.ended => {
-                        let o = st.stitcher.last_offset + step;
+                        let o = st.stitcher.next_offset();
                         st.client.fetch_window(o, per_page).await
                     }
                     None => return None,
@@ -742,25 +742,27 @@ impl Catalog for WooCommerceClient {
         })
     }
 
-    /// One window of products in id order. The cursor carries the next offset
-    /// and the last id returned, so pages neither skip nor repeat products
-    /// when the catalog changes between calls.
+    /// One page of products in id order: `limit` of them (default: the
+    /// configured page size), at most 100 minus the page overlap (95 by
+    /// default), fewer only on the last page or when a product is deleted
+    /// while it is read. The cursor carries the next offset and the last id
+    /// returned, so pages neither skip nor repeat products when the catalog
+    /// changes between calls.
     async fn list_page(&self, request: PageRequest) -> Result<Page<Product>> {
         let state = match &request.cursor {
             Some(c) => c.decode::<CursorState>()?,
             None => CursorState {
                 o: 0,
                 l: None,
-                n: request
-                    .limit
-                    .unwrap_or(self.inner.per_page)
-                    .clamp(2, MAX_PER_PAGE),
+                n: request.limit.unwrap_or(self.inner.per_page),
             },
         };
-        let per_page = state.n.clamp(2, MAX_PER_PAGE);
-        let overlap = self.inner.overlap.min(per_page - 1).max(1);
-        let step = u64::from(per_page - overlap);
-        let mut stitcher = Stitcher::new(step, state.l);
+        // Each window re-reads `overlap` products before the new ones (see
+        // `pagination`), so it asks for `limit + overlap`.
+        let overlap = self.inner.overlap.clamp(1, MAX_PER_PAGE - 1);
+        let per_page = state.n.max(1).saturating_add(overlap).min(MAX_PER_PAGE);
+        let step = per_page - overlap;
+        let mut stitcher = Stitcher::new(u64::from(step), state.l).at_most(step as usize);
         let window = self.fetch_window(state.o, per_page).await?;
         let total = window.total;
         let items = stitcher
@@ -775,9 +777,9 @@ impl Catalog for WooCommerceClient {
             None
         } else {
             Some(Cursor::encode(&CursorState {
-                o: stitcher.last_offset + step,
+                o: stitcher.next_offset(),
                 l: stitcher.last,
-                n: per_page,
+                n: step,
             })?)
         };
         Ok(Page::new(products, next).with_total(total))

@@ -102,12 +102,18 @@ pub(crate) struct Stitcher {
     pub(crate) step: u64,
     /// Offset of the last window accepted.
     pub(crate) last_offset: u64,
+    /// Offset of the window to read next.
+    next_offset: u64,
     /// Whether the last window accepted was full (more may follow).
     pub(crate) last_full: bool,
     /// A short window connected: the listing is complete.
     pub(crate) ended: bool,
     /// Full windows in a row that brought nothing new.
     barren: u32,
+    /// How many more products one `resolve` may return (a page's size).
+    room: usize,
+    /// Whether the last `resolve` stopped because `room` ran out.
+    cut: bool,
 }
 
 impl Stitcher {
@@ -116,10 +122,26 @@ impl Stitcher {
             last,
             step: step.max(1),
             last_offset: 0,
+            next_offset: 0,
             last_full: true,
             ended: false,
             barren: 0,
+            room: usize::MAX,
+            cut: false,
         }
+    }
+
+    /// Makes each [`Stitcher::resolve`] return at most `limit` products
+    /// (at least one), the next window starting just before the first
+    /// product left out.
+    pub(crate) fn at_most(mut self, limit: usize) -> Self {
+        self.room = limit.max(1);
+        self
+    }
+
+    /// The offset of the window that continues the listing.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.next_offset
     }
 
     fn connects<T: Keyed>(&self, w: &Window<T>) -> bool {
@@ -133,16 +155,28 @@ impl Stitcher {
         }
     }
 
-    fn accept<T: Keyed>(&mut self, w: Window<T>) -> Vec<T> {
+    fn accept<T: Keyed>(&mut self, w: Window<T>, room: &mut usize) -> Vec<T> {
+        let overlap = u64::from(w.requested).saturating_sub(self.step);
         self.last_offset = w.offset;
+        self.next_offset = w.offset.saturating_add(self.step);
         self.last_full = w.is_full();
         if !self.last_full {
             self.ended = true;
         }
-        let mut out = Vec::with_capacity(w.items.len());
-        for item in w.items {
+        let mut out = Vec::with_capacity(w.items.len().min(*room));
+        for (i, item) in w.items.into_iter().enumerate() {
             let k = item.key();
             if self.last.is_none_or(|l| k > l) {
+                if *room == 0 {
+                    // More follows: the next window starts `overlap`
+                    // products before this one, so that it connects.
+                    self.next_offset = (w.offset + i as u64).saturating_sub(overlap);
+                    self.last_full = true;
+                    self.ended = false;
+                    self.cut = true;
+                    return out;
+                }
+                *room -= 1;
                 self.last = Some(k);
                 out.push(item);
             }
@@ -163,6 +197,8 @@ impl Stitcher {
         }
         check_order(&w)?;
         let mut out = Vec::new();
+        let mut room = self.room;
+        self.cut = false;
         let mut budget = RECOVERY_BUDGET;
         let mut spend = || {
             budget = budget.checked_sub(1).ok_or_else(|| CatalogError::Decode {
@@ -190,7 +226,10 @@ impl Stitcher {
             let mut cur = anchor;
             loop {
                 let (off, full) = (cur.offset, cur.is_full());
-                out.extend(self.accept(cur));
+                out.extend(self.accept(cur, &mut room));
+                if self.cut {
+                    return Ok(out);
+                }
                 if !full {
                     // The listing ended before the stale window: it held only
                     // products deleted since.
@@ -211,7 +250,10 @@ impl Stitcher {
             }
         }
         let full = w.is_full();
-        out.extend(self.accept(w));
+        out.extend(self.accept(w, &mut room));
+        if self.cut {
+            return Ok(out);
+        }
         // A server that answers every offset with the same products (a
         // cache that ignores the query string) would otherwise be walked
         // forever: every window full, none bringing anything new.
@@ -296,7 +338,7 @@ mod tests {
                 out.extend(st.resolve(w, fetch).await.unwrap());
             }
             while !st.ended {
-                let w = window(&live.borrow(), st.last_offset + st.step, per_page);
+                let w = window(&live.borrow(), st.next_offset(), per_page);
                 out.extend(st.resolve(w, fetch).await.unwrap());
             }
         });

@@ -111,20 +111,20 @@ async fn variation_id_is_not_a_product() {
     );
 }
 
-#[tokio::test]
-async fn list_page_reports_totals_and_follows_cursors() {
-    let (server, store) = start(FakeStore::new(Accept::Https)).await;
-    for id in (1..=57).map(|i| i * 7) {
-        store.add_simple(id, "3.00");
-    }
-    let c = client(&server, AuthMode::Basic);
-    let mut req = PageRequest::first().with_limit(20);
+/// Follows `list_page` cursors from the first page of `limit`, returning
+/// the size of each page and every id in order. A last page that is empty
+/// is left out of the sizes: a full window cannot tell that nothing follows.
+async fn walk_pages(
+    c: &catalog_woocommerce::WooCommerceClient,
+    limit: u32,
+) -> (Vec<usize>, Vec<u64>) {
+    let mut req = PageRequest::first().with_limit(limit);
+    let mut sizes = Vec::new();
     let mut seen = Vec::new();
-    let mut pages = 0;
     loop {
         let page = c.list_page(req.clone()).await.unwrap();
-        pages += 1;
         assert_eq!(page.total, Some(57));
+        sizes.push(page.items.len());
         seen.extend(
             page.items
                 .iter()
@@ -135,14 +135,70 @@ async fn list_page_reports_totals_and_follows_cursors() {
             None => break,
         }
     }
-    assert_eq!(seen, (1..=57).map(|i| i * 7).collect::<Vec<_>>());
-    assert!((3..=5).contains(&pages), "{pages}");
+    if sizes.last() == Some(&0) {
+        sizes.pop();
+    }
+    (sizes, seen)
+}
+
+#[tokio::test]
+async fn list_page_gives_the_size_asked_reports_totals_and_follows_cursors() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    let all: Vec<u64> = (1..=57).map(|i| i * 7).collect();
+    for &id in &all {
+        store.add_simple(id, "3.00");
+    }
+    let c = client(&server, AuthMode::Basic);
+    let (sizes, seen) = walk_pages(&c, 20).await;
+    assert_eq!(seen, all);
+    assert_eq!(sizes, [20, 20, 17]);
+    let (sizes, seen) = walk_pages(&c, 1).await;
+    assert_eq!(seen, all);
+    assert_eq!(sizes, vec![1; 57]);
+    // WooCommerce's largest page is 100; each window re-reads 5 products.
+    let (sizes, seen) = walk_pages(&c, 500).await;
+    assert_eq!(seen, all);
+    assert_eq!(sizes, [57]);
     // Foreign cursors are refused.
     let bad = c
         .list_page(PageRequest::first().after(catalog_core::Cursor::new("nope")))
         .await
         .unwrap_err();
     assert!(matches!(bad, CatalogError::Configuration(_)));
+}
+
+/// Pages keep their size while products are deleted between them.
+#[tokio::test]
+async fn list_page_sizes_hold_while_products_are_deleted() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=60 {
+        store.add_simple(id, "3.00");
+    }
+    let c = client(&server, AuthMode::Basic);
+    let mut req = PageRequest::first().with_limit(10);
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    loop {
+        let page = c.list_page(req.clone()).await.unwrap();
+        sizes.push(page.items.len());
+        seen.extend(
+            page.items
+                .iter()
+                .map(|p| p.platform_id.parse::<u64>().unwrap()),
+        );
+        // Between pages, 7 products already listed are deleted: more than
+        // the 5 each window re-reads.
+        let listed: Vec<u64> = seen.iter().rev().take(7).copied().collect();
+        for id in listed {
+            store.remove(id);
+        }
+        match page.next {
+            Some(next) => req = PageRequest::first().after(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=60).collect::<Vec<u64>>());
+    assert_eq!(sizes, vec![10; 6]);
 }
 
 #[tokio::test]
