@@ -3,7 +3,7 @@
 //! time (`utoipa-swagger-ui`'s `vendored` feature), no CDN is involved.
 
 use actix_web::{HttpResponse, web};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 /// The OpenAPI document, written by hand next to this file.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -18,7 +18,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         }
     };
     cfg.route("/docs", web::get().to(redirect))
-        .service(SwaggerUi::new("/docs/{_:.*}").external_url_unchecked("/openapi.json", doc));
+        .service(
+            SwaggerUi::new("/docs/{_:.*}")
+                .external_url_unchecked("/openapi.json", doc)
+                // Swagger UI would otherwise send the document's address to
+                // validator.swagger.io from any page not on localhost.
+                .config(Config::default().validator_url("none")),
+        );
 }
 
 async fn redirect() -> HttpResponse {

@@ -537,4 +537,17 @@ async fn status_health_metrics_and_docs() {
     let html = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
     assert!(html.to_lowercase().contains("swagger"));
     assert!(!html.contains("cdn"), "docs must be served from the binary");
+    // No page of the docs talks to a third party: the online validator is
+    // off (Swagger UI's default would send the document's address to it).
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/docs/swagger-initializer.js")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let js = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+    assert!(js.contains(r#""validatorUrl": "none""#) || js.contains(r#""validatorUrl":"none""#), "{js}");
+    assert!(js.contains("/openapi.json"), "{js}");
 }
