@@ -36,6 +36,10 @@ pub enum Error {
         /// The methods the route takes (`POST`).
         allow: &'static str,
     },
+    /// The event is being delivered right now (409): a replay waits for the
+    /// attempt in progress to end.
+    #[error("the event is being delivered; replay it once the attempt has ended")]
+    InFlight,
     /// Body not received in time (408).
     #[error("request body not received in time")]
     Timeout,
@@ -69,6 +73,7 @@ impl Error {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::InFlight => "in_flight",
             Self::Timeout => "timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited => "rate_limited",
@@ -85,6 +90,7 @@ impl ResponseError for Error {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InFlight => StatusCode::CONFLICT,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,

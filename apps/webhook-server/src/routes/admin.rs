@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::error::Error;
 use crate::normalise;
 use crate::platforms::Platforms;
-use crate::store::{EventFilter, EventStatus, StoredEvent};
+use crate::store::{EventFilter, EventStatus, ReplayOutcome, StoredEvent};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
@@ -187,8 +187,10 @@ async fn replay(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    if !state.store.replay(&path).await? {
-        return Err(Error::NotFound);
+    match state.store.replay(&path).await? {
+        ReplayOutcome::Queued => {}
+        ReplayOutcome::NotFound => return Err(Error::NotFound),
+        ReplayOutcome::InFlight => return Err(Error::InFlight),
     }
     tracing::info!(id = %path, "event queued for replay");
     state.wake.notify_one();

@@ -17,14 +17,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             serde_json::json!({})
         }
     };
-    cfg.route("/docs", web::get().to(redirect))
-        .service(
-            SwaggerUi::new("/docs/{_:.*}")
-                .external_url_unchecked("/openapi.json", doc)
-                // Swagger UI would otherwise send the document's address to
-                // validator.swagger.io from any page not on localhost.
-                .config(Config::default().validator_url("none")),
-        );
+    cfg.route("/docs", web::get().to(redirect)).service(
+        SwaggerUi::new("/docs/{_:.*}")
+            .external_url_unchecked("/openapi.json", doc)
+            // Swagger UI would otherwise send the document's address to
+            // validator.swagger.io from any page not on localhost.
+            .config(Config::default().validator_url("none")),
+    );
 }
 
 async fn redirect() -> HttpResponse {

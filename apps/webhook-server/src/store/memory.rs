@@ -15,7 +15,7 @@ use chrono::Utc;
 
 use super::{
     DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
-    StoreError, StoreStats, StoredEvent,
+    ReplayOutcome, StoreError, StoreStats, StoredEvent,
 };
 
 /// The in-memory store.
@@ -389,18 +389,22 @@ impl EventStore for MemoryStore {
             .map(|slot| slot.stored.clone()))
     }
 
-    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+    async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError> {
+        let now = Utc::now();
         let mut s = self.lock();
         let Some(seq) = s.by_id.get(&key_of(id)).copied() else {
-            return Ok(false);
+            return Ok(ReplayOutcome::NotFound);
         };
         let Some(slot) = s
             .events
             .get_mut(&seq)
             .filter(|slot| slot.stored.event.id == id)
         else {
-            return Ok(false);
+            return Ok(ReplayOutcome::NotFound);
         };
+        if slot.lease.as_ref().is_some_and(|(_, until)| *until > now) {
+            return Ok(ReplayOutcome::InFlight);
+        }
         slot.lease = None;
         slot.stored.attempts = 0;
         slot.stored.next_attempt_at = Utc::now();
@@ -411,7 +415,7 @@ impl EventStore for MemoryStore {
             s.enqueue(group, seq);
         }
         s.writes += 1;
-        Ok(true)
+        Ok(ReplayOutcome::Queued)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -371,6 +371,18 @@ impl PrunePolicy {
 /// Implementations must make [`EventStore::insert`] atomic per id (of two
 /// concurrent inserts of one id exactly one is `Inserted`) and durable before
 /// it returns `Ok`: the server acknowledges a delivery on that `Ok`.
+/// What [`EventStore::replay`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// The event is pending again, due now.
+    Queued,
+    /// No event has this id.
+    NotFound,
+    /// A dispatcher holds the event (its lease has not run out): the attempt
+    /// in progress ends first, and a replay can follow it.
+    InFlight,
+}
+
 #[async_trait::async_trait]
 pub trait EventStore: Send + Sync + fmt::Debug {
     /// A short description for logs (`sqlite ./data/catalog.db`).
@@ -493,12 +505,13 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`StoreError`].
     async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
 
-    /// Makes an event pending again, due now, clearing its lease and attempts.
-    /// Returns `false` when there is no such event.
+    /// Makes an event pending again, due now, clearing its attempts, unless
+    /// a dispatcher holds it: an attempt in progress ([`ReplayOutcome::InFlight`],
+    /// so that one event is never sent twice at once).
     ///
     /// # Errors
     /// [`StoreError`].
-    async fn replay(&self, id: &str) -> Result<bool, StoreError>;
+    async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError>;
 
     /// Checks the store answers.
     ///

@@ -53,7 +53,7 @@ use tokio::runtime::{Handle, Runtime};
 
 use super::{
     DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
-    StoreError, StoreStats, StoredEvent,
+    ReplayOutcome, StoreError, StoreStats, StoredEvent,
 };
 use crate::redact::redact_url;
 
@@ -213,6 +213,40 @@ CREATE INDEX IF NOT EXISTS events_delivered_age ON events (received_at)
     WHERE status = 'delivered';
 CREATE INDEX IF NOT EXISTS events_failed_age ON events (received_at)
     WHERE status IN ('failed', 'dead');
+",
+    ),
+    (
+        4,
+        "replay waits for the attempt in flight",
+        r"
+-- As catalog_replay_event, but an event a dispatcher holds (lease not run
+-- out) is left alone: 'in_flight'. Else 'queued', or 'not_found'. The old
+-- function stays for replicas of the previous version during an upgrade.
+CREATE FUNCTION catalog_replay(p_id text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+BEGIN
+    SELECT platform, store, product_key INTO k FROM events WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN 'not_found';
+    END IF;
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(k.platform || chr(31) || k.store || chr(31) || k.product_key, 20261128));
+    UPDATE events SET status = 'pending', attempts = 0,
+        next_attempt_at = statement_timestamp(), lease_owner = NULL, lease_until = NULL,
+        ready = NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' AND o.ready
+            AND o.platform = k.platform AND o.store = k.store
+            AND o.product_key = k.product_key AND o.id <> p_id)
+    WHERE id = p_id
+        AND NOT (status = 'pending' AND lease_until IS NOT NULL
+            AND lease_until > statement_timestamp());
+    IF FOUND THEN
+        RETURN 'queued';
+    END IF;
+    RETURN 'in_flight';
+END
+$$;
 ",
     ),
 ];
@@ -691,11 +725,11 @@ impl EventStore for PostgresStore {
         .await
     }
 
-    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+    async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError> {
         let id = id.to_owned();
-        let done = self
+        let outcome: String = self
             .run(move |pool| async move {
-                sqlx::query_scalar("SELECT catalog_replay_event($1)")
+                sqlx::query_scalar("SELECT catalog_replay($1)")
                     .bind(&id)
                     .fetch_one(&pool)
                     .await
@@ -703,7 +737,11 @@ impl EventStore for PostgresStore {
             })
             .await?;
         self.count_writes(1);
-        Ok(done)
+        Ok(match outcome.as_str() {
+            "queued" => ReplayOutcome::Queued,
+            "in_flight" => ReplayOutcome::InFlight,
+            _ => ReplayOutcome::NotFound,
+        })
     }
 
     async fn prune(&self, policy: &PrunePolicy, limit: usize) -> Result<usize, StoreError> {

@@ -151,6 +151,20 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
         .claim_due("w", std::time::Duration::from_secs(60), 10)
         .await
         .unwrap();
+    // While the dispatcher holds the event, a replay would send it twice at
+    // once: 409, and the attempt in progress keeps it.
+    assert!(claimed.iter().any(|e| e.event.id == id));
+    let res = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri(&format!("/admin/events/{id}/replay"))
+            .insert_header(("Authorization", bearer.clone()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    let answer: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_eq!(answer["error"], "in_flight");
     for e in &claimed {
         store
             .complete(

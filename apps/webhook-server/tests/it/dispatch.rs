@@ -357,7 +357,10 @@ impl EventStore for Probe {
     ) -> Result<Option<webhook_server::store::StoredEvent>, webhook_server::store::StoreError> {
         self.inner.get(id).await
     }
-    async fn replay(&self, id: &str) -> Result<bool, webhook_server::store::StoreError> {
+    async fn replay(
+        &self,
+        id: &str,
+    ) -> Result<webhook_server::store::ReplayOutcome, webhook_server::store::StoreError> {
         self.inner.replay(id).await
     }
     async fn prune(

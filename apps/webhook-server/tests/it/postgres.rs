@@ -342,7 +342,10 @@ async fn a_long_queue_behind_a_waiting_product_does_not_hold_up_others() {
         .await
         .unwrap()
         .unwrap();
-    assert!(store.replay(&head.event.id).await.unwrap());
+    assert_eq!(
+        store.replay(&head.event.id).await.unwrap(),
+        webhook_server::store::ReplayOutcome::Queued
+    );
     let again = store
         .claim_due("w2", Duration::from_secs(60), 10)
         .await

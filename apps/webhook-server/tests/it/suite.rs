@@ -10,7 +10,7 @@ use catalog_core::webhook::{DeliveryMeta, PayloadError};
 use catalog_core::{EventId, InsertOutcome, PlatformId, Topic};
 use chrono::Utc;
 use webhook_server::store::{
-    DispatchOutcome, EventFilter, EventStatus, EventStore, NewEvent, PrunePolicy,
+    DispatchOutcome, EventFilter, EventStatus, EventStore, NewEvent, PrunePolicy, ReplayOutcome,
 };
 
 /// Inserts each of `events`, asserting it is new.
@@ -165,6 +165,11 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
         .unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].event.event_id, "a2");
+    // While a dispatcher holds it, a replay would send it a second time at
+    // once: refused, and the attempt in progress is untouched.
+    assert_eq!(store.replay(&a2.id).await.unwrap(), ReplayOutcome::InFlight);
+    let held = store.get(&a2.id).await.unwrap().unwrap();
+    assert_eq!(held.status(), EventStatus::Pending);
     assert!(
         store
             .complete(&a2.id, "w3", DispatchOutcome::Delivered)
@@ -177,11 +182,11 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
         store.get(&a1.id).await.unwrap().unwrap().status(),
         EventStatus::Dead
     );
-    assert!(store.replay(&a1.id).await.unwrap());
+    assert_eq!(store.replay(&a1.id).await.unwrap(), ReplayOutcome::Queued);
     let r = store.get(&a1.id).await.unwrap().unwrap();
     assert_eq!(r.status(), EventStatus::Pending);
     assert_eq!(r.attempts, 0);
-    assert!(!store.replay("nope").await.unwrap());
+    assert_eq!(store.replay("nope").await.unwrap(), ReplayOutcome::NotFound);
 
     // Listing: newest first, filters, cursor.
     let page = store.list(&EventFilter::default(), None, 2).await.unwrap();
@@ -310,7 +315,7 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
     for e in [&h1, &h2] {
         store.insert(e.clone()).await.unwrap();
     }
-    assert!(store.replay(&h1.id).await.unwrap());
+    assert_eq!(store.replay(&h1.id).await.unwrap(), ReplayOutcome::Queued);
     for expected in ["h1", "h2"] {
         let heads = store
             .claim_due("wh", Duration::from_secs(60), 10)

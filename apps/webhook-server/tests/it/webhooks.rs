@@ -420,7 +420,7 @@ impl EventStore for BrokenStore {
     async fn get(&self, _: &str) -> Result<Option<StoredEvent>, StoreError> {
         Err(StoreError::Unavailable)
     }
-    async fn replay(&self, _: &str) -> Result<bool, StoreError> {
+    async fn replay(&self, _: &str) -> Result<webhook_server::store::ReplayOutcome, StoreError> {
         Err(StoreError::Unavailable)
     }
     async fn prune(
@@ -548,6 +548,9 @@ async fn status_health_metrics_and_docs() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
     let js = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-    assert!(js.contains(r#""validatorUrl": "none""#) || js.contains(r#""validatorUrl":"none""#), "{js}");
+    assert!(
+        js.contains(r#""validatorUrl": "none""#) || js.contains(r#""validatorUrl":"none""#),
+        "{js}"
+    );
     assert!(js.contains("/openapi.json"), "{js}");
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
-    StoreError, StoreStats, StoredEvent, from_millis, to_millis,
+    ReplayOutcome, StoreError, StoreStats, StoredEvent, from_millis, to_millis,
 };
 use crate::settings::Durability;
 
@@ -247,7 +247,7 @@ enum Command {
         String,
         oneshot::Sender<Result<Option<StoredEvent>, StoreError>>,
     ),
-    Replay(String, oneshot::Sender<Result<bool, StoreError>>),
+    Replay(String, oneshot::Sender<Result<ReplayOutcome, StoreError>>),
     Prune {
         policy: PrunePolicy,
         limit: usize,
@@ -1295,11 +1295,23 @@ fn prune(
     Ok(deleted)
 }
 
-fn replay(tx: &Transaction<'_>, id: &str, ids: &RecentIds) -> Result<bool, StoreError> {
+fn replay(tx: &Transaction<'_>, id: &str, ids: &RecentIds) -> Result<ReplayOutcome, StoreError> {
     let Some(seq) = ids.seq_of(tx, id)? else {
-        return Ok(false);
+        return Ok(ReplayOutcome::NotFound);
     };
     let now = to_millis(Utc::now());
+    // A dispatcher holds it: the attempt in progress ends first.
+    let held: bool = tx
+        .prepare_cached(
+            "SELECT status = 'pending' AND lease_until IS NOT NULL AND lease_until > ?1 \
+             FROM events WHERE seq = ?2",
+        )?
+        .query_row(params![now, seq], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    if held {
+        return Ok(ReplayOutcome::InFlight);
+    }
     // Ready unless another event of the product is pending; then it is
     // promoted in turn when that one completes.
     let mut stmt = tx.prepare_cached(
@@ -1311,7 +1323,11 @@ fn replay(tx: &Transaction<'_>, id: &str, ids: &RecentIds) -> Result<bool, Store
              AND o.product_key = events.product_key) END \
          WHERE seq = ?2",
     )?;
-    Ok(stmt.execute(params![now, seq])? == 1)
+    Ok(if stmt.execute(params![now, seq])? == 1 {
+        ReplayOutcome::Queued
+    } else {
+        ReplayOutcome::NotFound
+    })
 }
 
 /// Figures read on a connection of their own: counting a large backlog of
@@ -1452,7 +1468,7 @@ impl EventStore for SqliteStore {
         self.call(|r| Command::Get(id, r)).await
     }
 
-    async fn replay(&self, id: &str) -> Result<bool, StoreError> {
+    async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError> {
         let id = id.to_owned();
         self.call(|r| Command::Replay(id, r)).await
     }
