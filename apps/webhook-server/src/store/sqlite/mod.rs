@@ -1654,9 +1654,16 @@ mod tests {
             assert_eq!(got.event.event_id, numbered(n).event_id);
         }
         // Lookups by id for the index, and for the newest (in memory).
-        assert!(store.replay(&numbered(3).id).await.unwrap());
-        assert!(store.replay(&numbered(99).id).await.unwrap());
-        assert!(!store.replay("no-such-id").await.unwrap());
+        for n in [3, 99] {
+            assert_eq!(
+                store.replay(&numbered(n).id).await.unwrap(),
+                ReplayOutcome::Queued
+            );
+        }
+        assert_eq!(
+            store.replay("no-such-id").await.unwrap(),
+            ReplayOutcome::NotFound
+        );
         store.close().await;
 
         let watermark = |path: &Path| -> i64 {
