@@ -25,6 +25,7 @@ use super::{
     DispatchOutcome, EventFilter, EventPage, EventStatus, EventStore, NewEvent, PrunePolicy,
     ReplayOutcome, StoreError, StoreStats, StoredEvent, from_millis, to_millis,
 };
+use crate::log_budget::LogBudget;
 use crate::settings::Durability;
 
 mod health;
@@ -256,11 +257,28 @@ enum Command {
     Ping(oneshot::Sender<Result<(), StoreError>>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    /// Failed batches, logged at most every few seconds: a full disk fails
+    /// every batch, many a second.
+    failures: LogBudget,
 }
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            failures: LogBudget::new(FAILURE_LOG_EVERY),
+        }
+    }
+}
+
+/// At most one line per this long for failures that repeat while the disk
+/// is full (failed batches, failed checkpoints), with the count since.
+const FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -378,8 +396,11 @@ impl SqliteStore {
 }
 
 /// Locks `<path>.lock` (created if needed) for this store, without waiting.
+/// `path` is resolved first: a symbolic link to the file (or to a folder on
+/// its way) must find the same lock as the file's own name.
 fn take_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
-    let mut lock_path = path.as_os_str().to_owned();
+    let real = resolved(path);
+    let mut lock_path = real.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
     let file = std::fs::OpenOptions::new()
@@ -397,6 +418,25 @@ fn take_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
             "cannot lock {}: {e}",
             lock_path.display()
         ))),
+    }
+}
+
+/// `path` with every symbolic link resolved; for a file not created yet, its
+/// folder resolved and the name kept. As given when that fails.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(path) {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |d| d.join(name))
+        }
+        _ => path.to_path_buf(),
     }
 }
 
@@ -498,6 +538,7 @@ fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>, gate: &WriterGate) 
     let passive = |conn: &Connection| -> rusqlite::Result<i64> {
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
     };
+    let failures = LogBudget::new(FAILURE_LOG_EVERY);
     while alive.strong_count() > 0 {
         std::thread::sleep(CHECKPOINT_PERIOD);
         let round = (|| -> rusqlite::Result<()> {
@@ -532,8 +573,11 @@ fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>, gate: &WriterGate) 
             passive(&conn)?;
             Ok(())
         })();
-        if let Err(e) = round {
-            tracing::warn!(error = %e, "SQLite checkpoint failed");
+        // Every period while the disk is full: one warning every few seconds.
+        if let Err(e) = round
+            && let Some(count) = failures.hit()
+        {
+            tracing::warn!(error = %e, failed_rounds = count, "SQLite checkpoint failed");
         }
     }
 }
@@ -704,8 +748,13 @@ fn run_batch(
         tx.commit()?;
         Ok(merged)
     })();
-    if ingesting || probing {
-        health.failing = result.is_err();
+    // Any failed commit marks the store failing (claims then wait for
+    // their commit, see `execute`); only a commit that wrote something
+    // acknowledged or a probe proves it healthy again.
+    if result.is_err() {
+        health.failing = true;
+    } else if ingesting || probing {
+        health.failing = false;
     }
     match result {
         Ok(merged) => {
@@ -721,7 +770,14 @@ fn run_batch(
             // with success. Commands not yet executed were dropped with the
             // drained iterator, which closes their reply channels
             // (Unavailable for the caller).
-            tracing::error!(error = %err, commands = n, "SQLite batch failed; rolled back");
+            if let Some(count) = counters.failures.hit() {
+                tracing::error!(
+                    error = %err,
+                    commands = n,
+                    failed_batches = count,
+                    "SQLite batch failed; rolled back"
+                );
+            }
             ids.undo(changes);
             batch.clear();
             for reply in replies {
@@ -789,7 +845,11 @@ fn execute(
         }
         // Answered before the commit: a lease lost to a crash or a rollback
         // only means the event may be dispatched twice, which at-least-once
-        // allows; waiting for the fsync would not.
+        // allows; waiting for the fsync would not. But not while commits
+        // fail (a full disk): every claim would roll back, its events be
+        // claimable again at once, and the dispatcher send them again and
+        // again. Then a claim is answered after its commit, so it fails
+        // like the commit and the dispatcher waits.
         Command::Claim {
             worker,
             lease,
@@ -798,7 +858,12 @@ fn execute(
             reply,
         } => {
             let run = if ingesting { 1 } else { run };
-            at_once(reply, claim(tx, &worker, lease, limit, run))
+            let claimed = claim(tx, &worker, lease, limit, run);
+            if health.failing {
+                after_commit(reply, claimed)
+            } else {
+                at_once(reply, claimed)
+            }
         }
         // A lost release only means the events wait for their leases.
         Command::Release {
@@ -2211,6 +2276,66 @@ mod tests {
         assert_eq!(usize::try_from(stored).unwrap(), 1 + (198 - refused) + 1);
     }
 
+    /// While commits fail, a claim fails with its batch instead of handing
+    /// out events whose lease rolled back (the dispatcher would claim and
+    /// send them again at once, in a loop, for as long as the disk is full).
+    #[test]
+    fn claims_wait_for_their_commit_while_commits_fail() {
+        let (_dir, _path, mut conn, mut ids) = steps_db(1000);
+        let counters = Counters::default();
+        let mut health = Health::unchecked();
+        let claim = || {
+            let (reply, rx) = oneshot::channel();
+            let cmd = Command::Claim {
+                worker: "w".into(),
+                lease: Duration::from_secs(60),
+                limit: 10,
+                run: 1,
+                reply,
+            };
+            (cmd, rx)
+        };
+        let insert = |n| Command::Insert(Box::new((numbered(n), None)), oneshot::channel().0);
+        let mut batch = vec![insert(1)];
+        run_batch(&mut conn, &mut batch, &mut ids, &mut health, &counters);
+        let pages: i64 = conn
+            .pragma_query_value(None, "page_count", |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
+        // Fill the database: inserts start to fail.
+        for n in 2..200 {
+            run_batch(
+                &mut conn,
+                &mut vec![insert(n)],
+                &mut ids,
+                &mut health,
+                &counters,
+            );
+        }
+        assert!(health.failing, "the database never filled up");
+        // A claim, then an insert that fails: the batch rolls back, and the
+        // claim says so rather than handing out event 1.
+        let (cmd, mut rx) = claim();
+        let mut batch = vec![cmd, insert(1000)];
+        run_batch(&mut conn, &mut batch, &mut ids, &mut health, &counters);
+        assert!(rx.try_recv().expect("answered").is_err());
+        // Room again: claims commit and are answered at once as before.
+        conn.pragma_update(None, "max_page_count", pages * 100)
+            .unwrap();
+        run_batch(
+            &mut conn,
+            &mut vec![insert(2000)],
+            &mut ids,
+            &mut health,
+            &counters,
+        );
+        assert!(!health.failing);
+        let (cmd, mut rx) = claim();
+        run_batch(&mut conn, &mut vec![cmd], &mut ids, &mut health, &counters);
+        let claimed = rx.try_recv().expect("answered").unwrap();
+        assert!(claimed.iter().any(|e| e.event.id == numbered(1).id));
+    }
+
     /// A claim in a batch that acknowledges deliveries takes heads only
     /// (ingestion first); alone, it takes runs.
     #[test]
@@ -2291,6 +2416,28 @@ mod tests {
             .unwrap()
             .close()
             .await;
+    }
+
+    /// A symbolic link to the file, or to its folder, is the same file: the
+    /// second open is refused as for the same name (else both servers
+    /// store every delivery, once each).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_link_to_an_owned_file_is_refused_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("owned.db");
+        let first = SqliteStore::open(&path, Durability::ProcessCrash, 8).unwrap();
+        let file_link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&path, &file_link).unwrap();
+        let dir_link = dir.path().join("linked-dir");
+        std::os::unix::fs::symlink(dir.path(), &dir_link).unwrap();
+        for other in [file_link, dir_link.join("owned.db")] {
+            match SqliteStore::open(&other, Durability::ProcessCrash, 8) {
+                Err(StoreError::InUse(_)) => {}
+                other_result => panic!("{}: expected InUse, got {other_result:?}", other.display()),
+            }
+        }
+        first.close().await;
     }
 
     #[tokio::test]
