@@ -15,6 +15,10 @@
 //!   503; readiness must say so too, or a load balancer keeps sending
 //!   deliveries. After a failed commit, a ping writes a probe row and is
 //!   ready again only once that commits.
+//! - **The file is damaged** (SQLite reports it malformed). A probe may
+//!   still commit (it touches other pages) while every delivery fails, so
+//!   once a statement has reported damage the store stays not ready until
+//!   it is restarted on a sound file.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +33,8 @@ pub(super) struct Health {
     /// The last batch that acknowledged something, or probed, failed to
     /// commit, and none has committed since.
     pub(super) failing: bool,
+    /// SQLite reported the file damaged: not ready until restarted.
+    pub(super) damaged: bool,
 }
 
 #[derive(Debug)]
@@ -47,6 +53,7 @@ impl Health {
         Ok(Self {
             file: FileIdentity::of(path)?,
             failing: false,
+            damaged: false,
         })
     }
 
@@ -56,6 +63,7 @@ impl Health {
         Self {
             file: None,
             failing: false,
+            damaged: false,
         }
     }
 
@@ -68,6 +76,31 @@ impl Health {
             Some(file) => file.check(),
             None => Ok(()),
         }
+    }
+}
+
+/// Whether `error` is SQLite reporting a damaged file: the texts of
+/// `SQLITE_CORRUPT` ("database disk image is malformed") and `SQLITE_NOTADB`
+/// ("file is not a database"), which is all a [`StoreError`] keeps.
+pub(super) fn reports_damage(error: &StoreError) -> bool {
+    let text = error.to_string();
+    text.contains("disk image is malformed") || text.contains("file is not a database")
+}
+
+/// What a ping answers once the file is known to be damaged.
+pub(super) fn damaged_error(path: Option<&Path>) -> StoreError {
+    StoreError::Database(format!(
+        "{} is damaged (SQLite reports it malformed): stop the server, keep a copy of the file \
+         and its -wal, and check it with `sqlite3 FILE 'PRAGMA integrity_check'` (see \
+         docs/deployment.md)",
+        path.map_or_else(|| "the database".to_owned(), |p| p.display().to_string())
+    ))
+}
+
+impl Health {
+    /// The file being watched, when there is one.
+    pub(super) fn path(&self) -> Option<&Path> {
+        self.file.as_ref().map(|f| f.path.as_path())
     }
 }
 

@@ -751,8 +751,15 @@ fn run_batch(
     // Any failed commit marks the store failing (claims then wait for
     // their commit, see `execute`); only a commit that wrote something
     // acknowledged or a probe proves it healthy again.
-    if result.is_err() {
+    if let Err(err) = &result {
         health.failing = true;
+        if health::reports_damage(err) && !health.damaged {
+            health.damaged = true;
+            tracing::error!(
+                error = %health::damaged_error(health.path()),
+                "the SQLite file is damaged: not ready until restarted on a sound file"
+            );
+        }
     } else if ingesting || probing {
         health.failing = false;
     }
@@ -912,6 +919,10 @@ fn execute(
         Command::Ping(reply) => match health.check_file() {
             Err(e) => {
                 let _ = reply.send(Err(e));
+                Ok(Box::new(|_| {}))
+            }
+            Ok(()) if health.damaged => {
+                let _ = reply.send(Err(health::damaged_error(health.path())));
                 Ok(Box::new(|_| {}))
             }
             Ok(()) if health.failing => after_commit(reply, write_probe(tx)),
@@ -2274,6 +2285,79 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
             .unwrap();
         assert_eq!(usize::try_from(stored).unwrap(), 1 + (198 - refused) + 1);
+    }
+
+    /// A damaged file (here an index page overwritten) fails deliveries
+    /// while a probe write may still commit: once SQLite has reported the
+    /// damage, pings stay not ready, naming the file.
+    #[test]
+    fn a_damaged_file_stays_not_ready() {
+        let (dir, path, mut conn, mut ids) = steps_db(1000);
+        for n in 0..300 {
+            let mut e = numbered(n);
+            e.product_id = Some(format!("p{n}"));
+            insert_batch(&mut conn, &mut ids, &e);
+        }
+        let root: i64 = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'events_pending_product'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .unwrap();
+        drop(conn);
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.seek(SeekFrom::Start(
+                u64::try_from((root - 1) * page_size).unwrap(),
+            ))
+            .unwrap();
+            f.write_all(&vec![0xA5; usize::try_from(page_size).unwrap()])
+                .unwrap();
+        }
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, Durability::ProcessCrash).unwrap();
+        let counters = Counters::default();
+        let mut health = Health::unchecked();
+        let ping = |conn: &mut Connection, ids: &mut RecentIds, health: &mut Health| {
+            let (reply, mut rx) = oneshot::channel();
+            run_batch(
+                conn,
+                &mut vec![Command::Ping(reply)],
+                ids,
+                health,
+                &counters,
+            );
+            rx.try_recv().expect("answered")
+        };
+        assert!(
+            ping(&mut conn, &mut ids, &mut health).is_ok(),
+            "not known yet"
+        );
+        let (reply, mut rx) = oneshot::channel();
+        let mut e = numbered(1000);
+        e.product_id = Some("p1".into());
+        let cmd = Command::Insert(Box::new((e, None)), reply);
+        run_batch(&mut conn, &mut vec![cmd], &mut ids, &mut health, &counters);
+        let err = rx.try_recv().expect("answered").unwrap_err().to_string();
+        assert!(err.contains("malformed"), "{err}");
+        assert!(health.damaged);
+        for _ in 0..3 {
+            let err = ping(&mut conn, &mut ids, &mut health)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("damaged") && err.contains("integrity_check"),
+                "{err}"
+            );
+        }
+        drop(dir);
     }
 
     /// While commits fail, a claim fails with its batch instead of handing
