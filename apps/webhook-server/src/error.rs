@@ -24,9 +24,13 @@ pub enum Error {
         /// The header's topic (canonical form).
         got: String,
     },
-    /// Signature, store or token refused (401).
+    /// Signature or token refused (401).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// A delivery from a store the configuration does not list for its
+    /// platform (401, as an unknown signer; counted apart in the metrics).
+    #[error("unauthorized: store {0:?} is not configured")]
+    UnknownStore(String),
     /// No such route or resource (404).
     #[error("not found")]
     NotFound,
@@ -70,7 +74,7 @@ impl Error {
         match self {
             Self::BadRequest(_) => "bad_request",
             Self::TopicMismatch { .. } => "topic_mismatch",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Unauthorized(_) | Self::UnknownStore(_) => "unauthorized",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::InFlight => "in_flight",
@@ -87,7 +91,7 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) | Self::TopicMismatch { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::UnknownStore(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::InFlight => StatusCode::CONFLICT,
@@ -109,7 +113,7 @@ impl ResponseError for Error {
             tracing::debug!(error = %self, "request refused");
         }
         let mut res = HttpResponse::build(status);
-        if matches!(self, Self::Unauthorized(_)) {
+        if matches!(self, Self::Unauthorized(_) | Self::UnknownStore(_)) {
             res.insert_header(("WWW-Authenticate", "Bearer"));
         }
         if matches!(self, Self::RateLimited) {

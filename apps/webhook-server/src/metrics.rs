@@ -47,9 +47,11 @@ pub enum Outcome {
     Unavailable,
     /// Rate limited (429).
     RateLimited,
+    /// From a store the configuration does not list (401).
+    UnknownStore,
 }
 
-const OUTCOMES: [(Outcome, &str); 10] = [
+const OUTCOMES: [(Outcome, &str); 11] = [
     (Outcome::Stored, "stored"),
     (Outcome::Duplicate, "duplicate"),
     (Outcome::Unparseable, "unparseable"),
@@ -60,6 +62,7 @@ const OUTCOMES: [(Outcome, &str); 10] = [
     (Outcome::Timeout, "timeout"),
     (Outcome::Unavailable, "unavailable"),
     (Outcome::RateLimited, "rate_limited"),
+    (Outcome::UnknownStore, "unknown_store"),
 ];
 
 /// Latency bucket upper bounds, seconds.

@@ -85,6 +85,17 @@ fn reject(err: &WebhookError, platform: &PlatformEntry, headers: &dyn HeaderLook
     }
 }
 
+/// Characters of a sender-chosen store name kept in logs and errors.
+const STORE_TEXT_MAX: usize = 80;
+
+/// `text` cut to [`STORE_TEXT_MAX`] characters (`…` marking the cut).
+fn clipped(text: &str) -> String {
+    match text.char_indices().nth(STORE_TEXT_MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 /// Runs steps 1 to 5 for one delivery whose body was read within the limits.
 ///
 /// `expected` is the route's topic (`None` on `/webhooks/{platform}`, where the
@@ -123,10 +134,20 @@ pub async fn process(
             return Err(Error::NotConfigured(platform.id().as_str().to_owned()));
         }
         Err(VerifierLookup::UnknownStore) => {
-            return Err(Error::Unauthorized(format!(
-                "store {:?} is not configured",
-                delivery.meta.store
-            )));
+            // Sender-chosen text, before any verification: kept short.
+            let store = clipped(&delivery.meta.store);
+            // The likelier misconfiguration than a wrong secret (a store
+            // missing from the list, a WordPress in a subfolder): said at
+            // warn, or it goes unseen until the platform gives up.
+            if let Some(refused) = platform.unknown_stores.hit() {
+                tracing::warn!(
+                    platform = %platform.id(),
+                    store = %store,
+                    refused,
+                    "deliveries refused: the store is not configured for this platform; add it to the platform's stores with its secret (at most one such line a minute; refused = how many since the last)"
+                );
+            }
+            return Err(Error::UnknownStore(store));
         }
     };
     // For the refusal warning: `verify` consumes the delivery.
@@ -138,7 +159,7 @@ pub async fn process(
         {
             tracing::warn!(
                 platform = %platform.id(),
-                store = %claimed_store,
+                store = %clipped(&claimed_store),
                 error = %e,
                 refused,
                 "deliveries refused: the signature matches no secret of the store (at most one such line a minute; refused = how many since the last)"
@@ -180,5 +201,19 @@ pub async fn process(
         InsertOutcome::Duplicate => Ok(Accepted::Duplicate { id, topic }),
         InsertOutcome::Inserted if parsed => Ok(Accepted::Stored { id, topic }),
         InsertOutcome::Inserted => Ok(Accepted::Unparseable { id, topic }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clipped;
+
+    #[test]
+    fn store_names_from_senders_are_clipped() {
+        assert_eq!(clipped("shop.example.com"), "shop.example.com");
+        let long = "é".repeat(3000);
+        let cut = clipped(&long);
+        assert_eq!(cut.chars().count(), 81);
+        assert!(cut.ends_with('…'));
     }
 }

@@ -174,6 +174,9 @@ pub struct PlatformEntry {
     pub verifiers: Verifiers,
     /// Signature refusals, warned about at most once a minute.
     pub refusals: Arc<crate::log_budget::LogBudget>,
+    /// Deliveries from stores not configured, warned about at most once a
+    /// minute.
+    pub unknown_stores: Arc<crate::log_budget::LogBudget>,
 }
 
 impl fmt::Debug for PlatformEntry {
@@ -206,6 +209,7 @@ impl PlatformEntry {
             identity_headers,
             verifiers,
             refusals: Arc::default(),
+            unknown_stores: Arc::default(),
         }
     }
 

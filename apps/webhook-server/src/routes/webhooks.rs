@@ -132,6 +132,7 @@ fn outcome_of(result: &Result<Accepted, Error>) -> Outcome {
         Ok(Accepted::Duplicate { .. }) => Outcome::Duplicate,
         Ok(Accepted::Unparseable { .. }) => Outcome::Unparseable,
         Err(Error::Unauthorized(_)) => Outcome::Unauthorized,
+        Err(Error::UnknownStore(_)) => Outcome::UnknownStore,
         Err(Error::PayloadTooLarge { .. }) => Outcome::TooLarge,
         Err(Error::Timeout) => Outcome::Timeout,
         Err(Error::RateLimited) => Outcome::RateLimited,

@@ -444,6 +444,13 @@ async fn the_server_never_shows_a_secret() {
             && l.contains(SHOP_A)),
         "{logs}"
     );
+    // So is a delivery from a store that is not configured, naming it.
+    assert!(
+        logs.lines().any(|l| l.contains("WARN")
+            && l.contains("the store is not configured")
+            && l.contains("leak-zz.myshopify.com")),
+        "{logs}"
+    );
     assert!(logs.contains("500"), "{logs}");
     assert!(
         seen.contains("webhook_deliveries") || seen.contains("# TYPE"),
