@@ -14,7 +14,8 @@ use super::standard_webhooks::Signer;
 use super::{EventHandler, HandlerError};
 use crate::store::StoredEvent;
 
-/// What sinks receive: the normalised event, without the raw body.
+/// What sinks receive: the normalised event; the raw body only for topics
+/// without a product model (see `payload`).
 #[derive(Debug, Serialize)]
 pub struct EventPayload<'a> {
     /// Our event id.
@@ -41,6 +42,12 @@ pub struct EventPayload<'a> {
     pub received_at: chrono::DateTime<Utc>,
     /// The normalised product (`null` for deletes and unreadable deliveries).
     pub product: Option<serde_json::Value>,
+    /// The delivery's JSON as the platform sent it, for topics other than
+    /// the product ones (absent for those): a Shopify `customers/redact`
+    /// or `shop/redact` compliance request, a WooCommerce `order.created`.
+    /// Nothing else carries what such an event says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 impl<'a> EventPayload<'a> {
@@ -66,6 +73,16 @@ impl<'a> EventPayload<'a> {
                 .as_deref()
                 .map(serde_json::from_str)
                 .transpose()?,
+            payload: if catalog_core::Topic::from_canonical(&ev.topic)
+                .action()
+                .is_none()
+            {
+                // Verified, and JSON by triage; a body that is not JSON
+                // was stored as failed and is not dispatched.
+                serde_json::from_slice(&ev.raw_body).ok()
+            } else {
+                None
+            },
         })
     }
 

@@ -194,3 +194,96 @@ async fn a_body_that_cannot_be_normalised_is_kept_as_failed_and_skipped() {
         assert_eq!(v["product"]["title"], title, "{v}");
     }
 }
+
+/// Topics without a product model (Shopify's mandatory compliance requests)
+/// are stored and reach the sinks with the platform's JSON as `payload`:
+/// nothing else carries what they ask for. Product events do not repeat
+/// their body.
+#[actix_web::test]
+async fn compliance_topics_reach_the_sinks_with_their_payload() {
+    use std::sync::Arc;
+    use webhook_server::dispatch::sinks::JsonlSink;
+    use webhook_server::dispatch::{DispatchConfig, EventHandler};
+
+    let mut s = settings();
+    s.shopify = stores(&[("example-shop.myshopify.com", &["new-secret"])]);
+    s.shopify.default_currency = Some("EUR".into());
+    let store = memory();
+    let state =
+        webhook_server::AppState::new(&s, Platforms::from_settings(&s).unwrap(), store.clone());
+    let dispatching = state.clone();
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    // The documented payloads of the three compliance topics.
+    let redact = r#"{"shop_id":954889,"shop_domain":"example-shop.myshopify.com","customer":{"id":191167,"email":"john@example.com","phone":"555-625-1199"},"orders_to_redact":[299938,280263,220458]}"#;
+    let data_request = r#"{"shop_id":954889,"shop_domain":"example-shop.myshopify.com","orders_requested":[299938,280263,220458],"customer":{"id":191167,"email":"john@example.com","phone":"555-625-1199"},"data_request":{"id":9999}}"#;
+    let shop_redact = r#"{"shop_id":954889,"shop_domain":"example-shop.myshopify.com"}"#;
+    let deliveries = [
+        ("customers/redact", "c-1", redact),
+        ("customers/data_request", "c-2", data_request),
+        ("shop/redact", "c-3", shop_redact),
+        ("products/create", "c-4", SAMPLE),
+    ];
+    for (topic, id, body) in deliveries {
+        let res = test::call_service(
+            &app,
+            shopify("/webhooks/shopify", topic, id, body, "new-secret").to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "{topic}");
+        let v: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_eq!(v["status"], "stored", "{topic}");
+    }
+    // A compliance request with a wrong signature: 401, as Shopify requires.
+    let res = test::call_service(
+        &app,
+        shopify(
+            "/webhooks/shopify",
+            "shop/redact",
+            "c-5",
+            shop_redact,
+            "wrong",
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let handlers: Vec<Arc<dyn EventHandler>> = vec![Arc::new(JsonlSink::new(file.clone()))];
+    let mut dispatch = s.dispatch.clone();
+    dispatch.poll_interval_ms = 10;
+    let handle = dispatching
+        .dispatcher(DispatchConfig::from_settings(&dispatch), handlers)
+        .spawn();
+    let mut delivered = EventFilter::default();
+    delivered.status = Some(EventStatus::Delivered);
+    for _ in 0..300 {
+        if store.list(&delivered, None, 10).await.unwrap().events.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    handle.shutdown(std::time::Duration::from_secs(2)).await;
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (topic, _, body) in &deliveries[..3] {
+        let line = lines.iter().find(|l| l["topic"] == *topic).unwrap();
+        assert_eq!(line["product"], serde_json::Value::Null);
+        assert_eq!(
+            line["payload"],
+            serde_json::from_str::<serde_json::Value>(body).unwrap(),
+            "{topic}"
+        );
+    }
+    let product = lines
+        .iter()
+        .find(|l| l["topic"] == "product.created")
+        .unwrap();
+    assert!(product["product"].is_object());
+    assert!(product.get("payload").is_none(), "{product}");
+}
