@@ -50,7 +50,10 @@ pub const API_VERSION_HEADER: &str = "X-Shopify-API-Version";
 /// "Events" deliveries (Shopify's newer delivery type) also send unprefixed
 /// headers (`shopify-hmac-sha256`, `shopify-topic`, ...) next to the
 /// `X-Shopify-*` ones; the prefixed names are read first, the unprefixed ones
-/// are the fallback.
+/// are the fallback. Where a delivery carries both for the signature, topic,
+/// shop or ids, they must agree: a verifier reading the other name (Shopify's
+/// own library reads the unprefixed ones on Events deliveries) would
+/// otherwise see another delivery than this one.
 const EVENTS_PREFIX_FALLBACK: &str = "X-";
 
 /// The currency used for stores without one configured.
@@ -142,9 +145,42 @@ fn lookup<'h>(headers: &'h dyn HeaderLookup, name: &'static str) -> Option<&'h s
     })
 }
 
-/// As [`lookup`], for headers that must be there.
+/// As [`lookup`], refusing a delivery whose prefixed and unprefixed headers
+/// both carry `name` with different values (shop domains compared without
+/// case).
+fn lookup_agreed<'h>(
+    headers: &'h dyn HeaderLookup,
+    name: &'static str,
+) -> Result<Option<&'h str>, WebhookError> {
+    let prefixed = optional_header(headers, name);
+    let Some(bare_name) = name.strip_prefix(EVENTS_PREFIX_FALLBACK) else {
+        return Ok(prefixed);
+    };
+    let bare = optional_header(headers, bare_name);
+    match (prefixed, bare) {
+        (Some(p), Some(b)) => {
+            let (p, b) = (p.trim(), b.trim());
+            let same = if name == SHOP_DOMAIN_HEADER {
+                normalise_domain(p) == normalise_domain(b)
+            } else {
+                p == b
+            };
+            if same {
+                Ok(Some(p))
+            } else {
+                Err(WebhookError::InvalidHeader {
+                    name,
+                    reason: format!("differs from {}", bare_name.to_ascii_lowercase()),
+                })
+            }
+        }
+        (p, b) => Ok(p.or(b)),
+    }
+}
+
+/// As [`lookup_agreed`], for headers that must be there.
 fn require<'h>(headers: &'h dyn HeaderLookup, name: &'static str) -> Result<&'h str, WebhookError> {
-    match lookup(headers, name) {
+    match lookup_agreed(headers, name)? {
         Some(v) => Ok(v),
         // Reports the classic name (or "empty" when it is blank).
         None => required_header(headers, name),
@@ -185,8 +221,8 @@ impl WebhookSource for ShopifyWebhookSource {
                 reason: "not a shop domain".into(),
             });
         }
-        let webhook_id = lookup(headers, WEBHOOK_ID_HEADER);
-        let event_id = match (lookup(headers, EVENT_ID_HEADER), webhook_id) {
+        let webhook_id = lookup_agreed(headers, WEBHOOK_ID_HEADER)?;
+        let event_id = match (lookup_agreed(headers, EVENT_ID_HEADER)?, webhook_id) {
             (Some(event), _) => EventId::new(format!("{raw_topic}:{event}")),
             (None, Some(delivery)) => EventId::new(format!("{raw_topic}:webhook-id:{delivery}")),
             (None, None) => return Err(WebhookError::MissingHeader(EVENT_ID_HEADER)),

@@ -329,7 +329,7 @@ fn catalogue() -> Vec<Case> {
             kept: Kept::Nothing,
         },
         Case {
-            name: "signature header repeated under its unprefixed name",
+            name: "signature header also under its unprefixed name, another value",
             path: S_CREATE,
             headers: with(
                 shop_a("products/create", &create),
@@ -337,8 +337,20 @@ fn catalogue() -> Vec<Case> {
                 "AAAA",
             ),
             body: create.clone(),
-            status: 200,
-            kept: Kept::Event,
+            status: 400,
+            kept: Kept::Nothing,
+        },
+        Case {
+            name: "topic also under its unprefixed name, another value",
+            path: S_BY_HEADER,
+            headers: with(
+                shop_a("products/update", &create),
+                "shopify-topic",
+                "products/delete",
+            ),
+            body: create.clone(),
+            status: 400,
+            kept: Kept::Nothing,
         },
         Case {
             name: "topic header repeated (a proxy may read the other one)",

@@ -271,6 +271,56 @@ fn events_deliveries_with_unprefixed_headers_are_read() {
     assert_eq!(e.product_id.as_deref(), Some("788032119674292922"));
 }
 
+/// An Events delivery carries both names; where they disagree on the
+/// signature, topic, shop or ids, the delivery is refused: a verifier that
+/// reads the other name would see another delivery.
+#[test]
+fn prefixed_and_unprefixed_headers_must_agree() {
+    let source = ShopifyWebhookSource::new();
+    let sig = sign(SECRET.as_bytes(), DELETE);
+    let pairs = [
+        ("X-Shopify-Hmac-Sha256", sig.as_str()),
+        ("shopify-hmac-sha256", sig.as_str()),
+        ("X-Shopify-Topic", "products/delete"),
+        ("shopify-topic", "products/delete"),
+        ("X-Shopify-Shop-Domain", "example.myshopify.com"),
+        ("shopify-shop-domain", "Example.myshopify.com"),
+        ("X-Shopify-Event-Id", "ev-9"),
+        ("shopify-event-id", "ev-9"),
+        ("X-Shopify-Webhook-Id", "wh-1"),
+    ];
+    // The pairs, with `name` set to `value` (added when absent).
+    let with = |name: &str, value: &str| {
+        let mut h = Headers::new();
+        for (n, v) in pairs {
+            h = h.with(n, if n == name { value } else { v });
+        }
+        if !name.is_empty() && !pairs.iter().any(|(n, _)| *n == name) {
+            h = h.with(name, value);
+        }
+        h
+    };
+    let both = || with("", "");
+    // Agreeing (the domain in another case): read as usual.
+    let e = event(&both(), DELETE);
+    assert_eq!(e.event_id.as_str(), "products/delete:ev-9");
+    for (name, value) in [
+        ("shopify-hmac-sha256", "AAAA"),
+        ("shopify-topic", "products/update"),
+        ("shopify-shop-domain", "other.myshopify.com"),
+        ("shopify-event-id", "ev-10"),
+        ("shopify-webhook-id", "wh-2"),
+    ] {
+        let h = with(name, value);
+        match source.inspect(&h, DELETE) {
+            Err(WebhookError::InvalidHeader { reason, .. }) => {
+                assert!(reason.contains(name), "{name}: {reason}");
+            }
+            other => panic!("{name}: expected a refusal, got {other:?}"),
+        }
+    }
+}
+
 /// `parse_lean` gives `parse`'s event minus the copies (`raw_body`, the
 /// product's `raw`), and `parse`'s outcome where the direct decode and the
 /// `Value` path could differ: repeated fields, deep nesting, bad fields.
