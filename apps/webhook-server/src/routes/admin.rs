@@ -23,9 +23,15 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/events", web::get().to(list))
-        .route("/events/{id}", web::get().to(get))
-        .route("/events/{id}/replay", web::post().to(replay));
+    // A query actix cannot read (a parameter given twice) gets the API's
+    // JSON error too, not actix's plain text.
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|err, _req| Error::BadRequest(format!("query: {err}")).into()),
+    )
+    .route("/events", web::get().to(list))
+    .route("/events/{id}", web::get().to(get))
+    .route("/events/{id}/replay", web::post().to(replay));
 }
 
 /// Compares the bearer token in constant time (over SHA-256 digests, so the
@@ -38,12 +44,7 @@ pub(crate) async fn require_token(
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.admin_token.as_ref())
         .is_some_and(|token| {
-            let given = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
+            let given = bearer_token(req.headers()).unwrap_or("");
             let a = Sha256::digest(given.trim().as_bytes());
             let b = Sha256::digest(token.expose_secret().trim().as_bytes());
             bool::from(a.ct_eq(&b)) && !given.trim().is_empty()
@@ -56,6 +57,22 @@ pub(crate) async fn require_token(
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+/// The token of the one `Authorization: Bearer <token>` header (the scheme
+/// in any case, as RFC 9110 has it). `None` for another scheme, and for a
+/// request with several `Authorization` headers: which one counts would
+/// depend on who reads them.
+fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all(AUTHORIZATION);
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,6 +162,20 @@ async fn list(
                 Error::BadRequest(format!("limit must be a number from 1 to {MAX_LIMIT}"))
             })?,
     };
+    // A platform not wired in can have no events: a typo, said as such.
+    if let Some(p) = q.platform.as_deref().filter(|p| !p.is_empty())
+        && state.platforms.get(p).is_none()
+    {
+        let known: Vec<String> = state
+            .platforms
+            .iter()
+            .map(|e| e.id().as_str().to_owned())
+            .collect();
+        return Err(Error::BadRequest(format!(
+            "unknown platform: use one of {}",
+            known.join(", ")
+        )));
+    }
     let store = q
         .store
         .as_deref()
@@ -200,7 +231,31 @@ async fn replay(
 
 #[cfg(test)]
 mod tests {
-    use super::store_filter;
+    use super::{bearer_token, store_filter};
+    use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_in_any_case_and_only_alone() {
+        assert_eq!(bearer_token(&headers(&["Bearer abc"])), Some("abc"));
+        assert_eq!(bearer_token(&headers(&["bearer abc"])), Some("abc"));
+        assert_eq!(bearer_token(&headers(&["BEARER  abc "])), Some("abc"));
+        assert_eq!(bearer_token(&headers(&["Basic abc"])), None);
+        assert_eq!(bearer_token(&headers(&["Bearerabc"])), None);
+        assert_eq!(bearer_token(&headers(&[])), None);
+        assert_eq!(bearer_token(&headers(&["Bearer abc", "Bearer abc"])), None);
+        assert_eq!(
+            bearer_token(&headers(&["Bearer wrong", "Bearer abc"])),
+            None
+        );
+    }
 
     #[test]
     fn store_filters_are_normalised_as_stores_are_recorded() {

@@ -1,4 +1,5 @@
-//! `GET /`, `GET /healthz`, `GET /readyz`.
+//! `GET /`, `GET /healthz`, `GET /readyz` (and `HEAD` of each, which
+//! probes and load balancers use: the same status, no body).
 
 use actix_web::{HttpResponse, web};
 
@@ -6,8 +7,11 @@ use crate::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
+        .route("/", web::head().to(index))
         .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/healthz", web::head().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/readyz", web::head().to(readyz));
 }
 
 /// Service status: version, platforms (with how stores are authenticated,

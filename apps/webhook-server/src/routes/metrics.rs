@@ -5,7 +5,8 @@ use actix_web::{HttpResponse, web};
 use crate::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/metrics", web::head().to(metrics));
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -226,6 +226,9 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
         "cursor=0",
         "cursor=-5",
         "cursor=x",
+        "limit=1&limit=2",
+        "platform=bogus",
+        "status=bogus",
     ] {
         let res = test::call_service(&app, get(&format!("/admin/events?{q}"))).await;
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{q}");
@@ -233,7 +236,14 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
             .unwrap_or_else(|e| panic!("{q}: not JSON: {e}"));
         assert!(body["error"].is_string(), "{q}: {body}");
     }
-    for q in ["limit=1", "limit=500", "cursor=1"] {
+    // Empty values are as good as absent (a form's empty field).
+    for q in [
+        "limit=1",
+        "limit=500",
+        "cursor=1",
+        "platform=shopify",
+        "limit=&cursor=",
+    ] {
         let res = test::call_service(&app, get(&format!("/admin/events?{q}"))).await;
         assert_eq!(res.status(), StatusCode::OK, "{q}");
     }

@@ -553,4 +553,16 @@ async fn status_health_metrics_and_docs() {
         "{js}"
     );
     assert!(js.contains("/openapi.json"), "{js}");
+    // Probes that use HEAD get the same status as GET.
+    for path in ["/", "/healthz", "/readyz", "/metrics"] {
+        let res = test::call_service(
+            &app,
+            test::TestRequest::default()
+                .method(actix_web::http::Method::HEAD)
+                .uri(path)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "HEAD {path}");
+    }
 }
