@@ -44,6 +44,10 @@ pub enum Error {
     /// attempt in progress to end.
     #[error("the event is being delivered; replay it once the attempt has ended")]
     InFlight,
+    /// A `Content-Encoding` other than `identity` (415): signatures cover
+    /// the bytes as sent, and the platforms send them uncompressed.
+    #[error("Content-Encoding is not supported: send the body uncompressed")]
+    UnsupportedEncoding,
     /// Body not received in time (408).
     #[error("request body not received in time")]
     Timeout,
@@ -78,6 +82,7 @@ impl Error {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::InFlight => "in_flight",
+            Self::UnsupportedEncoding => "unsupported_encoding",
             Self::Timeout => "timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::RateLimited => "rate_limited",
@@ -95,6 +100,7 @@ impl ResponseError for Error {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::InFlight => StatusCode::CONFLICT,
+            Self::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
@@ -161,6 +161,18 @@ async fn handle(
         for name in entry.signature_headers.iter().chain(entry.identity_headers) {
             if req.headers().get_all(*name).nth(1).is_some() {
                 return Err(Error::BadRequest(format!("repeated {name} header")));
+            }
+        }
+        // The signature covers the bytes as sent, and neither platform
+        // compresses: a compressed body is refused (415) rather than stored
+        // as an unreadable one or checked against the wrong bytes.
+        for value in req.headers().get_all(CONTENT_ENCODING) {
+            let identity = value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .all(|c| c.trim().eq_ignore_ascii_case("identity"))
+            });
+            if !identity {
+                return Err(Error::UnsupportedEncoding);
             }
         }
         let body = read_body(req, payload, state.body_limit, state.body_timeout).await?;

@@ -341,6 +341,30 @@ fn catalogue() -> Vec<Case> {
             kept: Kept::Nothing,
         },
         Case {
+            name: "gzip Content-Encoding, signed over the bytes sent",
+            path: S_CREATE,
+            headers: with(
+                shop_a("products/create", &create),
+                "Content-Encoding",
+                "gzip",
+            ),
+            body: create.clone(),
+            status: 415,
+            kept: Kept::Nothing,
+        },
+        Case {
+            name: "Content-Encoding identity",
+            path: S_CREATE,
+            headers: with(
+                shop_a("products/create", &create),
+                "Content-Encoding",
+                "identity",
+            ),
+            body: create.clone(),
+            status: 200,
+            kept: Kept::Event,
+        },
+        Case {
             name: "topic also under its unprefixed name, another value",
             path: S_BY_HEADER,
             headers: with(
