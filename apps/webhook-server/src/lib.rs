@@ -105,6 +105,9 @@ pub struct AppState {
     pub admin_token: Option<SecretString>,
     /// Per-address rate limiting.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Set when shutdown begins: answers then close their connections
+    /// (see [`AppState::begin_draining`]).
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for AppState {
@@ -136,7 +139,18 @@ impl AppState {
                         .behind(settings.rate_limit.trusted_proxies.clone()),
                 )
             }),
+            draining: Arc::default(),
         }
+    }
+
+    /// Shutdown has begun: every answer from now on closes its connection.
+    /// Without it a client on a kept-alive connection (a platform sending
+    /// steadily) keeps sending for the whole `shutdown_timeout_secs`, and
+    /// the requests still in flight then are cut: stored but unanswered,
+    /// so delivered again as duplicates.
+    pub fn begin_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A pruner of this state's store under `settings`.

@@ -272,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
         Stop::ServerEnded => {}
         Stop::Signal => {
             tracing::info!("shutting down: draining in-flight requests and the dispatcher");
+            state.begin_draining();
             // Sent now; the server future below carries it out.
             let stopped = http.stop(true);
             let dispatch = async {
@@ -290,6 +291,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(
                 "the dispatcher stopped unexpectedly: shutting down (acknowledged events are stored and will be dispatched after a restart)"
             );
+            state.begin_draining();
             let stopped = http.stop(true);
             let result = (&mut running).await;
             stopped.await;

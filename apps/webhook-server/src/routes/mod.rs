@@ -27,6 +27,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
     cfg.service(
         web::scope("/webhooks")
             .wrap(from_fn(rate_limit))
+            .wrap(from_fn(close_when_draining))
             .configure(|c| webhooks::configure(c, &platforms)),
     );
     health::configure(cfg);
@@ -37,9 +38,32 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
             web::scope("/admin")
                 .wrap(from_fn(admin::require_token))
                 .wrap(from_fn(rate_limit))
+                .wrap(from_fn(close_when_draining))
                 .configure(admin::configure),
         );
     }
+}
+
+/// Once shutdown has begun ([`AppState::begin_draining`]), answers close
+/// their connection: the request is served, the client reconnects (to
+/// another replica, or to this server once restarted).
+async fn close_when_draining(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    // Read when the answer is ready: a request that began before the
+    // shutdown and ends after it closes too.
+    if res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.draining.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(res)
 }
 
 /// The address a request is limited as (see [`crate::ratelimit::TrustedProxies`]).

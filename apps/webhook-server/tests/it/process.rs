@@ -396,6 +396,78 @@ mod crash {
         }
     }
 
+    /// A platform on a kept-alive connection, sending without pause, does
+    /// not hold the server for the whole drain budget: after SIGTERM its
+    /// next answer closes the connection, the reconnect finds nothing
+    /// listening, and the server exits at once rather than cutting requests
+    /// off (stored but unanswered) when the budget runs out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sigterm_closes_kept_alive_connections_instead_of_waiting_for_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let port = free_port();
+        let child = spawn_with(
+            port,
+            &db,
+            &[("CATALOG_SERVER__SHUTDOWN_TIMEOUT_SECS", "20".to_owned())],
+            Stdio::null(),
+        );
+        let mut server = Server(child);
+        wait_ready(port).await;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let b = SAMPLE.to_owned();
+        let sender = tokio::spawn(async move {
+            let (mut acked, mut closing) = (0u32, 0u32);
+            for i in 0..1_000_000 {
+                let mut req = client.post(format!(
+                    "http://127.0.0.1:{port}/webhooks/shopify/products/create"
+                ));
+                for (k, v) in shopify_headers(&format!("ka-{i}"), b.as_bytes(), SECRET) {
+                    req = req.header(k, v);
+                }
+                match req.body(b.clone()).send().await {
+                    Ok(r) => {
+                        assert_eq!(r.status(), 200);
+                        acked += 1;
+                        if r.headers().get("connection").is_some_and(|v| v == "close") {
+                            closing += 1;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            (acked, closing)
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let term = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &server.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        loop {
+            if let Some(exit) = server.0.try_wait().unwrap() {
+                assert!(exit.success(), "server exited with {exit}");
+                break;
+            }
+            assert!(
+                term.elapsed() < Duration::from_secs(10),
+                "the server still served its kept-alive client {:?} after SIGTERM",
+                term.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Whether an answer said `Connection: close` depends on whether a
+        // request was in flight at the signal (an idle connection is closed
+        // by the server); either way the client stopped at once.
+        let (acked, _closing) = sender.await.unwrap();
+        assert!(acked > 0);
+    }
+
     /// SIGTERM stops the dispatcher at once, beside the requests' drain:
     /// with a request trickling its body (holding the HTTP drain for the
     /// whole `shutdown_timeout_secs`) and a backlog of one product going to

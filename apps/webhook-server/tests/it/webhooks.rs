@@ -149,6 +149,32 @@ async fn duplicates_are_acknowledged_but_stored_once() {
     assert_eq!(all(&*store).await.len(), 1);
 }
 
+/// Once shutdown has begun, every answer closes its connection: a platform
+/// on a kept-alive connection reconnects (elsewhere, or after the restart)
+/// instead of keeping the server busy until the drain timeout cuts it off.
+#[actix_web::test]
+async fn answers_close_their_connection_once_draining() {
+    use actix_web::http::ConnectionType;
+    let state = state_with(memory(), &single_secret());
+    let draining = state.clone();
+    let app = app!(state);
+    let send =
+        |id: &'static str| delivery(CREATE, "products/create", id, &body(4), SECRET).to_request();
+    let res = test::call_service(&app, send("k-1")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_ne!(
+        res.response().head().connection_type(),
+        ConnectionType::Close
+    );
+    draining.begin_draining();
+    let res = test::call_service(&app, send("k-2")).await;
+    assert_eq!(res.status(), StatusCode::OK, "still served");
+    assert_eq!(
+        res.response().head().connection_type(),
+        ConnectionType::Close
+    );
+}
+
 /// Shopify shares X-Shopify-Event-Id "across all deliveries produced by the
 /// same merchant action": deliveries of one Event-Id about other products
 /// are stored, each once; a retry of any of them is still a duplicate.
