@@ -260,7 +260,8 @@ impl Config {
                     path.display()
                 ),
             ),
-            other @ catalog_config::LoadError::Alias { .. } => {
+            other @ (catalog_config::LoadError::Alias { .. }
+            | catalog_config::LoadError::Unreadable(..)) => {
                 CliError::new(Kind::Config, other.to_string())
             }
             other => CliError::new(Kind::Config, format!("invalid configuration: {other}")),

@@ -71,6 +71,9 @@ pub struct Layers<'a> {
 pub enum LoadError {
     /// The file given does not exist (or is not a file).
     MissingFile(PathBuf),
+    /// The file given exists but cannot be read (permissions): the path and
+    /// the system's reason.
+    Unreadable(PathBuf, String),
     /// A seed variable could not be applied to its key.
     Alias {
         /// The variable (`APP_PORT`).
@@ -102,6 +105,11 @@ impl fmt::Display for LoadError {
                     write!(f, "configuration file {} does not exist", path.display())
                 }
             }
+            Self::Unreadable(path, reason) => write!(
+                f,
+                "cannot read configuration file {}: {reason}",
+                path.display()
+            ),
             Self::Alias { var, key } => write!(f, "invalid value for {var} ({key})"),
             Self::Syntax(msg) | Self::Invalid(msg) => f.write_str(msg),
         }
@@ -122,6 +130,10 @@ pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
     if let Some(path) = layers.file {
         if !path.is_file() {
             return Err(LoadError::MissingFile(path.to_path_buf()));
+        }
+        // The `config` crate's own message for this names no file.
+        if let Err(e) = std::fs::File::open(path) {
+            return Err(LoadError::Unreadable(path.to_path_buf(), e.to_string()));
         }
         builder = builder
             .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml));
@@ -405,6 +417,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(s.database.url, "sqlite://x.db");
+    }
+
+    /// A file that exists but cannot be read is named, with the reason.
+    #[cfg(unix)]
+    #[test]
+    fn an_unreadable_file_is_named() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.toml");
+        std::fs::write(&path, "[server]\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if std::fs::File::open(&path).is_ok() {
+            eprintln!("skipped: this user (root) reads files of mode 000");
+            return;
+        }
+        let err = load::<Settings>(&Layers {
+            defaults: None,
+            file: Some(&path),
+            env: &[],
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("cannot read configuration file {}", path.display())), "{text}");
+        assert!(text.contains("ermission denied"), "{text}");
     }
 
     #[test]
