@@ -439,7 +439,13 @@ mod tests {
         })
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with(&format!("cannot read configuration file {}", path.display())), "{text}");
+        assert!(
+            text.starts_with(&format!(
+                "cannot read configuration file {}",
+                path.display()
+            )),
+            "{text}"
+        );
         assert!(text.contains("ermission denied"), "{text}");
     }
 

@@ -368,7 +368,20 @@ fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => StoreError::Unavailable,
         // sqlx's messages carry no connection credentials.
-        other => StoreError::Database(other.to_string()),
+        other => StoreError::Database(describe(&other)),
+    }
+}
+
+/// An error as an operator reads it: for one the database reported, its
+/// message and SQLSTATE (sqlx's own text adds where in PostgreSQL's C source
+/// it was raised, `at line 948`, which says nothing to anyone here).
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
     }
 }
 
@@ -408,14 +421,16 @@ impl PostgresStore {
         let shown = shown_url.clone();
         let opened = handle
             .spawn(async move {
-                migrate(&connect, schema.as_deref()).await?;
+                migrate(&connect, schema.as_deref(), &shown).await?;
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .min_connections(0)
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(connect)
                     .await
-                    .map_err(|e| StoreError::Database(format!("cannot connect to {shown}: {e}")))
+                    .map_err(|e| {
+                        StoreError::Database(format!("cannot connect to {shown}: {}", describe(&e)))
+                    })
             })
             .await;
         let pool = match opened {
@@ -458,7 +473,11 @@ impl PostgresStore {
     }
 }
 
-async fn migrate(connect: &PgConnectOptions, schema: Option<&str>) -> Result<(), StoreError> {
+async fn migrate(
+    connect: &PgConnectOptions,
+    schema: Option<&str>,
+    shown_url: &str,
+) -> Result<(), StoreError> {
     let migrations = MIGRATIONS
         .iter()
         .map(|(version, description, sql)| {
@@ -479,9 +498,9 @@ async fn migrate(connect: &PgConnectOptions, schema: Option<&str>) -> Result<(),
     }
     // A dedicated connection: the migrator's advisory lock is session-level,
     // and closing the session releases it even when a migration fails.
-    let mut conn = PgConnection::connect_with(connect)
-        .await
-        .map_err(|e| StoreError::Database(format!("cannot connect: {e}")))?;
+    let mut conn = PgConnection::connect_with(connect).await.map_err(|e| {
+        StoreError::Database(format!("cannot connect to {shown_url}: {}", describe(&e)))
+    })?;
     let result = migrator.run_direct(None, &mut conn, false).await;
     let _ = conn.close().await;
     result.map_err(|e| StoreError::Database(format!("PostgreSQL migration failed: {e}")))

@@ -185,6 +185,11 @@ async fn the_password_never_shows() {
         .await
         .unwrap_err();
     assert!(!err.to_string().contains("Sup3rSecretPw"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot connect to postgres://u:[redacted]@127.0.0.1:1/x"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

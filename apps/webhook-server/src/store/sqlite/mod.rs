@@ -482,7 +482,29 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let done = usize::try_from(version).unwrap_or(0);
+    let Ok(done) = usize::try_from(version) else {
+        return Err(StoreError::Database(format!(
+            "database schema version {version} is not one this build knows (0 to {})",
+            MIGRATIONS.len()
+        )));
+    };
+    if done == 0 {
+        // Version 0 is a new file. One that already has our table is
+        // another program's database, or had its version reset: migrating
+        // would fail half-way on `CREATE TABLE events`.
+        let tables: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables > 0 {
+            return Err(StoreError::Database(
+                "the database has an events table but no schema version: not a webhook-server \
+                 database, or its version (PRAGMA user_version) was reset"
+                    .into(),
+            ));
+        }
+    }
     if done > MIGRATIONS.len() {
         return Err(StoreError::Database(format!(
             "database schema version {done} is newer than this build ({})",
@@ -2522,6 +2544,27 @@ mod tests {
             }
         }
         first.close().await;
+    }
+
+    /// Versions this build cannot have written are refused before any
+    /// migration runs, with a message that says so.
+    #[test]
+    fn unknown_schema_versions_are_refused_clearly() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", -1).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(
+            err.contains("schema version -1 is not one this build knows"),
+            "{err}"
+        );
+        conn.pragma_update(None, "user_version", 0).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("no schema version"), "{err}");
+        let future = i64::try_from(MIGRATIONS.len()).unwrap() + 1;
+        conn.pragma_update(None, "user_version", future).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(err.contains("is newer than this build"), "{err}");
     }
 
     #[tokio::test]
