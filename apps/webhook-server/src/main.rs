@@ -103,6 +103,15 @@ fn not_a_credential_leak(meta: &tracing::Metadata<'_>) -> bool {
     !(meta.target().starts_with("async_nats") && *meta.level() > tracing::Level::INFO)
 }
 
+/// Whether an event is not actix-http's report of a malformed request:
+/// its HTTP/1 dispatcher logs anyone's protocol errors (a repeated
+/// `Content-Length`, a bad `Transfer-Encoding`) at `error`, which this
+/// server keeps for its own failures (the client gets its 400 anyway).
+/// A filter that names `actix_http` gets them back.
+fn not_client_noise(meta: &tracing::Metadata<'_>) -> bool {
+    !meta.target().starts_with("actix_http::h1::dispatcher")
+}
+
 fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
     // RUST_LOG replaces log.level; a filter that does not parse stops
     // start-up rather than falling back (or silencing everything).
@@ -113,9 +122,13 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
         }
         _ => settings.log.level.clone(),
     };
+    let wants_actix_http = filter.contains("actix_http");
     let filter = EnvFilter::try_new(&filter)
         .context("log filter")?
-        .and(filter_fn(not_a_credential_leak));
+        .and(filter_fn(not_a_credential_leak))
+        .and(filter_fn(move |meta| {
+            wants_actix_http || not_client_noise(meta)
+        }));
     // Colours only on a terminal: escape codes in a file or a journal are
     // noise.
     let ansi = std::io::stdout().is_terminal();

@@ -733,3 +733,62 @@ fn nats_credentials_stay_out_of_debug_logs() {
         );
     }
 }
+
+/// A malformed request from anyone (two `Content-Length` headers) is a 400
+/// for the client and no `error` line in the server's log (the level is
+/// kept for the server's own failures), unless the filter asks for
+/// actix-http's lines.
+#[test]
+fn malformed_requests_do_not_write_error_lines() {
+    use std::io::{Read as _, Write as _};
+    for (filter, shown) in [("info", false), ("info,actix_http=error", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let port = free_port();
+        let _server = Server(
+            Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("APP_PORT", port.to_string())
+                .env("CATALOG_DATABASE_URL", "memory://")
+                .env("RUST_LOG", filter)
+                .current_dir(dir.path())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut conn = loop {
+            if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn.write_all(
+            b"POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        )
+        .unwrap();
+        let mut answer = [0u8; 64];
+        let n = conn.read(&mut answer).unwrap_or(0);
+        assert!(
+            String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 400"),
+            "{filter}: {}",
+            String::from_utf8_lossy(&answer[..n])
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+        if shown {
+            assert!(
+                errors.iter().any(|l| l.contains("actix_http")),
+                "{filter}: {text}"
+            );
+        } else {
+            assert!(errors.is_empty(), "{filter}: {errors:?}");
+        }
+    }
+}
