@@ -22,7 +22,13 @@ use crate::CatalogError;
 /// assert!(err.to_string().contains("[1].id"));
 /// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogError> {
+    // RFC 8259 lets a parser ignore a byte order mark, and a PHP file saved
+    // with one (a WordPress plugin) puts it before every answer.
+    let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
     serde_json::from_slice(bytes).map_err(|_| {
+        if let Some(not_json) = not_json(bytes) {
+            return not_json;
+        }
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         match serde_path_to_error::deserialize::<_, T>(de) {
             Err(err) => decode_error(err),
@@ -32,6 +38,28 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogError> {
                 message: "inconsistent JSON decoding".into(),
             },
         }
+    })
+}
+
+/// The UTF-8 byte order mark.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// A clearer error than serde's "expected value at line 1 column 1" for a
+/// body that is not JSON at all: an empty one, or an HTML page (a login,
+/// maintenance or error page served with status 200).
+fn not_json(bytes: &[u8]) -> Option<CatalogError> {
+    let first = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let message = match first.map(|i| &bytes[i..]) {
+        None => "the body is empty, not JSON".to_owned(),
+        Some(rest) if rest.starts_with(b"<") => format!(
+            "the body is not JSON but markup (an HTML page: a login, maintenance or error page?): {}",
+            crate::excerpt::value(&String::from_utf8_lossy(&rest[..rest.len().min(200)]))
+        ),
+        Some(_) => return None,
+    };
+    Some(CatalogError::Decode {
+        path: String::new(),
+        message,
     })
 }
 
@@ -98,6 +126,26 @@ mod tests {
             decode::<Wire>(b"{"),
             Err(CatalogError::Decode { .. })
         ));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_and_pages_are_named() {
+        let with_bom = b"\xEF\xBB\xBF{\"id\": 7, \"tags\": []}";
+        assert_eq!(decode::<Wire>(with_bom).unwrap().id, 7);
+        for (body, expected) in [
+            (
+                &b"<!DOCTYPE html><html><title>Maintenance</title>"[..],
+                "markup",
+            ),
+            (&b"  \n"[..], "empty"),
+            (&b""[..], "empty"),
+        ] {
+            let err = decode::<Wire>(body).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err}");
+        }
+        // Other malformed JSON keeps serde's message with its position.
+        let err = decode::<Wire>(b"{\"id\": 7,").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub use async_trait::async_trait;
 pub use catalog::{Capabilities, Catalog};
 pub use error::{CatalogError, Result};
 pub use event::{CatalogEvent, EventId, Topic};
+/// The stream traits that consume [`Catalog::stream_products`]
+/// (`.next()`, `.try_collect()`), so callers need no `futures` dependency
+/// of their own.
+pub use futures::{StreamExt, TryStreamExt};
 pub use inbox::{DedupKey, Inbox, InboxError, InsertOutcome, MemoryInbox};
 pub use model::{
     Category, Image, PlatformId, Product, ProductOption, ProductStatus, SelectedOption, Variant,

@@ -32,11 +32,13 @@
 //! webhook payloads have no currency at all, so [`ShopifyWebhookSource`] uses
 //! the currency configured per store, `USD` by default.
 //!
-//! ```no_run
-//! use catalog_core::Catalog;
-//! use futures::TryStreamExt;
+//! Everything needed comes through this crate (`catalog_core` is re-exported,
+//! and with it the stream traits):
 //!
-//! # async fn run() -> catalog_core::Result<()> {
+//! ```no_run
+//! use catalog_shopify::catalog_core::{Catalog, TryStreamExt};
+//!
+//! # async fn run() -> catalog_shopify::catalog_core::Result<()> {
 //! let client = catalog_shopify::ShopifyClient::builder()
 //!     .store_url("example.myshopify.com")
 //!     .client_credentials("client-id", "client-secret")
@@ -65,6 +67,11 @@ pub use client::{
 pub use config::{DEFAULT_API_VERSION, ShopifyAuth, ShopifyConfig};
 pub use throttle::ThrottleStatus;
 pub use webhook::ShopifyWebhookSource;
+
+/// The core crate this one implements (the [`catalog_core::Catalog`] trait,
+/// the product model, errors), so that depending on this crate alone is
+/// enough: `use catalog_shopify::catalog_core::{Catalog, TryStreamExt};`.
+pub use catalog_core;
 
 /// Entry points for the fuzz targets in `fuzz/`; not part of the API.
 #[cfg(feature = "fuzzing")]

@@ -21,8 +21,9 @@
 //! - [`WooCommerceConfig`]: serde config for servers and tools.
 //!
 //! ```no_run
-//! use catalog_core::Catalog;
-//! # async fn run() -> catalog_core::Result<()> {
+//! // `catalog_core` is re-exported: this crate alone is enough.
+//! use catalog_woocommerce::catalog_core::Catalog;
+//! # async fn run() -> catalog_woocommerce::catalog_core::Result<()> {
 //! let client = catalog_woocommerce::WooCommerceClient::builder()
 //!     .store_url("https://shop.example.com")
 //!     .credentials("ck_…", "cs_…")
@@ -46,6 +47,11 @@ pub use auth::{AuthMode, Credentials};
 pub use client::{MAX_PER_PAGE, WooCommerceClient, WooCommerceClientBuilder};
 pub use config::{WooCommerceConfig, normalize_store_url, store_identity};
 pub use webhook::WooCommerceWebhookSource;
+
+/// The core crate this one implements (the [`catalog_core::Catalog`] trait,
+/// the product model, errors), so that depending on this crate alone is
+/// enough: `use catalog_woocommerce::catalog_core::{Catalog, TryStreamExt};`.
+pub use catalog_core;
 
 /// The platform id of this crate (`"woocommerce"`).
 pub const PLATFORM: catalog_core::PlatformId = catalog_core::PlatformId::WOOCOMMERCE;
