@@ -1,8 +1,28 @@
-//! Helpers the platform clients share for their retry loops.
+//! Helpers the platform clients share for their retry loops: the backoff
+//! between attempts and the reading of `Retry-After`.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rand::Rng as _;
+
+/// The wait before retry number `attempt` (0 for the first): `base`
+/// doubling with each attempt, capped at `max`, with "equal jitter" (half
+/// of it fixed, half random), so waits still grow while concurrent callers
+/// spread out instead of retrying in step.
+///
+/// ```
+/// use std::time::Duration;
+/// use catalog_core::retry::backoff;
+///
+/// let wait = backoff(Duration::from_millis(500), Duration::from_secs(30), 2);
+/// assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2));
+/// ```
+pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.min(16)).min(max);
+    let half = exp / 2;
+    half.saturating_add(half.mul_f64(rand::rng().random::<f64>()))
+}
 
 /// Reads a `Retry-After` header value: how long to wait from `now`.
 ///
@@ -38,6 +58,21 @@ mod tests {
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    #[test]
+    fn backoff_doubles_within_its_jitter_and_caps() {
+        let (base, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        for attempt in 0..40 {
+            let exp = (base * 2u32.pow(attempt.min(16))).min(max);
+            for _ in 0..50 {
+                let wait = backoff(base, max, attempt);
+                assert!(wait >= exp / 2 && wait <= exp, "{attempt}: {wait:?}");
+            }
+        }
+        assert_eq!(backoff(Duration::ZERO, max, 3), Duration::ZERO);
+        // No overflow, whatever the figures.
+        assert!(backoff(Duration::MAX, Duration::MAX, u32::MAX) <= Duration::MAX);
     }
 
     #[test]

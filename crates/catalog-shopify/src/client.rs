@@ -10,7 +10,6 @@ use catalog_core::{
     Product, Result,
 };
 use futures::stream::BoxStream;
-use rand::Rng;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -62,18 +61,11 @@ impl Retries {
         if self.used >= self.policy.max_retries {
             return None;
         }
-        let exp = self
-            .policy
-            .base
-            .saturating_mul(1u32 << self.used.min(16))
-            .min(self.policy.max);
+        let wait = hint.unwrap_or_else(|| {
+            catalog_core::retry::backoff(self.policy.base, self.policy.max, self.used)
+        });
         self.used += 1;
-        Some(hint.unwrap_or_else(|| {
-            // "Equal jitter": half fixed, half random, so waits still grow
-            // but concurrent callers spread out.
-            let half = exp / 2;
-            half + half.mul_f64(rand::rng().random::<f64>())
-        }))
+        Some(wait)
     }
 }
 

@@ -9,7 +9,6 @@ use catalog_core::{
     Product, Result, WeightUnit,
 };
 use futures::stream::{self, BoxStream, StreamExt};
-use rand::Rng;
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use secrecy::SecretString;
@@ -90,14 +89,7 @@ struct RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with "equal jitter": half fixed, half random.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.max_delay);
-        let half = exp / 2;
-        let jitter =
-            rand::rng().random_range(0..=half.as_millis().min(u128::from(u64::MAX)) as u64);
-        half + Duration::from_millis(jitter)
+        catalog_core::retry::backoff(self.base, self.max_delay, attempt)
     }
 }
 
