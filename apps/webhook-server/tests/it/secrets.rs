@@ -134,6 +134,32 @@ impl Drop for Server {
 }
 
 /// What a request got: status and body, for the leak check.
+/// The binary on the memory store in `dir`, with the log filter `filter`
+/// and `extra` variables, writing its log (stdout and stderr) to `log_path`.
+fn logging_server(
+    dir: &std::path::Path,
+    log_path: &std::path::Path,
+    port: u16,
+    filter: &str,
+    extra: &[(&str, &str)],
+) -> Server {
+    let log = std::fs::File::create(log_path).unwrap();
+    Server(
+        Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_PORT", port.to_string())
+            .env("CATALOG_DATABASE_URL", "memory://")
+            .env("RUST_LOG", filter)
+            .envs(extra.iter().copied())
+            .current_dir(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 async fn send(req: reqwest::RequestBuilder, seen: &mut String) -> u16 {
     let res = req.send().await.unwrap();
     let status = res.status().as_u16();
@@ -694,20 +720,12 @@ fn nats_credentials_stay_out_of_debug_logs() {
     for filter in ["trace", "debug,async_nats=trace"] {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let _server = Server(
-            Command::new(env!("CARGO_BIN_EXE_webhook-server"))
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("APP_PORT", free_port().to_string())
-                .env("CATALOG_DATABASE_URL", "memory://")
-                .env("CATALOG_NATS__URL", &url)
-                .env("RUST_LOG", filter)
-                .current_dir(dir.path())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
+        let _server = logging_server(
+            dir.path(),
+            &log_path,
+            free_port(),
+            filter,
+            &[("CATALOG_NATS__URL", url.as_str())],
         );
         // Until the sink has tried a few times (or 10 s).
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -744,21 +762,8 @@ fn malformed_requests_do_not_write_error_lines() {
     for (filter, shown) in [("info", false), ("info,actix_http=error", true)] {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
         let port = free_port();
-        let _server = Server(
-            Command::new(env!("CARGO_BIN_EXE_webhook-server"))
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("APP_PORT", port.to_string())
-                .env("CATALOG_DATABASE_URL", "memory://")
-                .env("RUST_LOG", filter)
-                .current_dir(dir.path())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
+        let _server = logging_server(dir.path(), &log_path, port, filter, &[]);
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut conn = loop {
             if let Ok(c) = std::net::TcpStream::connect(("127.0.0.1", port)) {

@@ -1941,6 +1941,18 @@ mod tests {
         (dir, path, conn, ids)
     }
 
+    /// A batch of one ping, as the writer runs it: its answer.
+    fn ping_batch(
+        conn: &mut Connection,
+        ids: &mut RecentIds,
+        health: &mut Health,
+        counters: &Counters,
+    ) -> Result<(), StoreError> {
+        let (reply, mut rx) = oneshot::channel();
+        run_batch(conn, &mut vec![Command::Ping(reply)], ids, health, counters);
+        rx.try_recv().expect("answered")
+    }
+
     /// One write batch that inserts `e`, as `run_batch` runs it.
     fn insert_batch(conn: &mut Connection, ids: &mut RecentIds, e: &NewEvent) {
         let tx = conn.transaction().unwrap();
@@ -2262,15 +2274,7 @@ mod tests {
         let counters = Counters::default();
         let mut health = Health::unchecked();
         let ping = |conn: &mut Connection, ids: &mut RecentIds, health: &mut Health| {
-            let (reply, mut rx) = oneshot::channel();
-            run_batch(
-                conn,
-                &mut vec![Command::Ping(reply)],
-                ids,
-                health,
-                &counters,
-            );
-            rx.try_recv().expect("answered")
+            ping_batch(conn, ids, health, &counters)
         };
         let insert = |conn: &mut Connection, ids: &mut RecentIds, health: &mut Health, n| {
             let (reply, mut rx) = oneshot::channel();
@@ -2348,15 +2352,7 @@ mod tests {
         let counters = Counters::default();
         let mut health = Health::unchecked();
         let ping = |conn: &mut Connection, ids: &mut RecentIds, health: &mut Health| {
-            let (reply, mut rx) = oneshot::channel();
-            run_batch(
-                conn,
-                &mut vec![Command::Ping(reply)],
-                ids,
-                health,
-                &counters,
-            );
-            rx.try_recv().expect("answered")
+            ping_batch(conn, ids, health, &counters)
         };
         assert!(
             ping(&mut conn, &mut ids, &mut health).is_ok(),
