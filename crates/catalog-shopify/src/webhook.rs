@@ -50,10 +50,11 @@ pub const API_VERSION_HEADER: &str = "X-Shopify-API-Version";
 /// "Events" deliveries (Shopify's newer delivery type) also send unprefixed
 /// headers (`shopify-hmac-sha256`, `shopify-topic`, ...) next to the
 /// `X-Shopify-*` ones; the prefixed names are read first, the unprefixed ones
-/// are the fallback. Where a delivery carries both for the signature, topic,
-/// shop or ids, they must agree: a verifier reading the other name (Shopify's
-/// own library reads the unprefixed ones on Events deliveries) would
-/// otherwise see another delivery than this one.
+/// are the fallback. Where an Events delivery (one with `shopify-hmac-sha256`)
+/// carries both for the signature, topic, shop or ids, they must agree: a
+/// verifier reading the other name (Shopify's own library reads the
+/// unprefixed ones on Events deliveries) would otherwise see another
+/// delivery than this one.
 const EVENTS_PREFIX_FALLBACK: &str = "X-";
 
 /// The currency used for stores without one configured.
@@ -145,14 +146,22 @@ fn lookup<'h>(headers: &'h dyn HeaderLookup, name: &'static str) -> Option<&'h s
     })
 }
 
-/// As [`lookup`], refusing a delivery whose prefixed and unprefixed headers
-/// both carry `name` with different values (shop domains compared without
-/// case).
+/// The unprefixed signature header: only "Events" deliveries send it, so
+/// its presence marks one (as in Shopify's own library).
+const EVENTS_HMAC_HEADER: &str = "shopify-hmac-sha256";
+
+/// As [`lookup`], refusing an "Events" delivery (`events`) whose prefixed
+/// and unprefixed headers both carry `name` with different values (shop
+/// domains compared without case). A traditional delivery costs one lookup.
 fn lookup_agreed<'h>(
     headers: &'h dyn HeaderLookup,
     name: &'static str,
+    events: bool,
 ) -> Result<Option<&'h str>, WebhookError> {
     let prefixed = optional_header(headers, name);
+    if !events && prefixed.is_some() {
+        return Ok(prefixed);
+    }
     let Some(bare_name) = name.strip_prefix(EVENTS_PREFIX_FALLBACK) else {
         return Ok(prefixed);
     };
@@ -179,8 +188,12 @@ fn lookup_agreed<'h>(
 }
 
 /// As [`lookup_agreed`], for headers that must be there.
-fn require<'h>(headers: &'h dyn HeaderLookup, name: &'static str) -> Result<&'h str, WebhookError> {
-    match lookup_agreed(headers, name)? {
+fn require<'h>(
+    headers: &'h dyn HeaderLookup,
+    name: &'static str,
+    events: bool,
+) -> Result<&'h str, WebhookError> {
+    match lookup_agreed(headers, name, events)? {
         Some(v) => Ok(v),
         // Reports the classic name (or "empty" when it is blank).
         None => required_header(headers, name),
@@ -207,9 +220,10 @@ impl WebhookSource for ShopifyWebhookSource {
     }
 
     fn inspect(&self, headers: &dyn HeaderLookup, _body: &[u8]) -> Result<Inbound, WebhookError> {
-        let signature = require(headers, HMAC_HEADER)?;
-        let raw_topic = require(headers, TOPIC_HEADER)?;
-        let domain = require(headers, SHOP_DOMAIN_HEADER)?;
+        let events = optional_header(headers, EVENTS_HMAC_HEADER).is_some();
+        let signature = require(headers, HMAC_HEADER, events)?;
+        let raw_topic = require(headers, TOPIC_HEADER, events)?;
+        let domain = require(headers, SHOP_DOMAIN_HEADER, events)?;
         let store = normalise_domain(domain);
         if store.is_empty()
             || !store
@@ -221,8 +235,8 @@ impl WebhookSource for ShopifyWebhookSource {
                 reason: "not a shop domain".into(),
             });
         }
-        let webhook_id = lookup_agreed(headers, WEBHOOK_ID_HEADER)?;
-        let event_id = match (lookup_agreed(headers, EVENT_ID_HEADER)?, webhook_id) {
+        let webhook_id = lookup_agreed(headers, WEBHOOK_ID_HEADER, events)?;
+        let event_id = match (lookup_agreed(headers, EVENT_ID_HEADER, events)?, webhook_id) {
             (Some(event), _) => EventId::new(format!("{raw_topic}:{event}")),
             (None, Some(delivery)) => EventId::new(format!("{raw_topic}:webhook-id:{delivery}")),
             (None, None) => return Err(WebhookError::MissingHeader(EVENT_ID_HEADER)),

@@ -27,7 +27,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
     cfg.service(
         web::scope("/webhooks")
             .wrap(from_fn(rate_limit))
-            .wrap(from_fn(close_when_draining))
+            // Draining is handled in the handler there (no layer on the
+            // hot path; see webhooks::handle).
             .configure(|c| webhooks::configure(c, &platforms)),
     );
     health::configure(cfg);

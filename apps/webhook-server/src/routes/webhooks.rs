@@ -64,7 +64,7 @@ async fn by_header(
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, Error> {
+) -> HttpResponse {
     handle(&req, &path, None, payload, &state).await
 }
 
@@ -73,7 +73,7 @@ async fn by_route(
     path: web::Path<(String, String)>,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, Error> {
+) -> HttpResponse {
     let (platform, action) = path.into_inner();
     handle(&req, &platform, Some(&action), payload, &state).await
 }
@@ -141,7 +141,29 @@ fn outcome_of(result: &Result<Accepted, Error>) -> Outcome {
     }
 }
 
+/// [`answer`] as a response, closing the connection once shutdown has
+/// begun ([`AppState::begin_draining`]): the client reconnects, to another
+/// replica or to this server once restarted, instead of keeping this one
+/// busy until the drain budget cuts it off.
 async fn handle(
+    req: &HttpRequest,
+    platform: &str,
+    action: Option<&str>,
+    payload: web::Payload,
+    state: &AppState,
+) -> HttpResponse {
+    let mut res = match answer(req, platform, action, payload, state).await {
+        Ok(res) => res,
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    };
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        res.head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    res
+}
+
+async fn answer(
     req: &HttpRequest,
     platform: &str,
     action: Option<&str>,

@@ -319,6 +319,15 @@ fn prefixed_and_unprefixed_headers_must_agree() {
             other => panic!("{name}: expected a refusal, got {other:?}"),
         }
     }
+    // Without `shopify-hmac-sha256` it is a traditional delivery: only the
+    // prefixed names count (as for Shopify's own library).
+    let traditional = Headers::new()
+        .with("X-Shopify-Hmac-Sha256", sig.as_str())
+        .with("X-Shopify-Topic", "products/delete")
+        .with("shopify-topic", "products/update")
+        .with("X-Shopify-Shop-Domain", "example.myshopify.com")
+        .with("X-Shopify-Event-Id", "ev-9");
+    assert_eq!(event(&traditional, DELETE).topic, Topic::ProductDeleted);
 }
 
 /// `parse_lean` gives `parse`'s event minus the copies (`raw_body`, the
