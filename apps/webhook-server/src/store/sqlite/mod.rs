@@ -411,8 +411,9 @@ fn take_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
         .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", lock_path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
+        // Named as resolved: the lock the message names is the one held.
         Err(std::fs::TryLockError::WouldBlock) => {
-            Err(StoreError::InUse(path.display().to_string()))
+            Err(StoreError::InUse(real.display().to_string()))
         }
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!(
             "cannot lock {}: {e}",
@@ -422,10 +423,23 @@ fn take_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
 }
 
 /// `path` with every symbolic link resolved; for a file not created yet, its
-/// folder resolved and the name kept. As given when that fails.
+/// folder resolved and the name kept, after following a link that points to
+/// it (a dangling link is where SQLite will create the file). As given when
+/// that fails.
 fn resolved(path: &Path) -> PathBuf {
-    if let Ok(real) = std::fs::canonicalize(path) {
-        return real;
+    let mut path = path.to_path_buf();
+    // A chain of links, as the kernel follows it (which stops at 40).
+    for _ in 0..40 {
+        if let Ok(real) = std::fs::canonicalize(&path) {
+            return real;
+        }
+        match std::fs::read_link(&path) {
+            Ok(target) => {
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                path = base.join(target);
+            }
+            Err(_) => break,
+        }
     }
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => {
@@ -434,9 +448,9 @@ fn resolved(path: &Path) -> PathBuf {
             } else {
                 dir
             };
-            std::fs::canonicalize(dir).map_or_else(|_| path.to_path_buf(), |d| d.join(name))
+            std::fs::canonicalize(dir).map_or_else(|_| path.clone(), |d| d.join(name))
         }
-        _ => path.to_path_buf(),
+        _ => path,
     }
 }
 
@@ -757,6 +771,7 @@ fn run_batch(
     let ingesting = batch.iter().any(Command::is_acknowledged);
     // After a failed commit, pings write a probe (see health.rs).
     let probing = health.failing && batch.iter().any(|c| matches!(c, Command::Ping(_)));
+    let changes_before = conn.total_changes();
     let result = (|| -> Result<usize, StoreError> {
         let tx = conn.transaction()?;
         for cmd in batch.drain(..) {
@@ -782,7 +797,10 @@ fn run_batch(
                 "the SQLite file is damaged: not ready until restarted on a sound file"
             );
         }
-    } else if ingesting || probing {
+    } else if (ingesting || probing) && conn.total_changes() > changes_before {
+        // Only a commit that wrote something proves the disk takes writes
+        // again: a batch of duplicates alone writes nothing and commits
+        // even on a full disk.
         health.failing = false;
     }
     match result {
@@ -869,6 +887,11 @@ fn execute(
     health: &Health,
 ) -> Result<Reply, StoreError> {
     match cmd {
+        // Nothing more is acknowledged into a file SQLite found damaged.
+        Command::Insert(_, reply) if health.damaged => {
+            let _ = reply.send(Err(health::damaged_error(health.path())));
+            Ok(Box::new(|_| {}))
+        }
         Command::Insert(event, reply) => {
             after_commit(reply, insert(tx, &event.0, event.1.as_ref(), ids, changes))
         }
@@ -2375,6 +2398,13 @@ mod tests {
                 "{err}"
             );
         }
+        // And no delivery is acknowledged into it any more, whichever
+        // pages it would touch.
+        let (reply, mut rx) = oneshot::channel();
+        let cmd = Command::Insert(Box::new((numbered(2000), None)), reply);
+        run_batch(&mut conn, &mut vec![cmd], &mut ids, &mut health, &counters);
+        let err = rx.try_recv().expect("answered").unwrap_err().to_string();
+        assert!(err.contains("damaged"), "{err}");
         drop(dir);
     }
 
@@ -2415,6 +2445,16 @@ mod tests {
             );
         }
         assert!(health.failing, "the database never filled up");
+        // A duplicate delivery writes nothing, so its batch commits even
+        // on a full disk: that proves nothing, the store stays failing.
+        run_batch(
+            &mut conn,
+            &mut vec![insert(1)],
+            &mut ids,
+            &mut health,
+            &counters,
+        );
+        assert!(health.failing, "a batch of duplicates cleared the failure");
         // A claim, then an insert that fails: the batch rolls back, and the
         // claim says so rather than handing out event 1.
         let (cmd, mut rx) = claim();
@@ -2538,6 +2578,30 @@ mod tests {
                 Err(StoreError::InUse(_)) => {}
                 other_result => panic!("{}: expected InUse, got {other_result:?}", other.display()),
             }
+        }
+        first.close().await;
+    }
+
+    /// A link to a file not created yet: the first server creates the file
+    /// through it, and a second one on the file's own name is refused.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_dangling_link_finds_the_lock_of_the_file_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let real = dir.path().join("data").join("new.db");
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink("data/new.db", &link).unwrap();
+        let first = SqliteStore::open(&link, Durability::ProcessCrash, 8).unwrap();
+        assert!(real.exists());
+        match SqliteStore::open(&real, Durability::ProcessCrash, 8) {
+            Err(StoreError::InUse(p)) => {
+                assert_eq!(
+                    p,
+                    std::fs::canonicalize(&real).unwrap().display().to_string()
+                );
+            }
+            other => panic!("expected InUse, got {other:?}"),
         }
         first.close().await;
     }
