@@ -131,3 +131,63 @@ impl ResponseError for Error {
         res.json(serde_json::json!({ "error": self.code() }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// Every short code an answer can carry is in the OpenAPI document's
+    /// `Error` enum (clients generated from it would reject the others).
+    #[test]
+    fn every_code_is_in_the_openapi_document() {
+        let doc: serde_json::Value =
+            serde_json::from_str(crate::routes::docs::OPENAPI).expect("the document parses");
+        let listed = &doc["components"]["responses"]["Error"]["content"]["application/json"]
+            ["schema"]["properties"]["error"]["enum"];
+        let every = [
+            Error::BadRequest(String::new()),
+            Error::TopicMismatch {
+                expected: String::new(),
+                got: String::new(),
+            },
+            Error::Unauthorized(String::new()),
+            Error::UnknownStore(String::new()),
+            Error::NotFound,
+            Error::MethodNotAllowed { allow: "POST" },
+            Error::InFlight,
+            Error::UnsupportedEncoding,
+            Error::Timeout,
+            Error::PayloadTooLarge { limit: 1 },
+            Error::RateLimited,
+            Error::NotConfigured(String::new()),
+            Error::Store(crate::store::StoreError::Unavailable),
+            Error::Internal(String::new()),
+        ];
+        for e in every {
+            // A new variant must be listed above: this match says so.
+            match e {
+                Error::BadRequest(_)
+                | Error::TopicMismatch { .. }
+                | Error::Unauthorized(_)
+                | Error::UnknownStore(_)
+                | Error::NotFound
+                | Error::MethodNotAllowed { .. }
+                | Error::InFlight
+                | Error::UnsupportedEncoding
+                | Error::Timeout
+                | Error::PayloadTooLarge { .. }
+                | Error::RateLimited
+                | Error::NotConfigured(_)
+                | Error::Store(_)
+                | Error::Internal(_) => {}
+            }
+            let code = e.code();
+            assert!(
+                listed
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|c| c == code)),
+                "{code} is not in the OpenAPI Error enum: {listed}"
+            );
+        }
+    }
+}

@@ -137,7 +137,13 @@ async fn list(
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let q = query.into_inner();
+    let mut q = query.into_inner();
+    // An empty parameter counts as absent (a form's empty field).
+    for value in [&mut q.platform, &mut q.store, &mut q.topic] {
+        if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            *value = None;
+        }
+    }
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
