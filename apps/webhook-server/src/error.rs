@@ -92,6 +92,12 @@ impl Error {
     }
 }
 
+/// Store failures answered (503), logged at most every 10 s.
+fn store_failures() -> &'static crate::log_budget::LogBudget {
+    static BUDGET: std::sync::OnceLock<crate::log_budget::LogBudget> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10)))
+}
+
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -113,6 +119,12 @@ impl ResponseError for Error {
         let status = self.status_code();
         if matches!(self, Self::NotConfigured(_)) {
             // Already logged (warn) where it was detected; one line per delivery is enough.
+        } else if let Self::Store(_) = self {
+            // One per refused delivery while the store fails (a full disk:
+            // thousands a minute): one line every 10 s, with the count.
+            if let Some(failed) = store_failures().hit() {
+                tracing::error!(error = %self, failed, "requests failed: the store refused them (at most one such line every 10 s, failed = how many since the last)");
+            }
         } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         } else {
@@ -142,8 +154,8 @@ mod tests {
     fn every_code_is_in_the_openapi_document() {
         let doc: serde_json::Value =
             serde_json::from_str(crate::routes::docs::OPENAPI).expect("the document parses");
-        let listed = &doc["components"]["responses"]["Error"]["content"]["application/json"]
-            ["schema"]["properties"]["error"]["enum"];
+        let listed = &doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"]
+            ["properties"]["error"]["enum"];
         let every = [
             Error::BadRequest(String::new()),
             Error::TopicMismatch {

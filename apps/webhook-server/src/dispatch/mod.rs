@@ -129,6 +129,9 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// Outcomes the store refused, warned about at most every 10 s.
     unrecorded: Arc<LogBudget>,
+    /// Store failures of claims and outcome records (a full disk fails
+    /// every one), warned about at most every 10 s.
+    store_failures: Arc<LogBudget>,
 }
 
 /// A running dispatcher.
@@ -188,6 +191,7 @@ impl Dispatcher {
             wake,
             metrics,
             unrecorded: Arc::new(LogBudget::new(Duration::from_secs(10))),
+            store_failures: Arc::new(LogBudget::new(Duration::from_secs(10))),
         }
     }
 
@@ -279,7 +283,11 @@ impl Dispatcher {
                     continue;
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "dispatcher could not claim events"),
+                Err(e) => {
+                    if let Some(failures) = self.store_failures.hit() {
+                        tracing::warn!(error = %e, failures, "dispatcher could not claim events (at most one such line every 10 s, failures = how many since the last)");
+                    }
+                }
             }
             tokio::select! {
                 () = self.wake.notified() => {
@@ -483,7 +491,9 @@ impl Dispatcher {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, events = attempted, "could not record dispatch outcomes; the leases will expire and the events go again, in order");
+                    if let Some(failures) = self.store_failures.hit() {
+                        tracing::warn!(error = %e, events = attempted, failures, "could not record dispatch outcomes; the leases will expire and the events go again, in order (at most one such line every 10 s, failures = how many since the last)");
+                    }
                 }
             }
         });

@@ -42,12 +42,13 @@ pub struct EventPayload<'a> {
     pub received_at: chrono::DateTime<Utc>,
     /// The normalised product (`null` for deletes and unreadable deliveries).
     pub product: Option<serde_json::Value>,
-    /// The delivery's JSON as the platform sent it, for topics other than
-    /// the product ones (absent for those): a Shopify `customers/redact`
-    /// or `shop/redact` compliance request, a WooCommerce `order.created`.
-    /// Nothing else carries what such an event says.
+    /// The delivery's JSON as the platform sent it, byte for byte (numbers,
+    /// key order and escapes kept), for topics other than the product ones
+    /// (absent for those): a Shopify `customers/redact` or `shop/redact`
+    /// compliance request, a WooCommerce `order.created`. Nothing else
+    /// carries what such an event says.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<&'a serde_json::value::RawValue>,
 }
 
 impl<'a> EventPayload<'a> {
@@ -78,8 +79,11 @@ impl<'a> EventPayload<'a> {
                 .is_none()
             {
                 // Verified, and JSON by triage; a body that is not JSON
-                // was stored as failed and is not dispatched.
-                serde_json::from_slice(&ev.raw_body).ok()
+                // was stored as failed and is not dispatched. Surrounding
+                // whitespace is not part of the value.
+                std::str::from_utf8(&ev.raw_body)
+                    .ok()
+                    .and_then(|text| serde_json::from_str(text.trim()).ok())
             } else {
                 None
             },

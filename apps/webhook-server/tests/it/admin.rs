@@ -248,11 +248,7 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
         assert_eq!(res.status(), StatusCode::OK, "{q}");
     }
     // Empty filters match everything, as if absent.
-    let res = test::call_service(
-        &app,
-        get("/admin/events?platform=&store=&topic=&status="),
-    )
-    .await;
+    let res = test::call_service(&app, get("/admin/events?platform=&store=&topic=&status=")).await;
     let page: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
     assert_eq!(page["events"].as_array().unwrap().len(), 1, "{page}");
     let upper = STORE.to_ascii_uppercase();
