@@ -527,7 +527,19 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(sql).map_err(|e| {
+            // rusqlite's text of a failing statement quotes the whole
+            // migration; SQLite's own message says what went wrong.
+            let message = match &e {
+                rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+                other => other.to_string(),
+            };
+            StoreError::Database(format!(
+                "cannot migrate the database from schema version {i} to {}: {message} \
+                 (does PRAGMA user_version match the file? it may have been changed by hand)",
+                i + 1
+            ))
+        })?;
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
         tracing::debug!(version = i + 1, "applied SQLite migration");
@@ -2621,6 +2633,16 @@ mod tests {
         conn.pragma_update(None, "user_version", 0).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("no schema version"), "{err}");
+        // A middle version on a current file: the next migration's tables
+        // exist already. Said plainly, without the migration's SQL.
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot migrate the database from schema version 3 to 4"),
+            "{err}"
+        );
+        assert!(err.contains("already exists"), "{err}");
+        assert!(!err.contains("CREATE"), "{err}");
         let future = i64::try_from(MIGRATIONS.len()).unwrap() + 1;
         conn.pragma_update(None, "user_version", future).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
