@@ -147,6 +147,12 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let replay = |id: &str| {
+        test::TestRequest::post()
+            .uri(&format!("/admin/events/{id}/replay"))
+            .insert_header(("Authorization", bearer.clone()))
+            .to_request()
+    };
     let claimed = store
         .claim_due("w", std::time::Duration::from_secs(60), 10)
         .await
@@ -154,14 +160,7 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
     // While the dispatcher holds the event, a replay would send it twice at
     // once: 409, and the attempt in progress keeps it.
     assert!(claimed.iter().any(|e| e.event.id == id));
-    let res = test::call_service(
-        &app,
-        test::TestRequest::post()
-            .uri(&format!("/admin/events/{id}/replay"))
-            .insert_header(("Authorization", bearer.clone()))
-            .to_request(),
-    )
-    .await;
+    let res = test::call_service(&app, replay(&id)).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     let answer: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
     assert_eq!(answer["error"], "in_flight");
@@ -175,14 +174,7 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
             .await
             .unwrap();
     }
-    let res = test::call_service(
-        &app,
-        test::TestRequest::post()
-            .uri(&format!("/admin/events/{id}/replay"))
-            .insert_header(("Authorization", bearer.clone()))
-            .to_request(),
-    )
-    .await;
+    let res = test::call_service(&app, replay(&id)).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     assert_eq!(
         store.get(&id).await.unwrap().unwrap().status(),

@@ -1976,6 +1976,25 @@ mod tests {
         (dir, path, conn, ids)
     }
 
+    /// A claim of up to 10 events by worker `w` (runs of up to `run`), and
+    /// where its answer arrives.
+    fn claim_command(
+        run: usize,
+    ) -> (
+        Command,
+        oneshot::Receiver<Result<Vec<StoredEvent>, StoreError>>,
+    ) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Claim {
+            worker: "w".into(),
+            lease: Duration::from_secs(60),
+            limit: 10,
+            run,
+            reply,
+        };
+        (cmd, rx)
+    }
+
     /// A batch of one ping, as the writer runs it: its answer.
     fn ping_batch(
         conn: &mut Connection,
@@ -2428,17 +2447,7 @@ mod tests {
         let (_dir, _path, mut conn, mut ids) = steps_db(1000);
         let counters = Counters::default();
         let mut health = Health::unchecked();
-        let claim = || {
-            let (reply, rx) = oneshot::channel();
-            let cmd = Command::Claim {
-                worker: "w".into(),
-                lease: Duration::from_secs(60),
-                limit: 10,
-                run: 1,
-                reply,
-            };
-            (cmd, rx)
-        };
+        let claim = || claim_command(1);
         let insert = |n| Command::Insert(Box::new((numbered(n), None)), oneshot::channel().0);
         let mut batch = vec![insert(1)];
         run_batch(&mut conn, &mut batch, &mut ids, &mut health, &counters);
@@ -2510,17 +2519,7 @@ mod tests {
         let insert = |e: NewEvent| Command::Insert(Box::new((e, None)), oneshot::channel().0);
         let mut batch: Vec<Command> = (0..3).map(|n| insert(product(n, "p"))).collect();
         run(&mut batch);
-        let claim = || {
-            let (reply, rx) = oneshot::channel();
-            let cmd = Command::Claim {
-                worker: "w".into(),
-                lease: Duration::from_secs(60),
-                limit: 10,
-                run: 3,
-                reply,
-            };
-            (cmd, rx)
-        };
+        let claim = || claim_command(3);
         let names = |mut rx: oneshot::Receiver<Result<Vec<StoredEvent>, StoreError>>| {
             rx.try_recv()
                 .unwrap()
