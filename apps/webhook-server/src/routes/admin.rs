@@ -13,6 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::{post_only, readable};
 use crate::AppState;
 use crate::error::Error;
 use crate::normalise;
@@ -29,9 +30,13 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|err, _req| Error::BadRequest(format!("query: {err}")).into()),
     )
-    .route("/events", web::get().to(list))
-    .route("/events/{id}", web::get().to(get))
-    .route("/events/{id}/replay", web::post().to(replay));
+    .service(readable("/events", list))
+    .service(readable("/events/{id}", get))
+    .service(
+        web::resource("/events/{id}/replay")
+            .route(web::post().to(replay))
+            .default_service(web::to(post_only)),
+    );
 }
 
 /// Compares the bearer token in constant time (over SHA-256 digests, so the

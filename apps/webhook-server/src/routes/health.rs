@@ -3,15 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 
+use super::readable;
 use crate::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index))
-        .route("/", web::head().to(index))
-        .route("/healthz", web::get().to(healthz))
-        .route("/healthz", web::head().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/readyz", web::head().to(readyz));
+    cfg.service(readable("/", index))
+        .service(readable("/healthz", healthz))
+        .service(readable("/readyz", readyz));
 }
 
 /// Service status: version, platforms (with how stores are authenticated,

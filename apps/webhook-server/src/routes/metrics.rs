@@ -2,11 +2,11 @@
 
 use actix_web::{HttpResponse, web};
 
+use super::readable;
 use crate::AppState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics))
-        .route("/metrics", web::head().to(metrics));
+    cfg.service(readable("/metrics", metrics));
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {

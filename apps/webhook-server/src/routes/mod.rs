@@ -10,7 +10,7 @@ use actix_web::ResponseError as _;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Next, from_fn};
-use actix_web::web;
+use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
 
 use std::net::IpAddr;
 
@@ -43,6 +43,33 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
                 .configure(admin::configure),
         );
     }
+}
+
+/// `path` answering GET and HEAD with `handler` (for HEAD actix sends the
+/// same status and headers without the body: probes and link checkers use
+/// it), and any other method with 405 naming both, so that a route that
+/// exists never reads as "no such route".
+pub(crate) fn readable<F, Args>(path: &str, handler: F) -> Resource
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler.clone()))
+        .route(web::head().to(handler))
+        .default_service(web::to(get_only))
+}
+
+/// The answer of a [`readable`] route to another method.
+async fn get_only() -> HttpResponse {
+    Error::MethodNotAllowed { allow: "GET, HEAD" }.error_response()
+}
+
+/// The answer of a POST route (webhooks, replay) to another method: a
+/// `curl` of the URL gets 405 and `Allow`, not a 404.
+pub(crate) async fn post_only() -> HttpResponse {
+    Error::MethodNotAllowed { allow: "POST" }.error_response()
 }
 
 /// Once shutdown has begun ([`AppState::begin_draining`]), answers close

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 
+use super::post_only;
 use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::pipeline::{self, Accepted};
@@ -51,12 +52,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, platforms: &Platforms) {
             .route(web::post().to(by_route))
             .default_service(web::to(post_only)),
     );
-}
-
-/// Webhook routes take POST only: a `curl` of the URL gets 405 and `Allow`,
-/// not a 404 that reads as "no such route".
-async fn post_only() -> HttpResponse {
-    actix_web::ResponseError::error_response(&Error::MethodNotAllowed { allow: "POST" })
 }
 
 async fn by_header(

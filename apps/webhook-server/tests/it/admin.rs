@@ -180,6 +180,37 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
         store.get(&id).await.unwrap().unwrap().status(),
         webhook_server::store::EventStatus::Pending
     );
+    // HEAD reads as GET; another method on an admin route is 405 naming
+    // the ones it takes (after the token check: without it, 401 as above).
+    let with_token = |method: actix_web::http::Method, uri: &str| {
+        test::TestRequest::default()
+            .method(method)
+            .uri(uri)
+            .insert_header(("Authorization", bearer.clone()))
+            .to_request()
+    };
+    use actix_web::http::Method;
+    let res = test::call_service(&app, with_token(Method::HEAD, "/admin/events")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = test::call_service(
+        &app,
+        with_token(Method::HEAD, &format!("/admin/events/{id}")),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    for (method, uri, allow) in [
+        (Method::POST, "/admin/events".to_owned(), "GET, HEAD"),
+        (Method::DELETE, format!("/admin/events/{id}"), "GET, HEAD"),
+        (Method::GET, format!("/admin/events/{id}/replay"), "POST"),
+    ] {
+        let res = test::call_service(&app, with_token(method.clone(), &uri)).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri}"
+        );
+        assert_eq!(res.headers().get("allow").unwrap(), allow, "{method} {uri}");
+    }
 }
 
 /// Query values the API cannot use are refused with its JSON error, and a

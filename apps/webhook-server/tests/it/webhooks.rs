@@ -579,16 +579,69 @@ async fn status_health_metrics_and_docs() {
         "{js}"
     );
     assert!(js.contains("/openapi.json"), "{js}");
-    // Probes that use HEAD get the same status as GET.
-    for path in ["/", "/healthz", "/readyz", "/metrics"] {
-        let res = test::call_service(
+    // Every page answers HEAD as GET (probes, link checkers), and any
+    // other method with 405 naming both, not a 404 that reads as "no such
+    // route".
+    use actix_web::http::Method;
+    let pages = [
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/",
+        "/docs/swagger-initializer.js",
+    ];
+    for path in pages {
+        let get = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
+        let head = test::call_service(
             &app,
             test::TestRequest::default()
-                .method(actix_web::http::Method::HEAD)
+                .method(Method::HEAD)
                 .uri(path)
                 .to_request(),
         )
         .await;
-        assert_eq!(res.status(), StatusCode::OK, "HEAD {path}");
+        assert!(
+            get.status().is_success() || get.status().is_redirection(),
+            "GET {path}: {}",
+            get.status()
+        );
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        for method in [Method::PUT, Method::DELETE, Method::TRACE, Method::OPTIONS] {
+            let res = test::call_service(
+                &app,
+                test::TestRequest::default()
+                    .method(method.clone())
+                    .uri(path)
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(
+                res.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(
+                res.headers().get("allow").unwrap(),
+                "GET, HEAD",
+                "{method} {path}"
+            );
+            assert_eq!(json(res).await["error"], "method_not_allowed");
+        }
     }
+    // A file the UI does not have is the API's 404.
+    let res = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/docs/nope.js").to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(res).await["error"], "not_found");
 }
