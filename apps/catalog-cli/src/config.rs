@@ -625,6 +625,20 @@ impl Store {
             .filter(|c| !c.trim().is_empty())
     }
 
+    /// [`Self::currency`] as a code; an unusable one names the store.
+    fn currency_code(&self) -> Result<Option<catalog_core::CurrencyCode>, CliError> {
+        self.currency()
+            .map(|c| {
+                catalog_core::CurrencyCode::new(c).map_err(|e| {
+                    CliError::new(
+                        Kind::Config,
+                        format!("currency of store {}: {e}", self.name),
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// A catalog client for this store.
     pub(crate) fn client(&self, tuning: Tuning) -> Result<Client, CliError> {
         let missing = || {
@@ -663,8 +677,8 @@ impl Store {
                 if let Some(v) = s.api_version.as_deref().filter(|v| !v.is_empty()) {
                     b = b.api_version(v);
                 }
-                if let Some(c) = self.currency() {
-                    b = b.currency(c);
+                if let Some(code) = self.currency_code()? {
+                    b = b.currency(code);
                 }
                 b.build()
                     .map(Client::Shopify)
@@ -684,13 +698,7 @@ impl Store {
                     .max_retries(tuning.retries)
                     .timeout(tuning.timeout)
                     .user_agent(concat!("catalog-cli/", env!("CARGO_PKG_VERSION")));
-                if let Some(c) = self.currency() {
-                    let code = catalog_core::CurrencyCode::new(c).map_err(|e| {
-                        CliError::new(
-                            Kind::Config,
-                            format!("currency of store {}: {e}", self.name),
-                        )
-                    })?;
+                if let Some(code) = self.currency_code()? {
                     b = b.currency(code);
                 }
                 b.build()

@@ -83,7 +83,7 @@ fn parse_decimal(s: &str) -> Result<Decimal, MoneyError> {
 }
 
 /// An ISO 4217 currency code: three ASCII letters, stored upper-case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CurrencyCode([u8; 3]);
 
 impl CurrencyCode {

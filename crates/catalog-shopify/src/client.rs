@@ -237,7 +237,7 @@ pub struct ShopifyClientBuilder {
     page_size: u32,
     variants_per_product: u32,
     media_per_product: u32,
-    currency: Option<String>,
+    currency: Option<CurrencyCode>,
     stream_mode: StreamMode,
     bulk: BulkOptions,
 }
@@ -380,9 +380,10 @@ impl ShopifyClientBuilder {
         self
     }
 
-    /// The store currency (ISO 4217), instead of asking the store for it.
-    pub fn currency(mut self, code: impl Into<String>) -> Self {
-        self.currency = Some(code.into());
+    /// The store currency, instead of asking the store for it once, on
+    /// first use (`shop { currencyCode }`).
+    pub fn currency(mut self, currency: CurrencyCode) -> Self {
+        self.currency = Some(currency);
         self
     }
 
@@ -465,12 +466,7 @@ impl ShopifyClientBuilder {
                 TokenProvider::grant(client_id, client_secret, url)?
             }
         };
-        let currency = self
-            .currency
-            .as_deref()
-            .map(CurrencyCode::new)
-            .transpose()
-            .map_err(|e| config_err(e.to_string()))?;
+        let currency = self.currency;
         let client = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
@@ -651,7 +647,7 @@ impl ShopifyClient {
             .api_version(&config.api_version)
             .auth(config.auth.clone());
         if let Some(currency) = &config.currency {
-            builder = builder.currency(currency.as_str());
+            builder = builder.currency(*currency);
         }
         builder.build()
     }

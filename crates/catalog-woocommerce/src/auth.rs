@@ -58,16 +58,18 @@ impl AuthMode {
     }
 }
 
-/// A REST API key pair (`ck_…`, `cs_…`). `Debug` never shows them.
+/// A REST API key pair (`ck_…`, `cs_…`), set with
+/// [`WooCommerceClientBuilder::credentials`](crate::WooCommerceClientBuilder::credentials).
+/// `Debug` never shows them.
 #[derive(Clone)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     consumer_key: SecretString,
     consumer_secret: SecretString,
 }
 
 impl Credentials {
     /// Wraps a key pair.
-    pub fn new(
+    pub(crate) fn new(
         consumer_key: impl Into<SecretString>,
         consumer_secret: impl Into<SecretString>,
     ) -> Self {

@@ -226,30 +226,56 @@ impl WooCommerceClientBuilder {
         self
     }
 
-    /// First backoff delay (default 250 ms), doubled per attempt, with jitter.
+    /// Backoff for 429, 5xx and transport retries: `base * 2^n` capped at
+    /// `max`, with jitter (defaults 250 ms and 30 s), as in
+    /// `catalog-shopify`. A `Retry-After` longer than `max` ends the retries
+    /// with [`CatalogError::RateLimited`] at once.
+    #[must_use]
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.retry.base = base;
+        self.retry.max_delay = max.max(base);
+        self
+    }
+
+    /// First backoff delay.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `retry_backoff(base, max)`, as in catalog-shopify"
+    )]
     #[must_use]
     pub fn retry_base_delay(mut self, delay: Duration) -> Self {
         self.retry.base = delay;
         self
     }
 
-    /// Longest wait between attempts (default 30 s). A `Retry-After` longer
-    /// than this ends the retries with [`CatalogError::RateLimited`].
+    /// Longest wait between attempts.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `retry_backoff(base, max)`, as in catalog-shopify"
+    )]
     #[must_use]
     pub fn max_retry_delay(mut self, delay: Duration) -> Self {
         self.retry.max_delay = delay;
         self
     }
 
-    /// Products per request when streaming (2..=100, default 100).
+    /// Products per page, and per request when streaming (2..=100, default
+    /// 100; WooCommerce's `per_page`).
     #[must_use]
-    pub fn per_page(mut self, per_page: u32) -> Self {
-        self.per_page = per_page;
+    pub fn page_size(mut self, size: u32) -> Self {
+        self.per_page = size;
         self
     }
 
+    /// Products per page.
+    #[deprecated(since = "0.2.0", note = "use `page_size`, as in catalog-shopify")]
+    #[must_use]
+    pub fn per_page(self, per_page: u32) -> Self {
+        self.page_size(per_page)
+    }
+
     /// How many products consecutive windows share (default 5, at least 1,
-    /// less than `per_page`). More overlap absorbs more deletions during a
+    /// less than the page size). More overlap absorbs more deletions during a
     /// listing without extra requests (see [`crate::pagination`]).
     #[must_use]
     pub fn page_overlap(mut self, overlap: u32) -> Self {

@@ -43,7 +43,7 @@ pub mod pagination;
 pub mod webhook;
 mod wire;
 
-pub use auth::{AuthMode, Credentials};
+pub use auth::AuthMode;
 pub use client::{MAX_PER_PAGE, WooCommerceClient, WooCommerceClientBuilder};
 pub use config::{WooCommerceConfig, normalize_store_url, store_identity};
 pub use webhook::WooCommerceWebhookSource;

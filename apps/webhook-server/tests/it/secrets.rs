@@ -609,7 +609,7 @@ async fn the_clients_never_show_a_secret() {
                 .currency(catalog_core::CurrencyCode::new("USD").unwrap())
                 .timeout(Duration::from_millis(300))
                 .max_retries(1)
-                .retry_base_delay(Duration::from_millis(1))
+                .retry_backoff(Duration::from_millis(1), Duration::from_secs(30))
                 .build()
                 .unwrap();
             errors.push_str(&format!("woocommerce {name} {mode:?}: {client:?}\n"));

@@ -40,7 +40,10 @@ async fn concurrent_callers_cause_exactly_one_grant() {
         ..opts()
     })
     .await;
-    let client = grant_builder(&server).currency("EUR").build().unwrap();
+    let client = grant_builder(&server)
+        .currency("EUR".parse().unwrap())
+        .build()
+        .unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let client = client.clone();
@@ -97,7 +100,10 @@ async fn persistent_401_renews_once_then_fails() {
         ..opts()
     })
     .await;
-    let client = grant_builder(&server).currency("USD").build().unwrap();
+    let client = grant_builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let err = client.get_product("7000000000000000001").await.unwrap_err();
     assert!(matches!(err, CatalogError::Unauthorized(_)), "{err:?}");
     let c = server.fake.counters();
@@ -113,7 +119,10 @@ async fn static_token_401_fails_without_grant() {
         ..opts()
     })
     .await;
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let err = client.list_page(Default::default()).await.unwrap_err();
     assert!(matches!(err, CatalogError::Unauthorized(_)), "{err:?}");
     let c = server.fake.counters();

@@ -119,7 +119,10 @@ async fn failed_operation_is_an_error() {
 #[tokio::test]
 async fn completed_without_url_is_an_empty_stream() {
     let server = FakeShopify::start(Options::default()).await;
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let all: Vec<_> = client.bulk_export().try_collect().await.unwrap();
     assert!(all.is_empty());
     assert_eq!(server.fake.counters().downloads, 0);

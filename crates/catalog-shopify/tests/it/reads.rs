@@ -45,7 +45,10 @@ async fn product_maps_to_the_core_model() {
 #[tokio::test]
 async fn product_null_is_not_found() {
     let server = FakeShopify::start(Options::default()).await;
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let err = client.get_product("42").await.unwrap_err();
     assert!(matches!(err, CatalogError::NotFound(_)), "{err:?}");
     let err = client.get_product("not-an-id").await.unwrap_err();

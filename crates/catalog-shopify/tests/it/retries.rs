@@ -21,7 +21,10 @@ async fn honours_retry_after_on_429() {
         Fault::Status(429, Some("0.2")),
         Fault::Status(429, Some("0.2")),
     ]);
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let t = Instant::now();
     client.get_product("7000000000000000001").await.unwrap();
     assert!(
@@ -40,7 +43,10 @@ async fn retries_5xx_with_backoff() {
         Fault::Status(500, None),
         Fault::Status(502, None),
     ]);
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let p = client.get_product("7000000000000000001").await.unwrap();
     assert_eq!(p.title, "Product 1");
     assert_eq!(server.fake.counters().graphql, 4);
@@ -54,7 +60,7 @@ async fn exhausted_budget_reaches_the_caller() {
         Fault::Status(429, Some("0.05")),
     ]);
     let client = builder(&server)
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .max_retries(1)
         .build()
         .unwrap();
@@ -80,7 +86,10 @@ async fn exhausted_budget_reaches_the_caller() {
 async fn client_errors_are_not_retried() {
     let server = FakeShopify::start(opts()).await;
     server.fake.push_faults([Fault::Status(404, None)]);
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let err = client.get_product("7000000000000000001").await.unwrap_err();
     assert!(
         matches!(err, CatalogError::Http { status: 404, .. }),
@@ -100,7 +109,7 @@ async fn transport_errors_do_not_leak_the_url() {
         .access_token("shpat_never_shown")
         .max_retries(1)
         .retry_backoff(Duration::from_millis(1), Duration::from_millis(2))
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .build()
         .unwrap();
     let err = client.get_product("1").await.unwrap_err();
@@ -168,7 +177,7 @@ async fn a_body_cut_off_midway_is_retried() {
     let proxy = cutting_proxy(*server.server.address(), 2).await;
     let client = builder(&server)
         .base_url(proxy)
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .build()
         .unwrap();
     let p = client.get_product("7000000000000000001").await.unwrap();
@@ -194,7 +203,10 @@ async fn internal_server_error_in_a_200_is_retried_then_reported_as_such() {
     server
         .fake
         .push_faults([internal_error(), internal_error()]);
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let p = client.get_product("7000000000000000001").await.unwrap();
     assert_eq!(p.title, "Product 1");
     assert_eq!(server.fake.counters().graphql, 3);
@@ -203,7 +215,7 @@ async fn internal_server_error_in_a_200_is_retried_then_reported_as_such() {
         .fake
         .push_faults([internal_error(), internal_error()]);
     let client = builder(&server)
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .max_retries(1)
         .build()
         .unwrap();
@@ -228,7 +240,10 @@ async fn retry_after_as_an_http_date_is_honoured() {
     server
         .fake
         .push_faults([Fault::Status(429, Some(Box::leak(at.into_boxed_str())))]);
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let t = Instant::now();
     client.get_product("7000000000000000001").await.unwrap();
     assert!(
@@ -242,7 +257,10 @@ async fn retry_after_as_an_http_date_is_honoured() {
 async fn a_retry_after_beyond_two_minutes_ends_the_call_at_once() {
     let server = FakeShopify::start(opts()).await;
     server.fake.push_faults([Fault::Status(429, Some("3600"))]);
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let t = Instant::now();
     let err = client.get_product("7000000000000000001").await.unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -267,7 +285,7 @@ async fn an_error_body_that_echoes_the_token_does_not_carry_it_along() {
             Fault::Reply(status, echo.clone()),
         ]);
         let client = builder(&server)
-            .currency("USD")
+            .currency("USD".parse().unwrap())
             .max_retries(1)
             .build()
             .unwrap();

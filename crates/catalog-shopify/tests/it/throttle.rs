@@ -24,7 +24,10 @@ async fn cost_extensions_feed_the_client_bucket() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     assert!(client.throttle_status().is_none());
     client.list_page(PageRequest::first()).await.unwrap();
     let status = client.throttle_status().unwrap();
@@ -43,7 +46,10 @@ async fn throttled_is_retried_after_the_restore_time() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server).currency("USD").build().unwrap();
+    let client = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     let t = Instant::now();
     let page = client
         .list_page(PageRequest::first().with_limit(2))
@@ -73,7 +79,7 @@ async fn pacing_keeps_a_stream_out_of_throttled() {
     })
     .await;
     let client = builder(&server)
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .page_size(5)
         .build()
         .unwrap();
@@ -99,12 +105,15 @@ async fn clones_and_separate_clients_share_one_bucket() {
     })
     .await;
     let client = builder(&server)
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .page_size(5)
         .build()
         .unwrap();
     // A separately built client for the same store sees what the first learnt.
-    let other = builder(&server).currency("USD").build().unwrap();
+    let other = builder(&server)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     client.list_page(PageRequest::first()).await.unwrap();
     assert!(other.throttle_status().is_some());
 
@@ -134,7 +143,7 @@ async fn throttling_reaches_the_caller_only_when_the_budget_is_spent() {
     })
     .await;
     let client = builder(&server)
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .max_retries(0)
         .build()
         .unwrap();

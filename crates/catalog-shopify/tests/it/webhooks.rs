@@ -246,7 +246,7 @@ async fn webhook_and_graphql_map_to_the_same_product() {
         .store_url("example.myshopify.com")
         .base_url(server.uri())
         .access_token("t")
-        .currency("USD")
+        .currency("USD".parse().unwrap())
         .build()
         .unwrap();
     let mut from_graphql: Product = client.get_product("788032119674292922").await.unwrap();

@@ -50,7 +50,7 @@ async fn oauth1_is_chosen_for_http_and_verified_by_the_store() {
     }
     store.add_variable(30, 3);
     let c = builder(&server, AuthMode::Auto)
-        .per_page(10)
+        .page_size(10)
         .concurrency(3)
         .build()
         .unwrap();
@@ -118,7 +118,7 @@ async fn transport_errors_do_not_carry_query_credentials() {
         .auth_mode(AuthMode::QueryString)
         .currency(catalog_core::CurrencyCode::new("EUR").unwrap())
         .max_retries(1)
-        .retry_base_delay(Duration::from_millis(1))
+        .retry_backoff(Duration::from_millis(1), Duration::from_secs(30))
         .connect_timeout(Duration::from_secs(2))
         .build()
         .unwrap();

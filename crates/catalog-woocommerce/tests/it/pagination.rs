@@ -76,7 +76,7 @@ async fn deletions_during_the_listing_skip_no_survivor() {
         }
     }));
     let c = builder(&server, AuthMode::Basic)
-        .per_page(20)
+        .page_size(20)
         .page_overlap(2)
         .concurrency(1)
         .build()
@@ -112,7 +112,7 @@ async fn restores_and_additions_during_the_listing_repeat_nothing() {
         s.add_simple(10_000 + n as u64, "1.00");
     }));
     let c = builder(&server, AuthMode::Basic)
-        .per_page(25)
+        .page_size(25)
         .concurrency(4)
         .build()
         .unwrap();
@@ -139,7 +139,7 @@ async fn concurrency_is_used_and_bounded() {
     // Windows of 2 stepping by 1: 30 list requests of 100 ms each.
     let c = builder(&server, AuthMode::Basic)
         .currency(catalog_core::CurrencyCode::new("EUR").unwrap())
-        .per_page(2)
+        .page_size(2)
         .page_overlap(1)
         .concurrency(4)
         .build()

@@ -26,8 +26,7 @@ pub(crate) fn builder(server: &MockServer, mode: AuthMode) -> WooCommerceClientB
         .store_url(server.uri())
         .credentials(KEY, SECRET)
         .auth_mode(mode)
-        .retry_base_delay(Duration::from_millis(5))
-        .max_retry_delay(Duration::from_secs(2))
+        .retry_backoff(Duration::from_millis(5), Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
 }
 
