@@ -103,7 +103,8 @@ pub struct Settings {
     /// WooCommerce stores and secrets.
     #[serde(default)]
     pub woocommerce: PlatformSettings,
-    /// NATS JetStream sink; off when the section (or `nats.url`) is absent.
+    /// NATS JetStream sink; off when the section is absent, and `nats.url`
+    /// is required when it is present.
     #[serde(default)]
     pub nats: Option<NatsSettings>,
 }
@@ -623,7 +624,8 @@ pub struct StoreSettings {
     /// and (Shopify) the entry's `client_secret`.
     #[serde(default)]
     pub secrets: Vec<SecretString>,
-    /// WooCommerce: the store's ISO 4217 currency.
+    /// The store's ISO 4217 currency, for the prices of its products
+    /// (Shopify's and WooCommerce's webhook payloads carry none).
     #[serde(default)]
     pub currency: Option<String>,
     /// Catalog API access, read by the `catalog` CLI and ignored by the

@@ -190,7 +190,8 @@ pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
 }
 
 /// The environment variables that set `key` (`server.port`: `APP_PORT`,
-/// `CATALOG_SERVER__PORT`), none for keys inside lists.
+/// `CATALOG_SERVER__PORT`), none for keys inside lists or for a section
+/// (`server`: its keys have variables, the section itself none).
 pub fn env_names(key: &str) -> Vec<String> {
     if key.is_empty() || key.contains('[') {
         return Vec::new();
@@ -201,7 +202,7 @@ pub fn env_names(key: &str) -> Vec<String> {
         .map(|(var, _)| (*var).to_owned())
         .collect();
     let own = format!("CATALOG_{}", key.to_ascii_uppercase().replace('.', "__"));
-    if !names.contains(&own) {
+    if key.contains('.') && !names.contains(&own) {
         names.push(own);
     }
     names
@@ -389,6 +390,13 @@ mod tests {
             ["CATALOG_DATABASE_URL", "CATALOG_DATABASE__URL"]
         );
         assert!(env_names("a.b[1].c").is_empty());
+        // An unknown key is reported against its section, which no
+        // variable sets as a whole.
+        assert!(env_names("server").is_empty());
+        assert_eq!(
+            with_env_names("unknown field `prot`, expected one of `host`, `port` for key `server`"),
+            "unknown field `prot`, expected one of `host`, `port` for key `server`"
+        );
         assert_eq!(
             with_env_names("missing configuration field \"dispatch.http.url\""),
             "missing configuration field \"dispatch.http.url\" (environment: CATALOG_DISPATCH__HTTP__URL)"

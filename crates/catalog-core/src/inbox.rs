@@ -69,8 +69,10 @@ pub struct InboxError(#[source] pub crate::error::BoxError);
 /// Stores events once per [`DedupKey`], atomically: of two concurrent inserts of
 /// the same key exactly one gets [`InsertOutcome::Inserted`].
 ///
-/// Implemented by the webhook server's stores (SQLite, PostgreSQL, memory) and by
-/// [`MemoryInbox`]. Callers must verify a delivery before calling this, so that a
+/// Implemented by [`MemoryInbox`], for services that embed the core; the webhook
+/// server's stores (SQLite, PostgreSQL, memory) follow the same "insert if
+/// new" rule through their own `EventStore` trait, which also keeps dispatch
+/// state. Callers must verify a delivery before calling this, so that a
 /// forged request can never occupy a real event's key.
 #[async_trait::async_trait]
 pub trait Inbox: Send + Sync + fmt::Debug {

@@ -207,11 +207,13 @@ async fn list(
 /// A store filter as stores are recorded: host in lower case, no trailing
 /// slash (a path keeps its case), and a WooCommerce site as its identity
 /// (`https://`, whether given as `http://`, `https://` or, with
-/// `platform=woocommerce`, a bare domain).
+/// `platform=woocommerce`, a bare domain). Without a platform, a URL is
+/// taken for a WooCommerce site (the only platform whose store ids are
+/// URLs); with another platform it is left as given.
 fn store_filter(platform: Option<&str>, store: &str) -> String {
     let store = crate::platforms::normalise_store(store);
     #[cfg(feature = "woocommerce")]
-    if (platform == Some("woocommerce") || store.contains("://"))
+    if (platform == Some("woocommerce") || (platform.is_none() && store.contains("://")))
         && let Ok(identity) = catalog_woocommerce::store_identity(&store)
     {
         return identity;
@@ -295,6 +297,11 @@ mod tests {
             assert_eq!(
                 store_filter(None, "http://Sub.Example.com/Shop/"),
                 "https://sub.example.com/Shop"
+            );
+            // Another platform's URL is not taken for a WooCommerce site.
+            assert_eq!(
+                store_filter(Some("shopify"), "http://Shop.Example.com/"),
+                "http://shop.example.com"
             );
         }
     }
