@@ -318,7 +318,7 @@ impl WebhookSource for WooCommerceWebhookSource {
         }
         if let Some(currency) = self.currency_for(&meta.store) {
             let units = Units {
-                currency: currency.clone(),
+                currency: *currency,
                 weight: self.weight_unit.clone(),
             };
             event.product = Some(
