@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::future::join_all;
-use tokio::sync::{Notify, Semaphore, oneshot, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::log_budget::LogBudget;
@@ -246,39 +246,42 @@ impl Dispatcher {
 
     async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         // The next batch, when claimed along with the last one's outcomes.
-        let mut next: Option<Result<Vec<StoredEvent>, StoreError>> = None;
-        // Runs in progress, this round's and slow ones of earlier rounds;
-        // at most `batch` dispatch at once.
+        let mut next: Option<Result<Claim, StoreError>> = None;
+        // Runs in progress, this round's and slow ones of earlier rounds.
         let mut runs = JoinSet::new();
-        let permits = Arc::new(Semaphore::new(self.config.batch.max(1)));
+        // One slot per run claimed and not yet done sending: at most
+        // `batch`. Claims take only free slots, so no claimed event waits
+        // for a run to end (its lease running out meanwhile: claimed again,
+        // sent twice, and out of order behind its product's next event).
+        let slots = Arc::new(Semaphore::new(self.config.batch.max(1)));
         loop {
             while runs.try_join_next().is_some() {}
             if *stop.borrow() {
                 // Claimed already: hand them over rather than leave them
                 // leased until the lease runs out.
-                if let Some(Ok(events)) = next.take()
-                    && !events.is_empty()
+                if let Some(Ok(claim)) = next.take()
+                    && !claim.events.is_empty()
                 {
-                    self.dispatch_claimed(events, false, &stop).await;
+                    self.dispatch_claimed(claim.events, false, &stop).await;
                 }
                 // Each stops after its delivery in progress.
                 while runs.join_next().await.is_some() {}
                 break;
             }
             let claimed = match next.take() {
-                Some(Ok(events)) if !events.is_empty() => Ok(events),
+                Some(Ok(claim)) if !claim.events.is_empty() => Ok(claim),
                 // Nothing (or an error) from the claim sent with the last
                 // outcomes: claim again now, before waiting. A store that
                 // ran that claim before the outcomes did not see the events
                 // they made due, and those must not wait for the poll
                 // interval.
-                Some(_) | None => self.claim().await,
+                Some(_) | None => self.claim_within(&slots).await,
             };
             match claimed {
-                Ok(events) if !events.is_empty() => {
+                Ok(claim) if !claim.events.is_empty() => {
                     let pipelined = self.store.runs_commands_in_order();
                     next = self
-                        .dispatch_round(events, pipelined, &stop, &mut runs, &permits)
+                        .dispatch_round(claim, pipelined, &stop, &mut runs, &slots)
                         .await;
                     continue;
                 }
@@ -290,7 +293,8 @@ impl Dispatcher {
                 }
             }
             tokio::select! {
-                () = self.wake.notified() => {
+                // No slot free: only a run ending frees one (below).
+                () = self.wake.notified(), if slots.available_permits() > 0 => {
                     // Let a few more inserts arrive: one claim for many
                     // events instead of one wake-up (a cross-thread
                     // syscall) and one claim per delivery.
@@ -298,7 +302,8 @@ impl Dispatcher {
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = stop.changed() => {}
-                // A slow run ended: its product's next event may be due.
+                // A slow run ended: a slot is free, and its product's next
+                // event may be due.
                 Some(_) = runs.join_next(), if !runs.is_empty() => {}
             }
         }
@@ -320,14 +325,40 @@ impl Dispatcher {
     }
 
     async fn claim(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        self.claim_up_to(self.config.batch).await
+    }
+
+    async fn claim_up_to(&self, runs: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.store
             .claim_runs(
                 &self.config.worker_id,
                 self.config.lease,
-                self.config.batch,
+                runs,
                 self.config.run,
             )
             .await
+    }
+
+    /// Claims as many runs as `slots` has free, each holding one slot until
+    /// its outcomes are sent. Nothing when no slot is free.
+    async fn claim_within(&self, slots: &Arc<Semaphore>) -> Result<Claim, StoreError> {
+        let free = slots.available_permits().min(self.config.batch);
+        let Some(mut held) = u32::try_from(free)
+            .ok()
+            .filter(|n| *n > 0)
+            .and_then(|n| Arc::clone(slots).try_acquire_many_owned(n).ok())
+        else {
+            return Ok(Claim::default());
+        };
+        // The store returns at most `free` heads, each with its run.
+        let events = self.claim_up_to(free).await?;
+        let runs = runs_of_count(&events);
+        // Unused slots go back at once.
+        drop(held.split(free.saturating_sub(runs)));
+        Ok(Claim {
+            events,
+            slots: (runs > 0).then_some(held),
+        })
     }
 
     /// As [`Dispatcher::dispatch_claimed`], each product's run a task of
@@ -339,12 +370,16 @@ impl Dispatcher {
     /// events; `None` then, and the loop claims afresh.
     async fn dispatch_round(
         self: &Arc<Self>,
-        events: Vec<StoredEvent>,
+        claim: Claim,
         claim_next: bool,
         stop: &watch::Receiver<bool>,
         runs: &mut JoinSet<()>,
-        permits: &Arc<Semaphore>,
-    ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
+        slots: &Arc<Semaphore>,
+    ) -> Option<Result<Claim, StoreError>> {
+        let Claim {
+            events,
+            slots: mut held,
+        } = claim;
         let n = events.len();
         self.metrics
             .dispatch_in_flight(i64::try_from(n).unwrap_or(0));
@@ -354,16 +389,29 @@ impl Dispatcher {
             let this = Arc::clone(self);
             let round = Arc::clone(&round);
             let stop = stop.clone();
-            let permits = Arc::clone(permits);
+            // This run's slot, freed once its outcomes are sent (not when
+            // the store has recorded them: the claim that follows them
+            // may use it).
+            let slot = std::sync::Mutex::new(held.as_mut().and_then(|h| h.split(1)));
             runs.spawn(async move {
                 // Counted finished however the task ends (a panic in a
                 // sink included), so the round never waits for it forever.
                 let _finished = RunFinished(Arc::clone(&round));
-                // Never closed; a permit bounds the runs dispatching at once.
-                let _permit = permits.acquire_owned().await;
-                let len = i64::try_from(run.len()).unwrap_or(0);
-                this.dispatch_run(run, &|k| round.sent(k), &stop).await;
-                this.metrics.dispatch_in_flight(-len);
+                let len = run.len();
+                let unsent = AtomicUsize::new(len);
+                let sent = |k: usize| {
+                    round.sent(k);
+                    if k > 0
+                        && unsent.fetch_sub(k, Ordering::AcqRel) == k
+                        && let Ok(mut slot) = slot.lock()
+                    {
+                        // Dropping the permit frees the slot.
+                        slot.take();
+                    }
+                };
+                this.dispatch_run(run, &sent, &stop).await;
+                this.metrics
+                    .dispatch_in_flight(-i64::try_from(len).unwrap_or(0));
             });
         }
         if tokio::time::timeout(SLOW_ROUND, round.all_sent.notified())
@@ -375,7 +423,7 @@ impl Dispatcher {
         // Every outcome is on its way: the claim rides behind them, and
         // the runs end with their replies.
         let next = if claim_next && !*stop.borrow() {
-            Some(self.claim().await)
+            Some(self.claim_within(slots).await)
         } else {
             None
         };
@@ -599,6 +647,27 @@ impl Drop for RunFinished {
     fn drop(&mut self) {
         self.0.run_finished();
     }
+}
+
+/// A claimed batch and the dispatcher's slots it holds, one per run.
+#[derive(Debug, Default)]
+struct Claim {
+    events: Vec<StoredEvent>,
+    slots: Option<OwnedSemaphorePermit>,
+}
+
+/// How many runs [`runs_of`] makes of `events`.
+fn runs_of_count(events: &[StoredEvent]) -> usize {
+    let same = |a: &StoredEvent, b: &StoredEvent| {
+        a.event.platform == b.event.platform
+            && a.event.store == b.event.store
+            && a.event.product_key() == b.event.product_key()
+    };
+    events
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *i == 0 || !same(&events[i - 1], e))
+        .count()
 }
 
 /// Splits a claimed batch into runs: consecutive events of one product
