@@ -104,19 +104,16 @@ fn group_of(e: &NewEvent) -> Group {
 }
 
 impl State {
-    /// Adds a pending event to its product's queue (ready if it is the oldest).
+    /// Adds a pending event to its product's queue, in receipt order; it is
+    /// ready only if the queue was empty. A replayed event older than the
+    /// ready one never displaces it (that one may be in flight, or waiting
+    /// for its retry): it goes next, before the newer ones.
     fn enqueue(&mut self, group: Group, seq: i64) {
         let queue = self.pending.entry(group).or_default();
-        let old_head = queue.first().copied();
+        let was_empty = queue.is_empty();
         queue.insert(seq);
-        let new_head = queue.first().copied();
-        if old_head != new_head {
-            if let Some(old) = old_head {
-                self.ready.remove(&old);
-            }
-            if let Some(new) = new_head {
-                self.ready.insert(new);
-            }
+        if was_empty {
+            self.ready.insert(seq);
         }
     }
 
@@ -261,7 +258,10 @@ impl EventStore for MemoryStore {
             // can be claimed (one that cannot must not be overtaken).
             let group = events.get(&head).map(|slot| group_of(&slot.stored.event));
             let queue = group.as_ref().and_then(|g| pending.get(g));
+            // No followers while an older event (a replayed one) waits: it
+            // goes right after the head.
             let followers = queue
+                .filter(|q| q.first() == Some(&head))
                 .into_iter()
                 .flat_map(|q| q.range(head + 1..))
                 .take(run.saturating_sub(1));

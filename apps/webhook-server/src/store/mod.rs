@@ -509,6 +509,11 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// a dispatcher holds it: an attempt in progress ([`ReplayOutcome::InFlight`],
     /// so that one event is never sent twice at once).
     ///
+    /// It goes out in receipt order among its product's pending events:
+    /// after the one that is ready (in hand, or waiting for its retry),
+    /// which it never displaces, and before the newer ones, so the product's
+    /// newest event still goes last.
+    ///
     /// # Errors
     /// [`StoreError`].
     async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError>;

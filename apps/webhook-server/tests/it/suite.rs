@@ -330,6 +330,63 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
                 .unwrap()
         );
     }
+
+    // A replayed event takes its place again by receipt order among its
+    // product's pending events; only the event already scheduled (here one
+    // waiting for its retry) goes before it. So the product's newest event
+    // still goes last, claimed in runs or one by one.
+    let r1 = event("r1", Some("pr"));
+    let r2 = event("r2", Some("pr"));
+    let r3 = event("r3", Some("pr"));
+    insert_new(&*store, &[&r1]).await;
+    let first = store
+        .claim_due("wr", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .complete(&r1.id, "wr", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    insert_new(&*store, &[&r2, &r3]).await;
+    let second = store
+        .claim_runs("wr", Duration::from_secs(60), 10, 1)
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].event.event_id, "r2");
+    let retry = DispatchOutcome::Retry {
+        error: "downstream 500".into(),
+        at: Utc::now(),
+    };
+    assert!(store.complete(&r2.id, "wr", retry).await.unwrap());
+    assert_eq!(store.replay(&r1.id).await.unwrap(), ReplayOutcome::Queued);
+    let mut order = Vec::new();
+    for _ in 0..10 {
+        let run = store
+            .claim_runs("wr", Duration::from_secs(60), 10, 16)
+            .await
+            .unwrap();
+        if run.is_empty() && order.len() == 3 {
+            break;
+        }
+        let outcomes = run
+            .iter()
+            .map(|e| (e.event.id.clone(), DispatchOutcome::Delivered))
+            .collect();
+        assert!(
+            store
+                .complete_run("wr", outcomes)
+                .await
+                .unwrap()
+                .iter()
+                .all(|ok| *ok)
+        );
+        order.extend(run.iter().map(|e| e.event.event_id.as_str().to_owned()));
+    }
+    assert_eq!(order, ["r2", "r1", "r3"]);
 }
 
 /// Retention (`EventStore::prune`), on an empty store: finished events older

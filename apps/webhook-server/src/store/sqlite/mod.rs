@@ -1157,10 +1157,14 @@ fn with_followers(
     now: i64,
     run: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    // Followers only when the head is the product's oldest pending event:
+    // an older one (replayed) goes right after the head, before them.
     let mut probe = tx.prepare_cached(
         "SELECT seq FROM events \
          WHERE status = 'pending' AND platform = ?1 AND store = ?2 \
            AND product_key = ?3 AND seq > ?4 \
+           AND NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
+             AND o.platform = ?1 AND o.store = ?2 AND o.product_key = ?3 AND o.seq < ?4) \
          ORDER BY platform, store, product_key, seq LIMIT ?5",
     )?;
     let mut row = tx.prepare_cached(&format!(
