@@ -101,6 +101,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// Time allowed to read a body.
     pub body_timeout: Duration,
+    /// Time a delivery (and the readiness probe) waits for the store.
+    pub store_timeout: Duration,
     /// The admin token; `None` disables the admin API.
     pub admin_token: Option<SecretString>,
     /// Per-address rate limiting.
@@ -132,6 +134,7 @@ impl AppState {
             wake: Arc::new(Notify::new()),
             body_limit: settings.server.body_limit,
             body_timeout: Duration::from_millis(settings.server.body_timeout_ms),
+            store_timeout: Duration::from_millis(settings.server.store_timeout_ms),
             admin_token: settings.admin.token.clone(),
             limiter: settings.rate_limit.enabled.then(|| {
                 Arc::new(
@@ -190,10 +193,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
     Ok(match settings.database.kind()? {
         #[cfg(feature = "postgres")]
         StoreKind::Postgres => {
-            let options = crate::store::PostgresOptions::new(
+            let mut options = crate::store::PostgresOptions::new(
                 settings.database.max_connections,
                 settings.database.schema.clone(),
             );
+            options.lock_timeout = Some(Duration::from_millis(settings.server.store_timeout_ms));
             Arc::new(
                 crate::store::PostgresStore::connect(&settings.database.url, options)
                     .await

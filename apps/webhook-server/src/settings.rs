@@ -131,6 +131,11 @@ pub struct ServerSettings {
     /// Time allowed to receive the whole body, in milliseconds (408 after).
     #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub body_timeout_ms: u64,
+    /// Time a delivery waits for the store to make it durable, in
+    /// milliseconds; then 503, which the platform retries. Also bounds the
+    /// readiness probe and, with PostgreSQL, each statement's wait for a lock.
+    #[serde(deserialize_with = "catalog_config::strict::uint")]
+    pub store_timeout_ms: u64,
     /// Time allowed for in-flight requests and the dispatcher to finish at shutdown.
     #[serde(deserialize_with = "catalog_config::strict::uint")]
     pub shutdown_timeout_secs: u64,
@@ -758,6 +763,9 @@ impl Settings {
             .with_context(|| "log.level (CATALOG_LOG__LEVEL) is not a log filter")?;
         if self.server.body_limit == 0 {
             return Err(refuse("server.body_limit", "must be greater than 0"));
+        }
+        if self.server.store_timeout_ms == 0 {
+            return Err(refuse("server.store_timeout_ms", "must be greater than 0"));
         }
         if self.server.body_timeout_ms == 0 {
             return Err(refuse("server.body_timeout_ms", "must be greater than 0"));

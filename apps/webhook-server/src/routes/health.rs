@@ -43,9 +43,16 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers, within the time a delivery waits for it.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.ping().await {
+    let ping = tokio::time::timeout(state.store_timeout, state.store.ping())
+        .await
+        .unwrap_or_else(|_| {
+            Err(crate::store::StoreError::TimedOut(
+                u64::try_from(state.store_timeout.as_millis()).unwrap_or(u64::MAX),
+            ))
+        });
+    match ping {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: store unavailable");

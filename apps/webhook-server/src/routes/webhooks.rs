@@ -193,14 +193,19 @@ async fn answer(
             }
         }
         let body = read_body(req, payload, state.body_limit, state.body_timeout).await?;
-        pipeline::process(
-            entry,
-            &*state.store,
-            expected.as_ref(),
-            &ActixHeaders(req.headers()),
-            body,
-        )
-        .await
+        // A store that does not answer (a locked table, a stalled disk)
+        // gets 503 in time for the platform to retry, rather than a request
+        // left hanging past the platform's own timeout (Shopify: 5 s). A
+        // write that lands later makes the retry a duplicate: nothing is
+        // acknowledged that is not stored, nothing stored twice.
+        let headers = ActixHeaders(req.headers());
+        let processing = pipeline::process(entry, &*state.store, expected.as_ref(), &headers, body);
+        match tokio::time::timeout(state.store_timeout, processing).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Store(crate::store::StoreError::TimedOut(
+                u64::try_from(state.store_timeout.as_millis()).unwrap_or(u64::MAX),
+            ))),
+        }
     }
     .await;
     let topic = match &result {

@@ -35,6 +35,10 @@ pub enum StoreError {
     /// The store is shut down or its writer is gone.
     #[error("store unavailable")]
     Unavailable,
+    /// The store did not answer in time (`server.store_timeout_ms`); a
+    /// write may still land (a retried delivery is then a duplicate).
+    #[error("the store did not answer within {0} ms")]
+    TimedOut(u64),
     /// A stored value could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),

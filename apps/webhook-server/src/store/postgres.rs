@@ -46,7 +46,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use catalog_core::InsertOutcome;
 use chrono::{DateTime, Utc};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection as _, Row as _, SqlSafeStr as _};
 use tokio::runtime::{Handle, Runtime};
@@ -276,6 +276,12 @@ pub struct PostgresOptions {
     /// How long a caller waits for a pooled connection before the store
     /// reports itself unavailable.
     pub acquire_timeout: Duration,
+    /// PostgreSQL's `lock_timeout` on the pooled connections: a statement
+    /// that waits longer for a lock (a table locked by hand or by a
+    /// migration) fails instead of holding its connection; `None` = the
+    /// server's setting. Not applied to migrations, which wait for each
+    /// other's lock.
+    pub lock_timeout: Option<Duration>,
 }
 
 impl Default for PostgresOptions {
@@ -284,6 +290,7 @@ impl Default for PostgresOptions {
             max_connections: 16,
             schema: None,
             acquire_timeout: Duration::from_secs(5),
+            lock_timeout: None,
         }
     }
 }
@@ -419,6 +426,12 @@ impl PostgresStore {
         let max_connections = options.max_connections.max(1);
         let schema = options.schema.clone();
         let shown = shown_url.clone();
+        let pooled = match options.lock_timeout {
+            Some(t) => connect
+                .clone()
+                .options([("lock_timeout", format!("{}ms", t.as_millis().max(1)))]),
+            None => connect.clone(),
+        };
         let opened = handle
             .spawn(async move {
                 migrate(&connect, schema.as_deref(), &shown).await?;
@@ -426,7 +439,7 @@ impl PostgresStore {
                     .max_connections(max_connections)
                     .min_connections(0)
                     .acquire_timeout(options.acquire_timeout)
-                    .connect_with(connect)
+                    .connect_with(pooled)
                     .await
                     .map_err(|e| {
                         StoreError::Database(format!("cannot connect to {shown}: {}", describe(&e)))
@@ -503,7 +516,19 @@ async fn migrate(
     })?;
     let result = migrator.run_direct(None, &mut conn, false).await;
     let _ = conn.close().await;
-    result.map_err(|e| StoreError::Database(format!("PostgreSQL migration failed: {e}")))
+    // The database's own message and SQLSTATE, as for connections: sqlx's
+    // text of a database error ends with the line of PostgreSQL's C source
+    // that raised it, which says nothing to anyone here.
+    result.map_err(|e| {
+        let reason = match &e {
+            MigrateError::Execute(db) => format!("while executing migrations: {}", describe(db)),
+            MigrateError::ExecuteMigration(db, version) => {
+                format!("while executing migration {version}: {}", describe(db))
+            }
+            other => other.to_string(),
+        };
+        StoreError::Database(format!("PostgreSQL migration failed: {reason}"))
+    })
 }
 
 fn read_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
@@ -804,7 +829,10 @@ impl EventStore for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.run(|pool| async move {
-            sqlx::query("SELECT 1")
+            // Touches the events table: a lock that holds inserts back (an
+            // ALTER, a VACUUM FULL, a LOCK TABLE) makes the probe wait and,
+            // past `lock_timeout`, fail, where `SELECT 1` would answer.
+            sqlx::query("SELECT 1 FROM events LIMIT 0")
                 .execute(&pool)
                 .await
                 .map(|_| ())

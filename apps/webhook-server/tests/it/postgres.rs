@@ -374,3 +374,117 @@ async fn a_long_queue_behind_a_waiting_product_does_not_hold_up_others() {
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].event.event_id, "slow-1");
 }
+
+/// A table locked by hand (or by an ALTER, a VACUUM FULL) holds inserts
+/// back: the delivery gets 503 within `server.store_timeout_ms`, in time for
+/// the platform's retry, instead of a request left hanging past the
+/// platform's own timeout; readiness says so; once the lock is gone the
+/// retried delivery is stored. (Found by an outside audit: requests hung
+/// for the whole 20 s of the lock, and /readyz stayed 200.)
+#[actix_web::test]
+async fn a_locked_events_table_is_a_timely_503_not_a_hanging_request() {
+    use actix_web::{App, http::StatusCode, test};
+    use webhook_server::configure;
+
+    use crate::support::*;
+    let Some(db) = TestDb::new("locked_table") else {
+        return;
+    };
+    let mut options = db.options(4);
+    options.lock_timeout = Some(Duration::from_millis(500));
+    let store = Arc::new(PostgresStore::connect(&db.url, options).await.unwrap());
+    let mut s = settings();
+    s.server.store_timeout_ms = 800;
+    let state = state_from(&s, store.clone(), &single_secret());
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    let send = || {
+        delivery(
+            "/webhooks/shopify/products/create",
+            "products/create",
+            "locked-1",
+            &body(42),
+            SECRET,
+        )
+        .to_request()
+    };
+    let ready = || test::TestRequest::get().uri("/readyz").to_request();
+    assert_eq!(
+        test::call_service(&app, ready()).await.status(),
+        StatusCode::OK
+    );
+
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for sql in [
+        format!("SET search_path TO \"{}\"", db.schema),
+        "BEGIN".to_owned(),
+        "LOCK TABLE events IN ACCESS EXCLUSIVE MODE".to_owned(),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut locker)
+            .await
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let res = test::call_service(&app, send()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let res = test::call_service(&app, ready()).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    let _ = locker.close().await;
+    assert_eq!(
+        test::call_service(&app, ready()).await.status(),
+        StatusCode::OK
+    );
+    let res = test::call_service(&app, send()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_eq!(answer["status"], "stored", "{answer}");
+    store.close().await;
+}
+
+/// A role that may not create tables gets the database's reason and its
+/// SQLSTATE at start-up, without the line of PostgreSQL's source that sqlx
+/// appends ("at line 3655").
+#[tokio::test]
+async fn a_migration_the_role_may_not_run_is_named_with_its_sqlstate() {
+    let Some(db) = TestDb::new("no_create") else {
+        return;
+    };
+    let role = db.schema.replace("whs_", "whs_role_");
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for sql in [
+        format!("CREATE SCHEMA \"{}\"", db.schema),
+        format!("CREATE ROLE \"{role}\" LOGIN"),
+        format!("GRANT USAGE ON SCHEMA \"{}\" TO \"{role}\"", db.schema),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let given: sqlx::postgres::PgConnectOptions = db.url.parse().unwrap();
+    let url = format!(
+        "postgres://{role}@{}:{}/{}",
+        given.get_host(),
+        given.get_port(),
+        given.get_database().unwrap_or("postgres")
+    );
+    let opened = PostgresStore::connect(&url, db.options(2)).await;
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\"")))
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    let message = opened.expect_err("no CREATE on the schema").to_string();
+    assert!(message.contains("PostgreSQL migration failed"), "{message}");
+    assert!(message.contains("permission denied"), "{message}");
+    assert!(message.contains("SQLSTATE 42501"), "{message}");
+    assert!(!message.contains(" at line "), "{message}");
+}
