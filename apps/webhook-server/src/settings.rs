@@ -1284,6 +1284,11 @@ mod tests {
                 "CATALOG_SERVER__CLIENT_REQUEST_TIMEOUT_MS",
             ),
             (
+                vec![("CATALOG_SERVER__STORE_TIMEOUT_MS", "0")],
+                "server.store_timeout_ms",
+                "CATALOG_SERVER__STORE_TIMEOUT_MS",
+            ),
+            (
                 vec![("CATALOG_SERVER__WORKERS", "10000")],
                 "server.workers",
                 "CATALOG_SERVER__WORKERS",
