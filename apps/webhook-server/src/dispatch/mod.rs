@@ -656,17 +656,19 @@ struct Claim {
     slots: Option<OwnedSemaphorePermit>,
 }
 
+/// Whether two events belong to one product (one run, one order).
+fn same_product(a: &StoredEvent, b: &StoredEvent) -> bool {
+    a.event.platform == b.event.platform
+        && a.event.store == b.event.store
+        && a.event.product_key() == b.event.product_key()
+}
+
 /// How many runs [`runs_of`] makes of `events`.
 fn runs_of_count(events: &[StoredEvent]) -> usize {
-    let same = |a: &StoredEvent, b: &StoredEvent| {
-        a.event.platform == b.event.platform
-            && a.event.store == b.event.store
-            && a.event.product_key() == b.event.product_key()
-    };
     events
         .iter()
         .enumerate()
-        .filter(|(i, e)| *i == 0 || !same(&events[i - 1], e))
+        .filter(|(i, e)| *i == 0 || !same_product(&events[i - 1], e))
         .count()
 }
 
@@ -675,11 +677,10 @@ fn runs_of_count(events: &[StoredEvent]) -> usize {
 fn runs_of(events: Vec<StoredEvent>) -> Vec<Vec<StoredEvent>> {
     let mut runs: Vec<Vec<StoredEvent>> = Vec::new();
     for event in events {
-        let same = runs.last().and_then(|r| r.last()).is_some_and(|last| {
-            last.event.platform == event.event.platform
-                && last.event.store == event.event.store
-                && last.event.product_key() == event.event.product_key()
-        });
+        let same = runs
+            .last()
+            .and_then(|r| r.last())
+            .is_some_and(|last| same_product(last, &event));
         match runs.last_mut() {
             Some(run) if same => run.push(event),
             _ => runs.push(vec![event]),
