@@ -47,11 +47,7 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let ping = tokio::time::timeout(state.store_timeout, state.store.ping())
         .await
-        .unwrap_or_else(|_| {
-            Err(crate::store::StoreError::TimedOut(
-                u64::try_from(state.store_timeout.as_millis()).unwrap_or(u64::MAX),
-            ))
-        });
+        .unwrap_or_else(|_| Err(crate::store::StoreError::timed_out(state.store_timeout)));
     match ping {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {

@@ -202,8 +202,8 @@ async fn answer(
         let processing = pipeline::process(entry, &*state.store, expected.as_ref(), &headers, body);
         match tokio::time::timeout(state.store_timeout, processing).await {
             Ok(result) => result,
-            Err(_) => Err(Error::Store(crate::store::StoreError::TimedOut(
-                u64::try_from(state.store_timeout.as_millis()).unwrap_or(u64::MAX),
+            Err(_) => Err(Error::Store(crate::store::StoreError::timed_out(
+                state.store_timeout,
             ))),
         }
     }

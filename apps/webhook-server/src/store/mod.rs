@@ -49,6 +49,13 @@ pub enum StoreError {
     InUse(String),
 }
 
+impl StoreError {
+    /// [`StoreError::TimedOut`] after `limit`.
+    pub fn timed_out(limit: Duration) -> Self {
+        Self::TimedOut(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Database(e.to_string())
