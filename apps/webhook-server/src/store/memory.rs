@@ -117,6 +117,30 @@ impl State {
         }
     }
 
+    /// After a replay, the product's turn: its ready event keeps it while a
+    /// dispatcher holds it or it has been tried (its retry goes first);
+    /// otherwise the product's oldest pending event is ready, so that a
+    /// replayed event goes before the newer ones in receipt order.
+    fn settle_head(&mut self, group: &Group, now: chrono::DateTime<Utc>) {
+        let Some(queue) = self.pending.get(group) else {
+            return;
+        };
+        let head = queue.iter().copied().find(|seq| self.ready.contains(seq));
+        let keeps_turn = head.and_then(|h| self.events.get(&h)).is_some_and(|slot| {
+            slot.stored.attempts > 0 || slot.lease.as_ref().is_some_and(|(_, until)| *until > now)
+        });
+        if keeps_turn {
+            return;
+        }
+        let Some(oldest) = queue.first().copied() else {
+            return;
+        };
+        if let Some(h) = head {
+            self.ready.remove(&h);
+        }
+        self.ready.insert(oldest);
+    }
+
     /// Removes an event from its product's queue, promoting the next one.
     fn dequeue(&mut self, group: &Group, seq: i64) {
         let Some(queue) = self.pending.get_mut(group) else {
@@ -410,10 +434,11 @@ impl EventStore for MemoryStore {
         slot.stored.next_attempt_at = Utc::now();
         let was_pending = slot.stored.event.status == EventStatus::Pending;
         slot.stored.event.status = EventStatus::Pending;
+        let group = group_of(&slot.stored.event);
         if !was_pending {
-            let group = group_of(&slot.stored.event);
-            s.enqueue(group, seq);
+            s.enqueue(group.clone(), seq);
         }
+        s.settle_head(&group, now);
         s.writes += 1;
         Ok(ReplayOutcome::Queued)
     }

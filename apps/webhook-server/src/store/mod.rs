@@ -520,10 +520,11 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// a dispatcher holds it: an attempt in progress ([`ReplayOutcome::InFlight`],
     /// so that one event is never sent twice at once).
     ///
-    /// It goes out in receipt order among its product's pending events:
-    /// after the one that is ready (in hand, or waiting for its retry),
-    /// which it never displaces, and before the newer ones, so the product's
-    /// newest event still goes last.
+    /// It goes out in receipt order among its product's pending events,
+    /// before the newer ones, so the product's newest event still goes last;
+    /// except that the product's ready event keeps its turn while a
+    /// dispatcher holds it or it has been tried (waiting for its retry):
+    /// the replayed one then goes right after it.
     ///
     /// # Errors
     /// [`StoreError`].

@@ -249,6 +249,55 @@ END
 $$;
 ",
     ),
+    (
+        5,
+        "replay in receipt order",
+        r"
+-- As in migration 4, but the replayed event takes its place by receipt
+-- order: the product's ready event keeps its turn only while a dispatcher
+-- holds it or it has been tried (its retry goes first); otherwise the
+-- product's oldest pending event becomes ready, so a replayed event goes
+-- before the newer ones and the product's newest event still goes last.
+-- Replaced in place: same signature and answers for every replica.
+CREATE OR REPLACE FUNCTION catalog_replay(p_id text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+BEGIN
+    SELECT platform, store, product_key INTO k FROM events WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN 'not_found';
+    END IF;
+    PERFORM pg_advisory_xact_lock(
+        hashtextextended(k.platform || chr(31) || k.store || chr(31) || k.product_key, 20261128));
+    UPDATE events SET status = 'pending', attempts = 0,
+        next_attempt_at = statement_timestamp(), lease_owner = NULL, lease_until = NULL,
+        ready = ready AND status = 'pending'
+    WHERE id = p_id
+        AND NOT (status = 'pending' AND lease_until IS NOT NULL
+            AND lease_until > statement_timestamp());
+    IF NOT FOUND THEN
+        RETURN 'in_flight';
+    END IF;
+    -- Row locks settle a race with a claim: a head leased meanwhile fails
+    -- the lease condition here and keeps its turn; one unreadied here is
+    -- skipped by claims (SKIP LOCKED, then no longer ready).
+    UPDATE events SET ready = false
+    WHERE status = 'pending' AND ready
+        AND platform = k.platform AND store = k.store AND product_key = k.product_key
+        AND attempts = 0
+        AND (lease_until IS NULL OR lease_until <= statement_timestamp());
+    IF NOT EXISTS (SELECT 1 FROM events WHERE status = 'pending' AND ready
+            AND platform = k.platform AND store = k.store AND product_key = k.product_key) THEN
+        UPDATE events SET ready = true
+        WHERE seq = (SELECT min(seq) FROM events WHERE status = 'pending'
+            AND platform = k.platform AND store = k.store AND product_key = k.product_key);
+    END IF;
+    RETURN 'queued';
+END
+$$;
+",
+    ),
 ];
 
 /// The columns [`read_row`] expects, in order.

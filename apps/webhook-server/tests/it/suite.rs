@@ -387,6 +387,93 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
         order.extend(run.iter().map(|e| e.event.event_id.as_str().to_owned()));
     }
     assert_eq!(order, ["r2", "r1", "r3"]);
+
+    // A newer event that is only waiting (neither in hand nor tried) gives
+    // way: the replayed older one goes first, the newest last.
+    let s1 = event("s1", Some("ps"));
+    let s2 = event("s2", Some("ps"));
+    insert_new(&*store, &[&s1]).await;
+    let first = store
+        .claim_due("ws", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .complete(&s1.id, "ws", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    insert_new(&*store, &[&s2]).await;
+    assert_eq!(store.replay(&s1.id).await.unwrap(), ReplayOutcome::Queued);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        for e in store
+            .claim_runs("ws", Duration::from_secs(60), 10, 16)
+            .await
+            .unwrap()
+        {
+            assert!(
+                store
+                    .complete(&e.event.id, "ws", DispatchOutcome::Delivered)
+                    .await
+                    .unwrap()
+            );
+            order.push(e.event.event_id.as_str().to_owned());
+        }
+    }
+    assert_eq!(order, ["s1", "s2"]);
+
+    // A newer event in hand keeps its turn: the replayed one waits for it
+    // (never two events of one product out at once), then goes.
+    let t1 = event("t1", Some("pt"));
+    let t2 = event("t2", Some("pt"));
+    insert_new(&*store, &[&t1]).await;
+    let first = store
+        .claim_due("wt", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        store
+            .complete(&t1.id, "wt", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    insert_new(&*store, &[&t2]).await;
+    let in_hand = store
+        .claim_due("wt", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(in_hand.len(), 1);
+    assert_eq!(in_hand[0].event.event_id, "t2");
+    assert_eq!(store.replay(&t1.id).await.unwrap(), ReplayOutcome::Queued);
+    assert!(
+        store
+            .claim_runs("wt", Duration::from_secs(60), 10, 16)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a second event of the product went out while one was in hand"
+    );
+    assert!(
+        store
+            .complete(&t2.id, "wt", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    let next = store
+        .claim_due("wt", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = next.iter().map(|e| e.event.event_id.as_str()).collect();
+    assert_eq!(ids, ["t1"]);
+    assert!(
+        store
+            .complete(&t1.id, "wt", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
 }
 
 /// Retention (`EventStore::prune`), on an empty store: finished events older

@@ -1449,22 +1449,39 @@ fn replay(tx: &Transaction<'_>, id: &str, ids: &RecentIds) -> Result<ReplayOutco
     if held {
         return Ok(ReplayOutcome::InFlight);
     }
-    // Ready unless another event of the product is pending; then it is
-    // promoted in turn when that one completes.
     let mut stmt = tx.prepare_cached(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?1, \
          lease_owner = NULL, lease_until = NULL, \
-         ready = CASE WHEN status = 'pending' THEN ready ELSE \
-           NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' \
-             AND o.platform = events.platform AND o.store = events.store \
-             AND o.product_key = events.product_key) END \
+         ready = CASE WHEN status = 'pending' THEN ready ELSE 0 END \
          WHERE seq = ?2",
     )?;
-    Ok(if stmt.execute(params![now, seq])? == 1 {
-        ReplayOutcome::Queued
-    } else {
-        ReplayOutcome::NotFound
-    })
+    if stmt.execute(params![now, seq])? != 1 {
+        return Ok(ReplayOutcome::NotFound);
+    }
+    // The product's turn: its ready event keeps it while a dispatcher holds
+    // it or it has been tried (its retry goes first); otherwise the oldest
+    // pending event is ready, so the replayed one goes before newer ones.
+    tx.prepare_cached(
+        "UPDATE events SET ready = 0 \
+         WHERE seq IN (SELECT o.seq FROM events o, events e \
+             WHERE e.seq = ?2 AND o.status = 'pending' AND o.ready = 1 \
+               AND o.platform = e.platform AND o.store = e.store \
+               AND o.product_key = e.product_key) \
+           AND attempts = 0 AND (lease_until IS NULL OR lease_until <= ?1)",
+    )?
+    .execute(params![now, seq])?;
+    let has_head: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM events o, events e \
+             WHERE e.seq = ?1 AND o.status = 'pending' AND o.ready = 1 \
+               AND o.platform = e.platform AND o.store = e.store \
+               AND o.product_key = e.product_key)",
+        )?
+        .query_row(params![seq], |r| r.get(0))?;
+    if !has_head {
+        promote_next(tx, seq)?;
+    }
+    Ok(ReplayOutcome::Queued)
 }
 
 /// Figures read on a connection of their own: counting a large backlog of
