@@ -12,7 +12,9 @@
 # RSS_TARGET (1000000), PRODUCTS (1: the shared script, every delivery the same
 # product; N: N products in turn, see mk_multi_product.py), SERVER_ENV (extra
 # VAR=value settings for the webhook-server runs, space-separated, e.g.
-# "CATALOG_DISPATCH__ENABLED=false" to measure ingestion alone).
+# "CATALOG_DISPATCH__ENABLED=false" to measure ingestion alone),
+# BENCH_DATABASE_URL (for the `postgres` store, which is not in the default
+# list: STORES="floor postgres"; each run gets a fresh schema, dropped after).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -48,7 +50,7 @@ fi
 WORK="$(mktemp -d)"
 PID=""
 cleanup() {
-    if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    stop
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -64,8 +66,13 @@ wait_up() {
     echo "server on port $port did not start" >&2; exit 1
 }
 
+PG_SCHEMA=""
 stop() {
     if [[ -n "$PID" ]]; then kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi
+    if [[ -n "$PG_SCHEMA" ]]; then
+        psql -q "$BENCH_DATABASE_URL" -c "DROP SCHEMA IF EXISTS \"$PG_SCHEMA\" CASCADE" >/dev/null || true
+        PG_SCHEMA=""
+    fi
 }
 
 # Converts a wrk latency (850.00us, 1.23ms, 1.01s) to milliseconds.
@@ -78,6 +85,15 @@ start() {
     case "$name" in
         floor)
             APP_PORT=$PORT target/floor/release/ingest-floor >"$WORK/$name.log" 2>&1 &
+            ;;
+        postgres)
+            [[ -n "${BENCH_DATABASE_URL:-}" ]] || { echo "the postgres store needs BENCH_DATABASE_URL" >&2; exit 1; }
+            PG_SCHEMA="bench_$$_$RANDOM"
+            env -i PATH="$PATH" APP_PORT="$PORT" SHOPIFY_WEBHOOK_SECRET=benchsecret \
+                CATALOG_DATABASE_URL="$BENCH_DATABASE_URL" CATALOG_DATABASE__SCHEMA="$PG_SCHEMA" \
+                CATALOG_RATE_LIMIT__ENABLED=false \
+                CATALOG_LOG__LEVEL=warn $SERVER_ENV \
+                target/release/webhook-server >"$WORK/$name.log" 2>&1 &
             ;;
         memory|sqlite|sqlite-normal)
             local url="memory://" durability=power_loss
