@@ -105,9 +105,8 @@ fn group_of(e: &NewEvent) -> Group {
 
 impl State {
     /// Adds a pending event to its product's queue, in receipt order; it is
-    /// ready only if the queue was empty. A replayed event older than the
-    /// ready one never displaces it (that one may be in flight, or waiting
-    /// for its retry): it goes next, before the newer ones.
+    /// ready only if the queue was empty (after a replay,
+    /// [`State::settle_head`] decides whose turn it is).
     fn enqueue(&mut self, group: Group, seq: i64) {
         let queue = self.pending.entry(group).or_default();
         let was_empty = queue.is_empty();
