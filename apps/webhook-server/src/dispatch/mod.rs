@@ -132,7 +132,15 @@ pub struct Dispatcher {
     /// Store failures of claims and outcome records (a full disk fails
     /// every one), warned about at most every 10 s.
     store_failures: Arc<LogBudget>,
+    /// When the earliest retry this dispatcher scheduled falls due: the
+    /// idle loop wakes for it rather than at the next poll, so retries keep
+    /// their backoff schedule (the first one is shorter than the poll).
+    next_retry: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
 }
+
+/// Margin after a retry's due time before claiming it: the store's clock
+/// decides when it is due.
+const RETRY_MARGIN: Duration = Duration::from_millis(5);
 
 /// A running dispatcher.
 #[derive(Debug)]
@@ -192,6 +200,36 @@ impl Dispatcher {
             metrics,
             unrecorded: Arc::new(LogBudget::new(Duration::from_secs(10))),
             store_failures: Arc::new(LogBudget::new(Duration::from_secs(10))),
+            next_retry: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Remembers that a retry falls due after `delay`.
+    fn note_retry(&self, delay: Duration) {
+        let at = tokio::time::Instant::now() + delay + RETRY_MARGIN;
+        if let Ok(mut next) = self.next_retry.lock() {
+            *next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+
+    /// How long the idle loop waits: the poll interval, or less when a
+    /// retry this dispatcher scheduled falls due first (zero once it has).
+    fn idle_wait(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        let Ok(mut next) = self.next_retry.lock() else {
+            return poll;
+        };
+        match *next {
+            Some(at) => {
+                let now = tokio::time::Instant::now();
+                if at <= now {
+                    *next = None;
+                    Duration::ZERO
+                } else {
+                    (at - now).min(poll)
+                }
+            }
+            None => poll,
         }
     }
 
@@ -300,7 +338,7 @@ impl Dispatcher {
                     // syscall) and one claim per delivery.
                     tokio::time::sleep(WAKE_COALESCE).await;
                 }
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = tokio::time::sleep(self.idle_wait()) => {}
                 _ = stop.changed() => {}
                 // A slow run ended: a slot is free, and its product's next
                 // event may be due.
@@ -594,6 +632,7 @@ impl Dispatcher {
             }
             Some(error) => {
                 let delay = self.config.backoff(attempt);
+                self.note_retry(delay);
                 tracing::warn!(id = %event.event.id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "dispatch failed; will retry");
                 let at = crate::timestamp::after(Utc::now(), delay);
                 (DispatchOutcome::Retry { error, at }, DispatchResult::Retry)

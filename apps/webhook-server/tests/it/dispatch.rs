@@ -800,3 +800,33 @@ async fn a_slow_downstream_gets_each_event_once_in_order() {
         }
     }
 }
+
+/// A failed attempt goes again after its backoff, not at the next idle
+/// poll: with a poll interval longer than the backoff, the retry used to
+/// wait for the poll (an outside audit saw 1 s where 500 ms was set).
+#[actix_web::test]
+async fn a_retry_keeps_its_backoff_when_the_poll_is_longer() {
+    let store = memory();
+    let ids = ingest(store.clone(), 1).await;
+    let event_id = store.get(&ids[0]).await.unwrap().unwrap().event.event_id;
+    let sink = Arc::new(FailOnceAt {
+        fail: event_id.as_str().to_owned(),
+        ..FailOnceAt::default()
+    });
+    let mut c = config(3);
+    c.poll_interval = Duration::from_secs(5);
+    c.backoff_base = Duration::from_millis(200);
+    let state = state_with(store.clone(), &single_secret());
+    let started = std::time::Instant::now();
+    let handle = state
+        .dispatcher(c, vec![Arc::clone(&sink) as Arc<dyn EventHandler>])
+        .spawn();
+    wait_for(&*store, EventStatus::Delivered, 1).await;
+    let took = started.elapsed();
+    handle.shutdown(Duration::from_secs(2)).await;
+    assert!(sink.failed.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_secs(2),
+        "delivered after {took:?}: the retry waited for the poll, not its backoff"
+    );
+}
