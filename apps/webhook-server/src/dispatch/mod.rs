@@ -135,8 +135,11 @@ pub struct Dispatcher {
     /// When the earliest retry this dispatcher scheduled falls due: the
     /// idle loop wakes for it rather than at the next poll, so retries keep
     /// their backoff schedule (the first one is shorter than the poll).
-    next_retry: Arc<std::sync::Mutex<Option<tokio::time::Instant>>>,
+    next_retry: Arc<std::sync::Mutex<std::collections::BTreeSet<tokio::time::Instant>>>,
 }
+
+/// Most retry times the idle loop keeps: later ones wait for the poll.
+const RETRY_TIMES_KEPT: usize = 256;
 
 /// Margin after a retry's due time before claiming it: the store's clock
 /// decides when it is due.
@@ -200,37 +203,39 @@ impl Dispatcher {
             metrics,
             unrecorded: Arc::new(LogBudget::new(Duration::from_secs(10))),
             store_failures: Arc::new(LogBudget::new(Duration::from_secs(10))),
-            next_retry: Arc::new(std::sync::Mutex::new(None)),
+            next_retry: Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new())),
         }
     }
 
     /// Remembers that a retry falls due after `delay`.
     fn note_retry(&self, delay: Duration) {
         let at = tokio::time::Instant::now() + delay + RETRY_MARGIN;
-        if let Ok(mut next) = self.next_retry.lock() {
-            *next = Some(next.map_or(at, |n| n.min(at)));
+        if let Ok(mut times) = self.next_retry.lock() {
+            times.insert(at);
+            if times.len() > RETRY_TIMES_KEPT {
+                times.pop_last();
+            }
         }
     }
 
     /// How long the idle loop waits: the poll interval, or less when a
-    /// retry this dispatcher scheduled falls due first (zero once it has).
+    /// retry this dispatcher scheduled falls due first; zero when one has
+    /// fallen due since the last wait (each due time is used once).
     fn idle_wait(&self) -> Duration {
         let poll = self.config.poll_interval;
-        let Ok(mut next) = self.next_retry.lock() else {
+        let Ok(mut times) = self.next_retry.lock() else {
             return poll;
         };
-        match *next {
-            Some(at) => {
-                let now = tokio::time::Instant::now();
-                if at <= now {
-                    *next = None;
-                    Duration::ZERO
-                } else {
-                    (at - now).min(poll)
-                }
-            }
-            None => poll,
+        let now = tokio::time::Instant::now();
+        let mut fell_due = false;
+        while times.first().is_some_and(|at| *at <= now) {
+            times.pop_first();
+            fell_due = true;
         }
+        if fell_due {
+            return Duration::ZERO;
+        }
+        times.first().map_or(poll, |at| (*at - now).min(poll))
     }
 
     /// Runs in the background, as a task of the current Tokio runtime,

@@ -51,9 +51,19 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match ping {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check: store unavailable");
+            // Probes come every second or faster, from anyone who can
+            // reach the port: one line every 10 s, with the count.
+            if let Some(failed) = readiness_failures().hit() {
+                tracing::warn!(error = %e, failed, "readiness check: store unavailable (at most one such line every 10 s, failed = how many since the last)");
+            }
             HttpResponse::ServiceUnavailable()
                 .json(serde_json::json!({ "status": "store_unavailable" }))
         }
     }
+}
+
+/// Failed readiness probes, logged at most every 10 s.
+fn readiness_failures() -> &'static crate::log_budget::LogBudget {
+    static BUDGET: std::sync::OnceLock<crate::log_budget::LogBudget> = std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10)))
 }

@@ -40,18 +40,36 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, platforms: &Platforms) {
             );
         }
     }
-    // Everything else (other platforms and actions: 404) and the
-    // topic-from-header endpoint.
+    // Everything else (other platforms and actions: 404, whatever the
+    // method) and the topic-from-header endpoint.
     cfg.service(
         web::resource("/{platform}")
             .route(web::post().to(by_header))
-            .default_service(web::to(post_only)),
+            .default_service(web::to(post_only_if_known)),
     )
     .service(
         web::resource("/{platform}/products/{action}")
             .route(web::post().to(by_route))
-            .default_service(web::to(post_only)),
+            .default_service(web::to(not_found)),
     );
+}
+
+/// Another method on `/webhooks/{platform}`: 405 for a platform this
+/// server has, 404 (as for POST) for any other name.
+async fn post_only_if_known(
+    platform: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    if state.platforms.get(&platform).is_some() {
+        post_only().await
+    } else {
+        not_found().await
+    }
+}
+
+/// A path under `/webhooks` that no platform has.
+async fn not_found() -> HttpResponse {
+    actix_web::ResponseError::error_response(&Error::NotFound)
 }
 
 async fn by_header(

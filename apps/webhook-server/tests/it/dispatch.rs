@@ -801,32 +801,65 @@ async fn a_slow_downstream_gets_each_event_once_in_order() {
     }
 }
 
-/// A failed attempt goes again after its backoff, not at the next idle
-/// poll: with a poll interval longer than the backoff, the retry used to
-/// wait for the poll (an outside audit saw 1 s where 500 ms was set).
+/// Fails the first `fails` attempts, noting when each attempt came.
+#[derive(Debug, Default)]
+struct FailFirst {
+    fails: usize,
+    at: std::sync::Mutex<Vec<std::time::Instant>>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for FailFirst {
+    fn name(&self) -> &str {
+        "fail-first"
+    }
+
+    async fn handle(
+        &self,
+        _event: &webhook_server::store::StoredEvent,
+    ) -> Result<(), webhook_server::dispatch::HandlerError> {
+        let mut at = self.at.lock().unwrap();
+        at.push(std::time::Instant::now());
+        if at.len() <= self.fails {
+            return Err(webhook_server::dispatch::HandlerError::new("refused"));
+        }
+        Ok(())
+    }
+}
+
+/// Failed attempts go again after their backoff (200, 400, 800 ms), not at
+/// the next idle poll: with a poll interval longer than the backoff, the
+/// retries used to wait for the poll (an outside audit saw 1 s where 500 ms
+/// was set, then every second retry 5 s late).
 #[actix_web::test]
-async fn a_retry_keeps_its_backoff_when_the_poll_is_longer() {
+async fn retries_keep_their_backoff_when_the_poll_is_longer() {
     let store = memory();
-    let ids = ingest(store.clone(), 1).await;
-    let event_id = store.get(&ids[0]).await.unwrap().unwrap().event.event_id;
-    let sink = Arc::new(FailOnceAt {
-        fail: event_id.as_str().to_owned(),
-        ..FailOnceAt::default()
+    ingest(store.clone(), 1).await;
+    let sink = Arc::new(FailFirst {
+        fails: 3,
+        ..FailFirst::default()
     });
-    let mut c = config(3);
+    let mut c = config(5);
     c.poll_interval = Duration::from_secs(5);
     c.backoff_base = Duration::from_millis(200);
+    c.backoff_max = Duration::from_secs(10);
     let state = state_with(store.clone(), &single_secret());
-    let started = std::time::Instant::now();
     let handle = state
         .dispatcher(c, vec![Arc::clone(&sink) as Arc<dyn EventHandler>])
         .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while sink.at.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "not retried");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     wait_for(&*store, EventStatus::Delivered, 1).await;
-    let took = started.elapsed();
     handle.shutdown(Duration::from_secs(2)).await;
-    assert!(sink.failed.load(std::sync::atomic::Ordering::SeqCst));
-    assert!(
-        took >= Duration::from_millis(100) && took < Duration::from_secs(2),
-        "delivered after {took:?}: the retry waited for the poll, not its backoff"
-    );
+    let at = sink.at.lock().unwrap().clone();
+    let gaps: Vec<u128> = at.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    for (gap, backoff) in gaps.iter().zip([200u128, 400, 800]) {
+        assert!(
+            *gap >= backoff && *gap < backoff + 600,
+            "gaps {gaps:?} ms: expected about 200, 400, 800"
+        );
+    }
 }

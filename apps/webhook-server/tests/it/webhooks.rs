@@ -353,6 +353,25 @@ async fn topic_mismatch_is_400_and_unknown_routes_404() {
         assert_eq!(res.headers().get("allow").unwrap(), "POST");
         assert_eq!(json(res).await["error"], "method_not_allowed");
     }
+    // A path no platform has is 404 whatever the method: `Allow: POST`
+    // would name a method that gets 404 too.
+    for path in [
+        "/webhooks/shopify/products/nope",
+        "/webhooks/no-such-platform",
+        "/webhooks/no-such-platform/products/create",
+    ] {
+        for method in [actix_web::http::Method::GET, actix_web::http::Method::PUT] {
+            let res = test::call_service(
+                &app,
+                test::TestRequest::default()
+                    .method(method.clone())
+                    .uri(path)
+                    .to_request(),
+            )
+            .await;
+            assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        }
+    }
     assert_eq!(all(&*store).await.len(), 1);
 }
 
