@@ -180,3 +180,80 @@ async fn sqlite_refuses_writes_once_its_file_is_removed() {
     assert!(err.contains("removed or replaced"), "{err}");
     store.close().await;
 }
+
+/// Another process holding the SQLite file's write lock (a backup tool's
+/// `BEGIN EXCLUSIVE`) holds every delivery back: readiness says so within
+/// the store timeout even while the writer is idle (its probe used to read
+/// nothing but the writer's own state), a delivery gets 503 in time, and
+/// both recover once the lock is gone, without a restart.
+#[actix_web::test]
+async fn a_file_locked_by_another_process_is_not_ready() {
+    use actix_web::{App, http::StatusCode, test};
+    use std::time::{Duration, Instant};
+    use webhook_server::configure;
+
+    use crate::support::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let store = Arc::new(SqliteStore::open(&path, Durability::PowerLoss, 64).unwrap());
+    let mut s = settings();
+    s.server.store_timeout_ms = 800;
+    let state = state_from(&s, store.clone(), &single_secret());
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    let ready = || test::TestRequest::get().uri("/readyz").to_request();
+    let send = || {
+        delivery(
+            "/webhooks/shopify/products/create",
+            "products/create",
+            "locked-sqlite",
+            &body(7),
+            SECRET,
+        )
+        .to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, ready()).await.status(),
+        StatusCode::OK
+    );
+
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        test::call_service(&app, ready()).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(
+        test::call_service(&app, send()).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    other.execute_batch("COMMIT").unwrap();
+    drop(other);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while test::call_service(&app, ready()).await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "not ready again after the lock");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = test::call_service(&app, send()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let answer: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    // Stored once: by this retry, or by the first attempt's late commit.
+    assert!(
+        answer["status"] == "stored" || answer["status"] == "duplicate",
+        "{answer}"
+    );
+    assert_eq!(store.stats().await.unwrap().events, 1);
+    store.close().await;
+}

@@ -875,6 +875,16 @@ fn after_commit<T: Send + 'static>(
 
 /// A command's answer given now, whatever the commit; a statement error
 /// still aborts the batch.
+/// Takes the database's write lock for this transaction without writing
+/// anything: a write statement that changes no row. Nothing is written at
+/// the commit; a lock held elsewhere makes it wait (`busy_timeout`) and
+/// fail.
+fn take_write_lock(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE events SET seq = seq WHERE 0")?
+        .execute([])?;
+    Ok(())
+}
+
 fn at_once<T>(reply: Answer<T>, result: Result<T, StoreError>) -> Result<Reply, StoreError> {
     match result {
         Ok(value) => {
@@ -971,8 +981,10 @@ fn execute(
             limit,
             reply,
         } => after_commit(reply, prune(tx, &policy, limit, ids, changes)),
-        // Ready: the file is the one opened and, after a failed commit,
-        // a write commits again (see health.rs).
+        // Ready: the file is the one opened, the write lock can be had
+        // (another process holding the file locked, say a backup tool's
+        // `BEGIN EXCLUSIVE`, holds every delivery back) and, after a
+        // failed commit, a write commits again (see health.rs).
         Command::Ping(reply) => match health.check_file() {
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -983,7 +995,7 @@ fn execute(
                 Ok(Box::new(|_| {}))
             }
             Ok(()) if health.failing => after_commit(reply, write_probe(tx)),
-            Ok(()) => at_once(reply, Ok(())),
+            Ok(()) => after_commit(reply, take_write_lock(tx)),
         },
     }
 }
