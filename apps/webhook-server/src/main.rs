@@ -156,6 +156,17 @@ async fn main() -> anyhow::Result<()> {
         store = %store.describe(),
         "webhook-server starting"
     );
+    if matches!(
+        settings.database.kind(),
+        Ok(webhook_server::settings::StoreKind::Memory)
+    ) {
+        // Acknowledged deliveries are what the platforms stop retrying:
+        // an operator must not take this store for a durable one.
+        tracing::warn!(
+            max_events = settings.database.memory_max_events,
+            "the memory store keeps nothing across a restart and drops its oldest events beyond database.memory_max_events, delivered or not: for tests and benchmarks, not for acknowledging real deliveries (use SQLite or PostgreSQL)"
+        );
+    }
     for p in platforms.iter() {
         if matches!(p.verifiers, Verifiers::Unconfigured) {
             tracing::warn!(
