@@ -93,10 +93,8 @@ impl Error {
 }
 
 /// Store failures answered (503), logged at most every 10 s.
-fn store_failures() -> &'static crate::log_budget::LogBudget {
-    static BUDGET: std::sync::OnceLock<crate::log_budget::LogBudget> = std::sync::OnceLock::new();
-    BUDGET.get_or_init(|| crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10)))
-}
+static STORE_FAILURES: crate::log_budget::LogBudget =
+    crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10));
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
@@ -122,7 +120,7 @@ impl ResponseError for Error {
         } else if let Self::Store(_) = self {
             // One per refused delivery while the store fails (a full disk:
             // thousands a minute): one line every 10 s, with the count.
-            if let Some(failed) = store_failures().hit() {
+            if let Some(failed) = STORE_FAILURES.hit() {
                 tracing::error!(error = %self, failed, "requests failed: the store refused them (at most one such line every 10 s, failed = how many since the last)");
             }
         } else if status.is_server_error() {

@@ -33,10 +33,17 @@ impl Default for LogBudget {
 }
 
 impl LogBudget {
-    /// At most one warning per `every`.
-    pub fn new(every: Duration) -> Self {
+    /// At most one warning per `every`. `const`, so a budget can be a
+    /// `static` of the place that warns.
+    pub const fn new(every: Duration) -> Self {
+        let ms = every.as_millis();
         Self {
-            every_ms: u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+            // Saturating: u64 milliseconds outlast any real interval.
+            every_ms: if ms > u64::MAX as u128 {
+                u64::MAX
+            } else {
+                ms as u64
+            },
             last_warned_ms: AtomicU64::new(0),
             unreported: AtomicU64::new(0),
         }

@@ -53,7 +53,7 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => {
             // Probes come every second or faster, from anyone who can
             // reach the port: one line every 10 s, with the count.
-            if let Some(failed) = readiness_failures().hit() {
+            if let Some(failed) = READINESS_FAILURES.hit() {
                 tracing::warn!(error = %e, failed, "readiness check: store unavailable (at most one such line every 10 s, failed = how many since the last)");
             }
             HttpResponse::ServiceUnavailable()
@@ -63,7 +63,5 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Failed readiness probes, logged at most every 10 s.
-fn readiness_failures() -> &'static crate::log_budget::LogBudget {
-    static BUDGET: std::sync::OnceLock<crate::log_budget::LogBudget> = std::sync::OnceLock::new();
-    BUDGET.get_or_init(|| crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10)))
-}
+static READINESS_FAILURES: crate::log_budget::LogBudget =
+    crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10));

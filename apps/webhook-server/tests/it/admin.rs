@@ -183,9 +183,7 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
     // HEAD reads as GET; another method on an admin route is 405 naming
     // the ones it takes (after the token check: without it, 401 as above).
     let with_token = |method: actix_web::http::Method, uri: &str| {
-        test::TestRequest::default()
-            .method(method)
-            .uri(uri)
+        with_method(method, uri)
             .insert_header(("Authorization", bearer.clone()))
             .to_request()
     };

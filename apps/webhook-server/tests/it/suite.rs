@@ -25,6 +25,52 @@ async fn insert_new(store: &dyn EventStore, events: &[&NewEvent]) {
     }
 }
 
+/// Inserts `e`, claims it as `worker` (it must be the only event due) and
+/// records it delivered.
+async fn deliver_alone(store: &dyn EventStore, worker: &str, e: &NewEvent) {
+    insert_new(store, &[e]).await;
+    let claimed = store
+        .claim_due(worker, Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event.id, e.id);
+    assert!(
+        store
+            .complete(&e.id, worker, DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+}
+
+/// Claims in runs as `worker` and delivers until nothing is due; the event
+/// ids in the order they went out.
+async fn drain_in_runs(store: &dyn EventStore, worker: &str) -> Vec<String> {
+    let mut order = Vec::new();
+    loop {
+        let run = store
+            .claim_runs(worker, Duration::from_secs(60), 10, 16)
+            .await
+            .unwrap();
+        if run.is_empty() {
+            return order;
+        }
+        let outcomes = run
+            .iter()
+            .map(|e| (e.event.id.clone(), DispatchOutcome::Delivered))
+            .collect();
+        assert!(
+            store
+                .complete_run(worker, outcomes)
+                .await
+                .unwrap()
+                .iter()
+                .all(|ok| *ok)
+        );
+        order.extend(run.iter().map(|e| e.event.event_id.as_str().to_owned()));
+    }
+}
+
 /// A pending event of product `product` (stores keep milliseconds).
 pub(crate) fn event(event_id: &str, product: Option<&str>) -> NewEvent {
     let meta = DeliveryMeta::new(
@@ -338,18 +384,7 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
     let r1 = event("r1", Some("pr"));
     let r2 = event("r2", Some("pr"));
     let r3 = event("r3", Some("pr"));
-    insert_new(&*store, &[&r1]).await;
-    let first = store
-        .claim_due("wr", Duration::from_secs(60), 10)
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1);
-    assert!(
-        store
-            .complete(&r1.id, "wr", DispatchOutcome::Delivered)
-            .await
-            .unwrap()
-    );
+    deliver_alone(&*store, "wr", &r1).await;
     insert_new(&*store, &[&r2, &r3]).await;
     let second = store
         .claim_runs("wr", Duration::from_secs(60), 10, 1)
@@ -363,83 +398,22 @@ pub(crate) async fn suite(store: Arc<dyn EventStore>) {
     };
     assert!(store.complete(&r2.id, "wr", retry).await.unwrap());
     assert_eq!(store.replay(&r1.id).await.unwrap(), ReplayOutcome::Queued);
-    let mut order = Vec::new();
-    for _ in 0..10 {
-        let run = store
-            .claim_runs("wr", Duration::from_secs(60), 10, 16)
-            .await
-            .unwrap();
-        if run.is_empty() && order.len() == 3 {
-            break;
-        }
-        let outcomes = run
-            .iter()
-            .map(|e| (e.event.id.clone(), DispatchOutcome::Delivered))
-            .collect();
-        assert!(
-            store
-                .complete_run("wr", outcomes)
-                .await
-                .unwrap()
-                .iter()
-                .all(|ok| *ok)
-        );
-        order.extend(run.iter().map(|e| e.event.event_id.as_str().to_owned()));
-    }
-    assert_eq!(order, ["r2", "r1", "r3"]);
+    assert_eq!(drain_in_runs(&*store, "wr").await, ["r2", "r1", "r3"]);
 
     // A newer event that is only waiting (neither in hand nor tried) gives
     // way: the replayed older one goes first, the newest last.
     let s1 = event("s1", Some("ps"));
     let s2 = event("s2", Some("ps"));
-    insert_new(&*store, &[&s1]).await;
-    let first = store
-        .claim_due("ws", Duration::from_secs(60), 10)
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1);
-    assert!(
-        store
-            .complete(&s1.id, "ws", DispatchOutcome::Delivered)
-            .await
-            .unwrap()
-    );
+    deliver_alone(&*store, "ws", &s1).await;
     insert_new(&*store, &[&s2]).await;
     assert_eq!(store.replay(&s1.id).await.unwrap(), ReplayOutcome::Queued);
-    let mut order = Vec::new();
-    for _ in 0..4 {
-        for e in store
-            .claim_runs("ws", Duration::from_secs(60), 10, 16)
-            .await
-            .unwrap()
-        {
-            assert!(
-                store
-                    .complete(&e.event.id, "ws", DispatchOutcome::Delivered)
-                    .await
-                    .unwrap()
-            );
-            order.push(e.event.event_id.as_str().to_owned());
-        }
-    }
-    assert_eq!(order, ["s1", "s2"]);
+    assert_eq!(drain_in_runs(&*store, "ws").await, ["s1", "s2"]);
 
     // A newer event in hand keeps its turn: the replayed one waits for it
     // (never two events of one product out at once), then goes.
     let t1 = event("t1", Some("pt"));
     let t2 = event("t2", Some("pt"));
-    insert_new(&*store, &[&t1]).await;
-    let first = store
-        .claim_due("wt", Duration::from_secs(60), 10)
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 1);
-    assert!(
-        store
-            .complete(&t1.id, "wt", DispatchOutcome::Delivered)
-            .await
-            .unwrap()
-    );
+    deliver_alone(&*store, "wt", &t1).await;
     insert_new(&*store, &[&t2]).await;
     let in_hand = store
         .claim_due("wt", Duration::from_secs(60), 10)

@@ -15,6 +15,11 @@ use webhook_server::platforms::{PlatformEntry, Platforms, SHOPIFY_ACTIONS, Verif
 use webhook_server::settings::{PlatformSettings, Settings, StoreSettings};
 use webhook_server::store::{EventStore, MemoryStore};
 
+/// A request to `uri` with `method` and nothing else.
+pub(crate) fn with_method(method: actix_web::http::Method, uri: &str) -> TestRequest {
+    TestRequest::default().method(method).uri(uri)
+}
+
 pub(crate) const SECRET: &str = "test-secret";
 pub(crate) const STORE: &str = "test-shop.myshopify.com";
 pub(crate) const SAMPLE: &str = include_str!("../fixtures/products_create.json");

@@ -361,14 +361,8 @@ async fn topic_mismatch_is_400_and_unknown_routes_404() {
         "/webhooks/no-such-platform/products/create",
     ] {
         for method in [actix_web::http::Method::GET, actix_web::http::Method::PUT] {
-            let res = test::call_service(
-                &app,
-                test::TestRequest::default()
-                    .method(method.clone())
-                    .uri(path)
-                    .to_request(),
-            )
-            .await;
+            let res =
+                test::call_service(&app, with_method(method.clone(), path).to_request()).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
         }
     }
@@ -614,14 +608,7 @@ async fn status_health_metrics_and_docs() {
     ];
     for path in pages {
         let get = test::call_service(&app, test::TestRequest::get().uri(path).to_request()).await;
-        let head = test::call_service(
-            &app,
-            test::TestRequest::default()
-                .method(Method::HEAD)
-                .uri(path)
-                .to_request(),
-        )
-        .await;
+        let head = test::call_service(&app, with_method(Method::HEAD, path).to_request()).await;
         assert!(
             get.status().is_success() || get.status().is_redirection(),
             "GET {path}: {}",
@@ -634,14 +621,8 @@ async fn status_health_metrics_and_docs() {
             "HEAD {path}"
         );
         for method in [Method::PUT, Method::DELETE, Method::TRACE, Method::OPTIONS] {
-            let res = test::call_service(
-                &app,
-                test::TestRequest::default()
-                    .method(method.clone())
-                    .uri(path)
-                    .to_request(),
-            )
-            .await;
+            let res =
+                test::call_service(&app, with_method(method.clone(), path).to_request()).await;
             assert_eq!(
                 res.status(),
                 StatusCode::METHOD_NOT_ALLOWED,
