@@ -14,7 +14,9 @@
 # VAR=value settings for the webhook-server runs, space-separated, e.g.
 # "CATALOG_DISPATCH__ENABLED=false" to measure ingestion alone),
 # BENCH_DATABASE_URL (for the `postgres` store, which is not in the default
-# list: STORES="floor postgres"; each run gets a fresh schema, dropped after).
+# list: STORES="floor postgres"; each run gets a fresh schema, dropped after),
+# SERVER_BIN (the webhook-server binary to measure, default the one built
+# here: a copy of an older build compares two versions in one run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -26,6 +28,7 @@ RSS_TARGET="${RSS_TARGET:-1000000}"
 # 1: every delivery is the same product (the shared script); N > 1: N products.
 PRODUCTS="${PRODUCTS:-1}"
 SERVER_ENV="${SERVER_ENV:-}"
+SERVER_BIN="${SERVER_BIN:-target/release/webhook-server}"
 MODE="${1:-}"
 # sqlite = synchronous=FULL (fsync before each acknowledgement, the default);
 # sqlite-normal = synchronous=NORMAL (survives a process crash, not power loss).
@@ -93,7 +96,7 @@ start() {
                 CATALOG_DATABASE_URL="$BENCH_DATABASE_URL" CATALOG_DATABASE__SCHEMA="$PG_SCHEMA" \
                 CATALOG_RATE_LIMIT__ENABLED=false \
                 CATALOG_LOG__LEVEL=warn $SERVER_ENV \
-                target/release/webhook-server >"$WORK/$name.log" 2>&1 &
+                "$SERVER_BIN" >"$WORK/$name.log" 2>&1 &
             ;;
         memory|sqlite|sqlite-normal)
             local url="memory://" durability=power_loss
@@ -104,7 +107,7 @@ start() {
                 CATALOG_DATABASE_URL="$url" CATALOG_DATABASE__DURABILITY="$durability" \
                 CATALOG_RATE_LIMIT__ENABLED=false \
                 CATALOG_LOG__LEVEL=warn $SERVER_ENV \
-                target/release/webhook-server >"$WORK/$name.log" 2>&1 &
+                "$SERVER_BIN" >"$WORK/$name.log" 2>&1 &
             ;;
     esac
     PID=$!

@@ -488,3 +488,216 @@ async fn a_migration_the_role_may_not_run_is_named_with_its_sqlstate() {
     assert!(message.contains("SQLSTATE 42501"), "{message}");
     assert!(!message.contains(" at line "), "{message}");
 }
+
+/// Products whose pending events do not have exactly one `ready` event, or
+/// whose `ready` event is not the oldest pending one: 0 when the flag is
+/// right.
+const READY_WRONG: &str = "SELECT count(*) FROM (
+        SELECT platform, store, product_key FROM events WHERE status = 'pending'
+        GROUP BY 1, 2, 3
+        HAVING count(*) FILTER (WHERE ready) <> 1
+            OR min(seq) <> min(seq) FILTER (WHERE ready)) wrong";
+
+/// Deadlocks PostgreSQL has broken in this database so far.
+const DEADLOCKS: &str = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()";
+
+/// `n` inserts of `events` on `store`, all at once; their outcomes in order.
+async fn insert_all_at_once(
+    store: &Arc<PostgresStore>,
+    events: Vec<webhook_server::store::NewEvent>,
+) -> Vec<Result<InsertOutcome, webhook_server::store::StoreError>> {
+    let tasks: Vec<_> = events
+        .into_iter()
+        .map(|e| {
+            let s = Arc::clone(store);
+            tokio::spawn(async move { s.insert(e).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_share_commits_and_keep_one_ready_event_per_product() {
+    let Some(db) = TestDb::new("batched") else {
+        return;
+    };
+    let store = db.store().await;
+    let events: Vec<_> = (0..400)
+        .map(|i| event(&format!("b-{i}"), Some(&format!("p{}", i % 40))))
+        .collect();
+    let first = insert_all_at_once(&store, events.clone()).await;
+    assert!(
+        first
+            .iter()
+            .all(|o| matches!(o, Ok(InsertOutcome::Inserted))),
+        "{first:?}"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.events, stats.writes), (400, 400));
+    // Shared commits: without batching every insert is a transaction.
+    assert!(
+        stats.commits <= 100,
+        "400 concurrent inserts took {} commits",
+        stats.commits
+    );
+    assert_eq!(db.scalar(READY_WRONG).await, 0);
+
+    // Every copy again, at once: all duplicates, nothing stored twice.
+    let again = insert_all_at_once(&store, events).await;
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, Ok(InsertOutcome::Duplicate))),
+        "{again:?}"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM events").await, 400);
+    assert_eq!(db.scalar(READY_WRONG).await, 0);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn two_replicas_batching_the_same_deliveries_in_opposite_orders_do_not_deadlock() {
+    let Some(db) = TestDb::new("batch_order") else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    let deadlocks_before = db.scalar(DEADLOCKS).await;
+    for round in 0..5 {
+        // 30 products, 10 events each; replica B gets them in reverse.
+        let events: Vec<_> = (0..300)
+            .map(|i| event(&format!("r{round}-{i}"), Some(&format!("p{}", i % 30))))
+            .collect();
+        let reversed: Vec<_> = events.iter().rev().cloned().collect();
+        let (ra, rb) = tokio::join!(
+            insert_all_at_once(&a, events),
+            insert_all_at_once(&b, reversed)
+        );
+        // Exactly one replica stored each delivery, and both acknowledged.
+        for (i, (oa, ob)) in ra.iter().zip(rb.iter().rev()).enumerate() {
+            let outcomes = [oa.as_ref().unwrap(), ob.as_ref().unwrap()];
+            assert_eq!(
+                outcomes
+                    .iter()
+                    .filter(|o| ***o == InsertOutcome::Inserted)
+                    .count(),
+                1,
+                "round {round}, event {i}: {outcomes:?}"
+            );
+        }
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM events").await, 1500);
+    assert_eq!(db.scalar(READY_WRONG).await, 0);
+    // Batches are sorted by product, so the replicas take product locks in
+    // one order; a deadlock (broken by PostgreSQL after a second, then each
+    // event retried alone) would show here. The counter is flushed at the
+    // end of each transaction.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(db.scalar(DEADLOCKS).await, deadlocks_before);
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_event_the_database_refuses_fails_alone_not_its_batch() {
+    let Some(db) = TestDb::new("batch_bad_row") else {
+        return;
+    };
+    let store = db.store().await;
+    // PostgreSQL text cannot hold NUL (SQLSTATE 22021): the library API lets
+    // a caller hand one in, and only that event may fail.
+    let mut events: Vec<_> = (0..60)
+        .map(|i| event(&format!("g-{i}"), Some(&format!("p{}", i % 6))))
+        .collect();
+    events[30].raw_topic = "products/\0update".into();
+    let outcomes = insert_all_at_once(&store, events).await;
+    for (i, o) in outcomes.iter().enumerate() {
+        if i == 30 {
+            assert!(
+                matches!(o, Err(webhook_server::store::StoreError::Database(m)) if m.contains("22021")),
+                "{o:?}"
+            );
+        } else {
+            assert!(matches!(o, Ok(InsertOutcome::Inserted)), "{i}: {o:?}");
+        }
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM events").await, 59);
+    assert_eq!(db.scalar(READY_WRONG).await, 0);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn closing_answers_every_queued_insert_and_acknowledges_only_what_is_stored() {
+    let Some(db) = TestDb::new("batch_close") else {
+        return;
+    };
+    let store = db.store().await;
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let s = Arc::clone(&store);
+            let e = event(&format!("c-{i}"), Some(&format!("p{}", i % 10)));
+            tokio::spawn(async move { (e.id.clone(), s.insert(e).await) })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    store.close().await;
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        let (id, outcome) = t.await.unwrap();
+        match outcome {
+            Ok(InsertOutcome::Inserted) => acknowledged.push(id),
+            Ok(other) => panic!("{id}: {other:?}"),
+            Err(webhook_server::store::StoreError::Unavailable) => {}
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    let stored = db.scalar("SELECT count(*) FROM events").await;
+    assert_eq!(usize::try_from(stored).unwrap(), acknowledged.len());
+    // Something was queued when the store closed, and it was not dropped.
+    assert!(!acknowledged.is_empty());
+}
+
+#[tokio::test]
+async fn a_large_body_over_tls_is_stored_without_waiting_for_a_delayed_ack() {
+    let Some(db) = TestDb::new("tls_large") else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    if ssl != "on" {
+        eprintln!("skipping tls_large: the test server has ssl = {ssl}");
+        return;
+    }
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let store = PostgresStore::connect(&format!("{}{sep}sslmode=require", db.url), db.options(2))
+        .await
+        .unwrap();
+    // A 40 KB body is three TLS records, three writes to the socket. With
+    // Nagle's algorithm on (sqlx-core 0.9.0 as published; see
+    // vendor/README.md) each insert waited for PostgreSQL's delayed ACK:
+    // 40 ms or more, every time. The median of 21 sequential inserts says
+    // which, whatever else the machine is doing.
+    let body = bytes::Bytes::from(vec![b'x'; 40_000]);
+    let mut took = Vec::new();
+    for i in 0..21 {
+        let mut e = event(&format!("large-{i}"), Some("p"));
+        e.raw_body = body.clone();
+        let started = std::time::Instant::now();
+        assert_eq!(store.insert(e).await.unwrap(), InsertOutcome::Inserted);
+        took.push(started.elapsed());
+    }
+    took.sort();
+    assert!(
+        took[10] < Duration::from_millis(30),
+        "median insert of a 40 KB body over TLS: {:?} (all: {took:?})",
+        took[10]
+    );
+    store.close().await;
+}
