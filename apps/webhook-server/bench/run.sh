@@ -16,7 +16,9 @@
 # BENCH_DATABASE_URL (for the `postgres` store, which is not in the default
 # list: STORES="floor postgres"; each run gets a fresh schema, dropped after),
 # SERVER_BIN (the webhook-server binary to measure, default the one built
-# here: a copy of an older build compares two versions in one run).
+# here: a copy of an older build compares two versions in one run), BODY
+# (the delivery body, default the shared 2.2 KB sample; `large` = 40 KB, see
+# mk_large_body.py; with PRODUCTS=1 only).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -40,14 +42,21 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get update && apt-get in
 echo "== building release binaries" >&2
 cargo build --release --quiet --manifest-path "$SHARED/bench/floor/Cargo.toml" --target-dir target/floor
 cargo build --release --quiet -p webhook-server --features shopify
+[[ -x "$SERVER_BIN" ]] || { echo "SERVER_BIN $SERVER_BIN is not an executable" >&2; exit 1; }
 SCRIPT="$ROOT/target/create.lua"
+BODY_FILE="$SHARED/bench/products_create.json"
+if [[ "${BODY:-}" == large ]]; then
+    BODY_FILE="$ROOT/target/products_create_large.json"
+    SCRIPT="$ROOT/target/create-large.lua"
+    python3 "$ROOT/apps/webhook-server/bench/mk_large_body.py" "$SHARED/bench/products_create.json" "$BODY_FILE"
+fi
 if (( PRODUCTS > 1 )); then
     # PRODUCTS signed variants of the body, one product id each: dispatch
     # (in order per product) then runs that many products side by side.
     SCRIPT="$ROOT/target/create-$PRODUCTS.lua"
     python3 "$ROOT/apps/webhook-server/bench/mk_multi_product.py" benchsecret "$SHARED/bench/products_create.json" "$SCRIPT" /webhooks/shopify/products/create "$PRODUCTS"
 else
-    python3 "$SHARED/bench/mk_wrk_script.py" benchsecret "$SHARED/bench/products_create.json" "$SCRIPT" /webhooks/shopify/products/create
+    python3 "$SHARED/bench/mk_wrk_script.py" benchsecret "$BODY_FILE" "$SCRIPT" /webhooks/shopify/products/create
 fi
 
 WORK="$(mktemp -d)"

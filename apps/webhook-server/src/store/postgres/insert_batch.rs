@@ -180,7 +180,15 @@ async fn write(pool: &PgPool, mut batch: Vec<Pending>) -> Written {
     // docs); stable, so each product's events keep their order of arrival.
     batch.sort_by(|a, b| lock_order(&a.event).cmp(&lock_order(&b.event)));
     let events: Vec<&NewEvent> = batch.iter().map(|p| &p.event).collect();
-    match insert_all(pool, &events).await {
+    let mut result = insert_all(pool, &events).await;
+    if result.as_ref().is_err_and(connection_lost) {
+        // The connection died under the batch (a restarted or failed-over
+        // database, a terminated backend): once more, on another. Safe
+        // even if the first commit landed and only its answer was lost:
+        // those events are then duplicates, acknowledged all the same.
+        result = insert_all(pool, &events).await;
+    }
+    match result {
         Ok(inserted) => {
             let written = Written {
                 commits: 1,
@@ -231,6 +239,13 @@ fn outcome(inserted: bool) -> InsertOutcome {
     } else {
         InsertOutcome::Duplicate
     }
+}
+
+/// Whether the connection failed rather than the statement.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+        || matches!(e, sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
 }
 
 /// Whether a failed batch is worth trying again event by event: data
