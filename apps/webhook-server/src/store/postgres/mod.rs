@@ -62,9 +62,11 @@ use super::{
 };
 use crate::redact::redact_url;
 
+mod batch_queue;
+mod complete_batch;
 mod insert_batch;
 
-use insert_batch::{InsertQueue, Written};
+use batch_queue::{BatchQueue, Written};
 
 /// Schema migrations, applied in order at start-up and recorded in
 /// `_sqlx_migrations` (in the store's schema). Only ever append: sqlx refuses
@@ -309,12 +311,30 @@ $$;
     ),
     (
         6,
-        "batched inserts",
+        "batched writes",
         r"
--- The batching writer's statement: several deliveries in one transaction,
--- each inserted as catalog_insert_event does, in the order given (the
--- writer sorts them by product, so that every transaction takes product
--- locks in one order). Answers whether each was inserted (else it was a
+-- Batched writes: several deliveries, or several dispatch outcomes, in one
+-- transaction. Each first takes the advisory locks of every product it
+-- touches, in ascending order of the lock key, so that any two of these
+-- transactions (of any replica) take their locks in one order and cannot
+-- deadlock; the per-event functions then find their product's lock held
+-- (advisory locks are re-entrant within a transaction). Events stored as
+-- failed take their key's lock too: a duplicate of one then waits at the
+-- lock rather than on the other transaction's uncommitted row while
+-- holding locks of its own.
+CREATE FUNCTION catalog_lock_products(p_keys bigint[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    k bigint;
+BEGIN
+    FOR k IN SELECT DISTINCT u FROM unnest(p_keys) AS u ORDER BY u LOOP
+        PERFORM pg_advisory_xact_lock(k);
+    END LOOP;
+END
+$$;
+
+-- Several deliveries, each inserted as catalog_insert_event does, in the
+-- order given. Answers whether each was inserted (else it was a
 -- duplicate), in the same order. The arrays have one element per event.
 CREATE FUNCTION catalog_insert_events(
     p_id text[], p_platform text[], p_store text[], p_topic text[], p_raw_topic text[],
@@ -325,6 +345,9 @@ RETURNS boolean[] LANGUAGE plpgsql AS $$
 DECLARE
     inserted boolean[] := '{}';
 BEGIN
+    PERFORM catalog_lock_products(ARRAY(
+        SELECT hashtextextended(pl || chr(31) || st || chr(31) || pk, 20261128)
+        FROM unnest(p_platform, p_store, p_product_key) AS t(pl, st, pk)));
     FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
         inserted := inserted || catalog_insert_event(p_id[i], p_platform[i], p_store[i],
             p_topic[i], p_raw_topic[i], p_event_id[i], p_delivery_id[i], p_product_id[i],
@@ -332,6 +355,33 @@ BEGIN
             p_raw_body[i], p_status[i], p_error[i]);
     END LOOP;
     RETURN inserted;
+END
+$$;
+
+-- Several dispatch outcomes, each recorded as catalog_complete_event does,
+-- in the order given; p_unreadable, when set, becomes the event's error
+-- (an event the normaliser could not read). Answers, for each, whether it
+-- was recorded (the lease was still the worker's).
+CREATE FUNCTION catalog_complete_events(
+    p_id text[], p_worker text[], p_status text[], p_error text[], p_delay_ms bigint[],
+    p_unreadable text[])
+RETURNS boolean[] LANGUAGE plpgsql AS $$
+DECLARE
+    done boolean[] := '{}';
+    ok boolean;
+BEGIN
+    PERFORM catalog_lock_products(ARRAY(
+        SELECT hashtextextended(platform || chr(31) || store || chr(31) || product_key, 20261128)
+        FROM events WHERE id = ANY(p_id)));
+    FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
+        ok := catalog_complete_event(p_id[i], p_worker[i], p_status[i], p_error[i],
+            p_delay_ms[i]);
+        IF ok AND p_unreadable[i] IS NOT NULL THEN
+            UPDATE events SET error = p_unreadable[i] WHERE id = p_id[i];
+        END IF;
+        done := done || ok;
+    END LOOP;
+    RETURN done;
 END
 $$;
 ",
@@ -432,7 +482,8 @@ pub struct PostgresStore {
     schema: Option<String>,
     max_connections: u32,
     counters: Arc<Counters>,
-    inserts: InsertQueue,
+    inserts: BatchQueue<NewEvent, InsertOutcome>,
+    completions: BatchQueue<complete_batch::Run, Vec<bool>>,
 }
 
 /// Write counters for [`EventStore::stats`].
@@ -448,6 +499,11 @@ impl Counters {
         self.writes.fetch_add(writes, Ordering::Relaxed);
     }
 }
+
+/// Completion writers: dispatch outcomes arrive at the rate events are sent,
+/// and two batches in flight keep up with it (`docs/performance.md`, tenth
+/// session).
+const COMPLETION_WRITERS: usize = 2;
 
 /// Batch writers for a pool of `max_connections`: half the pool, 1 to 8,
 /// leaving the rest to dispatch and the admin API. Each writer has one
@@ -579,13 +635,14 @@ impl PostgresStore {
             }
         };
         let counters = Arc::new(Counters::default());
-        let inserts = {
+        let (inserts, completions) = {
             let _runtime = handle.enter();
-            let counters = Arc::clone(&counters);
-            InsertQueue::start(
-                &pool,
-                insert_writers(max_connections),
-                &(Arc::new(move |w: Written| counters.add(w.commits, w.events)) as Arc<_>),
+            let counted = Arc::clone(&counters);
+            let on_written: Arc<dyn Fn(Written) + Send + Sync> =
+                Arc::new(move |w: Written| counted.add(w.commits, w.rows));
+            (
+                insert_batch::start(&pool, insert_writers(max_connections), &on_written),
+                complete_batch::start(&pool, COMPLETION_WRITERS, &on_written),
             )
         };
         Ok(Self {
@@ -597,6 +654,7 @@ impl PostgresStore {
             max_connections,
             counters,
             inserts,
+            completions,
         })
     }
 
@@ -719,7 +777,7 @@ impl EventStore for PostgresStore {
         // `insert_batch`. Each event as `catalog_insert_event` (migration
         // 2): the product's lock, then the insert (ON CONFLICT (id) DO
         // NOTHING), ready when the product has no other pending event.
-        self.inserts.insert(e).await
+        self.inserts.submit(e).await
     }
 
     async fn claim_due(
@@ -778,45 +836,31 @@ impl EventStore for PostgresStore {
         worker_id: &str,
         outcome: DispatchOutcome,
     ) -> Result<bool, StoreError> {
-        let (id, worker) = (id.to_owned(), worker_id.to_owned());
-        let (status, error, delay, unreadable) = match outcome {
-            DispatchOutcome::Delivered => (EventStatus::Delivered, None, 0, None),
-            DispatchOutcome::Retry { error, at } => {
-                (EventStatus::Pending, Some(error), delay_until(at), None)
-            }
-            DispatchOutcome::Dead { error } => (EventStatus::Dead, Some(error), 0, None),
-            DispatchOutcome::Unreadable { error } => (EventStatus::Failed, None, 0, Some(error)),
-        };
-        let done = self
-            .run(move |pool| async move {
-                // Under the product's lock: record the outcome if the lease
-                // is still ours, and when the event left `pending`, make the
-                // product's next pending event ready.
-                let done: bool =
-                    sqlx::query_scalar("SELECT catalog_complete_event($1, $2, $3, $4, $5)")
-                        .bind(&id)
-                        .bind(&worker)
-                        .bind(status.as_str())
-                        .bind(error)
-                        .bind(delay)
-                        .fetch_one(&pool)
-                        .await
-                        .map_err(db_error)?;
-                // Why it is failed: the event's `error`, as for deliveries
-                // found unreadable on arrival.
-                if done && let Some(reason) = &unreadable {
-                    sqlx::query("UPDATE events SET error = $2 WHERE id = $1")
-                        .bind(&id)
-                        .bind(reason)
-                        .execute(&pool)
-                        .await
-                        .map_err(db_error)?;
-                }
-                Ok(done)
-            })
+        let recorded = self
+            .complete_run(worker_id, vec![(id.to_owned(), outcome)])
             .await?;
-        self.count_writes(1);
-        Ok(done)
+        Ok(recorded.first().copied().unwrap_or(false))
+    }
+
+    async fn complete_run(
+        &self,
+        worker_id: &str,
+        outcomes: Vec<(String, DispatchOutcome)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // With the outcomes of other runs that finish meanwhile, in one
+        // transaction: see `complete_batch`. Each as
+        // `catalog_complete_event` (migration 2): under the product's lock,
+        // the outcome if the lease is still the worker's, and when the event
+        // left `pending`, the product's next pending event made ready.
+        self.completions
+            .submit(complete_batch::Run {
+                worker: worker_id.to_owned(),
+                outcomes,
+            })
+            .await
     }
 
     async fn list(
@@ -981,8 +1025,10 @@ impl EventStore for PostgresStore {
     }
 
     async fn close(&self) {
-        // Queued deliveries are inserted (and answered) before the pool goes.
+        // Queued deliveries and outcomes are written (and answered) before
+        // the pool goes.
         self.inserts.close().await;
+        self.completions.close().await;
         let _ = self
             .run(|pool| async move {
                 pool.close().await;

@@ -1,0 +1,180 @@
+//! A queue in front of a few writer tasks that write what has queued up in
+//! one transaction: group commit for the PostgreSQL store's writes.
+//!
+//! Each caller hands over an item and waits for its own answer, which comes
+//! after the batch's transaction (or its failure). A writer waits for the
+//! first item, then takes what else is queued, within the limits; under light
+//! load a batch is one item and nothing waits, under load batches grow while
+//! the previous ones commit. The writers take turns at the queue.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::StoreError;
+
+/// Items waiting for a writer, at most; further callers wait for room
+/// (bounded by the server's store timeout).
+const QUEUE_CAPACITY: usize = 4096;
+
+/// An item and where its answer goes.
+pub(super) struct Pending<T, A> {
+    pub(super) item: T,
+    pub(super) reply: oneshot::Sender<Result<A, StoreError>>,
+}
+
+/// How much a batch may hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// Most items.
+    pub(super) items: usize,
+    /// Most weight (see [`BatchQueue::start`]); an item heavier than this
+    /// goes alone.
+    pub(super) weight: usize,
+}
+
+/// What a batch did, for the store's counters.
+#[derive(Debug, Default)]
+pub(super) struct Written {
+    /// Transactions committed.
+    pub(super) commits: u64,
+    /// Rows written.
+    pub(super) rows: u64,
+}
+
+/// Writes one batch and answers each of its items.
+pub(super) type WriteBatch<T, A> =
+    Arc<dyn Fn(Vec<Pending<T, A>>) -> Pin<Box<dyn Future<Output = Written> + Send>> + Send + Sync>;
+
+/// The queue and its writers.
+pub(super) struct BatchQueue<T, A> {
+    sender: std::sync::Mutex<Option<mpsc::Sender<Pending<T, A>>>>,
+    writers: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl<T: Send + 'static, A: Send + 'static> BatchQueue<T, A> {
+    /// Starts `writers` writer tasks on the current runtime (the store's),
+    /// each calling `write` with batches within `limits` (`weight` measures
+    /// an item) and then `on_written` with what it did.
+    pub(super) fn start(
+        writers: usize,
+        limits: Limits,
+        weight: fn(&T) -> usize,
+        write: &WriteBatch<T, A>,
+        on_written: &Arc<dyn Fn(Written) + Send + Sync>,
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let writers = (0..writers.max(1))
+            .map(|_| {
+                let (receiver, write, on_written) = (
+                    Arc::clone(&receiver),
+                    Arc::clone(write),
+                    Arc::clone(on_written),
+                );
+                tokio::spawn(async move {
+                    while let Some(batch) = next_batch(&receiver, limits, weight).await {
+                        on_written(write(batch).await);
+                    }
+                })
+            })
+            .collect();
+        Self {
+            sender: std::sync::Mutex::new(Some(sender)),
+            writers: std::sync::Mutex::new(writers),
+        }
+    }
+
+    /// Writes `item` with the next batch and answers once that is committed
+    /// (or has failed).
+    pub(super) async fn submit(&self, item: T) -> Result<A, StoreError> {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Unavailable)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(Pending { item, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        drop(sender);
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Stops taking items and waits until the writers have written (or
+    /// failed) every item already queued.
+    pub(super) async fn close(&self) {
+        drop(
+            self.sender
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        let writers = std::mem::take(
+            &mut *self
+                .writers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for writer in writers {
+            let _ = writer.await;
+        }
+    }
+}
+
+/// Waits for the next item, then takes what else is queued, within
+/// `limits`. `None` once the queue is closed and empty. Items whose caller
+/// has stopped waiting (the store timeout ran out and the request was
+/// answered 503) are left out: the platform retries them.
+async fn next_batch<T, A>(
+    receiver: &Mutex<mpsc::Receiver<Pending<T, A>>>,
+    limits: Limits,
+    weight: fn(&T) -> usize,
+) -> Option<Vec<Pending<T, A>>> {
+    let mut receiver = receiver.lock().await;
+    let mut batch = Vec::new();
+    let mut taken = 0;
+    while batch.is_empty() {
+        let first = receiver.recv().await?;
+        if !first.reply.is_closed() {
+            taken += weight(&first.item);
+            batch.push(first);
+        }
+    }
+    while batch.len() < limits.items && taken < limits.weight {
+        match receiver.try_recv() {
+            Ok(next) if next.reply.is_closed() => {}
+            Ok(next) => {
+                taken += weight(&next.item);
+                batch.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Whether the connection failed rather than the statement: worth one more
+/// try on another connection.
+pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_))
+        || matches!(e, sqlx::Error::Database(db)
+            if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+/// Whether a failed batch is worth trying again item by item: data
+/// exceptions (class 22) and integrity violations (23) name one row;
+/// transaction rollbacks (40: deadlock, serialization) are about timing.
+pub(super) fn may_be_one_items(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("40")),
+        _ => false,
+    }
+}
