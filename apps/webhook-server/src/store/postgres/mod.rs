@@ -32,10 +32,12 @@
 //!   connection that is closed afterwards, so the session-level lock can never
 //!   stay behind in the pool.
 //!
-//! - **Batched inserts.** Deliveries that arrive together are inserted in
+//! - **Batched writes.** Deliveries that arrive together are inserted in
 //!   one statement and one transaction by a few writer tasks (half the pool,
-//!   at most 8), sorted by product so that replicas take product locks in
-//!   one order: see `insert_batch`.
+//!   at most 8), and dispatch outcomes that arrive together are recorded the
+//!   same way (two writers). Each batch takes its products' locks in
+//!   ascending key order first, so batches of any replica cannot deadlock:
+//!   see `insert_batch`, `complete_batch` and `batch_queue`.
 //!
 //! Durability: an insert is acknowledged after PostgreSQL commits it
 //! (`synchronous_commit` as configured on the server, `on` by default).
