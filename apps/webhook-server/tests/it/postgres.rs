@@ -274,6 +274,16 @@ async fn tls_connections_work_with_sslmode_require() {
     let Some(db) = TestDb::new("tls") else {
         return;
     };
+    let Some(store) = tls_store(&db, "tls").await else {
+        return;
+    };
+    store.ping().await.unwrap();
+    store.close().await;
+}
+
+/// A store connected with `sslmode=require`, or `None` (with the reason
+/// printed) when the test server has TLS off.
+async fn tls_store(db: &TestDb, test: &str) -> Option<PostgresStore> {
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let ssl: String = sqlx::query_scalar("SHOW ssl")
         .fetch_one(&mut conn)
@@ -281,17 +291,17 @@ async fn tls_connections_work_with_sslmode_require() {
         .unwrap();
     let _ = conn.close().await;
     if ssl != "on" {
-        eprintln!("skipping tls: the test server has ssl = {ssl}");
-        return;
+        eprintln!("skipping {test}: the test server has ssl = {ssl}");
+        return None;
     }
     // rustls with the webpki roots; `require` encrypts without verifying
     // the (here self-signed) certificate, as libpq does.
     let sep = if db.url.contains('?') { '&' } else { '?' };
-    let store = PostgresStore::connect(&format!("{}{sep}sslmode=require", db.url), db.options(2))
-        .await
-        .unwrap();
-    store.ping().await.unwrap();
-    store.close().await;
+    Some(
+        PostgresStore::connect(&format!("{}{sep}sslmode=require", db.url), db.options(2))
+            .await
+            .unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -665,20 +675,9 @@ async fn a_large_body_over_tls_is_stored_without_waiting_for_a_delayed_ack() {
     let Some(db) = TestDb::new("tls_large") else {
         return;
     };
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let ssl: String = sqlx::query_scalar("SHOW ssl")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
-    let _ = conn.close().await;
-    if ssl != "on" {
-        eprintln!("skipping tls_large: the test server has ssl = {ssl}");
+    let Some(store) = tls_store(&db, "tls_large").await else {
         return;
-    }
-    let sep = if db.url.contains('?') { '&' } else { '?' };
-    let store = PostgresStore::connect(&format!("{}{sep}sslmode=require", db.url), db.options(2))
-        .await
-        .unwrap();
+    };
     // A 40 KB body is three TLS records, three writes to the socket. With
     // Nagle's algorithm on (sqlx-core 0.9.0 as published; see
     // vendor/README.md) each insert waited for PostgreSQL's delayed ACK:

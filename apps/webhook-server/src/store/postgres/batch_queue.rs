@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::StoreError;
+use super::{StoreError, db_error, store_error};
 
 /// Items waiting for a writer, at most; further callers wait for room
 /// (bounded by the server's store timeout).
@@ -159,9 +159,84 @@ async fn next_batch<T, A>(
     Some(batch)
 }
 
+/// One statement for some items: an answer for each, in order.
+pub(super) type WriteAll<'a, A> =
+    Pin<Box<dyn Future<Output = Result<Vec<A>, sqlx::Error>> + Send + 'a>>;
+
+/// Writes a batch with `write_all` (one statement, one transaction) and
+/// answers each item; `rows` counts an item's rows.
+///
+/// - The connection died under the batch (a restarted or failed-over
+///   database, a terminated backend): once more, on another connection.
+///   The batch statements are written to be safe to repeat: a delivery
+///   whose first commit landed is then a duplicate, acknowledged all the
+///   same; an outcome whose first commit landed answers `false`.
+/// - An error that can belong to one row (a data or constraint error) or
+///   to the batch's timing (a deadlock): each item alone, with its own
+///   answer.
+/// - Any other (unreachable, lock timeout): every item gets the error at
+///   once; trying each again would only wait again.
+pub(super) async fn write_each<T: Sync, A>(
+    batch: Vec<Pending<T, A>>,
+    rows: fn(&T) -> u64,
+    write_all: impl for<'a> Fn(&'a [&'a T]) -> WriteAll<'a, A>,
+) -> Written {
+    let items: Vec<&T> = batch.iter().map(|p| &p.item).collect();
+    let mut result = write_all(&items).await;
+    if result.as_ref().is_err_and(connection_lost) {
+        result = write_all(&items).await;
+    }
+    let total = items.iter().map(|item| rows(item)).sum();
+    drop(items);
+    match result {
+        Ok(answers) if answers.len() == batch.len() => {
+            for (pending, answer) in batch.into_iter().zip(answers) {
+                let _ = pending.reply.send(Ok(answer));
+            }
+            Written {
+                commits: 1,
+                rows: total,
+            }
+        }
+        Ok(answers) => {
+            let reason = format!("{} answers for {} items", answers.len(), batch.len());
+            for pending in batch {
+                let _ = pending.reply.send(Err(StoreError::Corrupt(reason.clone())));
+            }
+            Written::default()
+        }
+        Err(e) if batch.len() > 1 && may_be_one_items(&e) => {
+            let mut written = Written::default();
+            for pending in batch {
+                let answer = write_all(&[&pending.item])
+                    .await
+                    .map_err(db_error)
+                    .and_then(|answers| {
+                        answers
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| StoreError::Corrupt("no answer for one item".into()))
+                    });
+                if answer.is_ok() {
+                    written.commits += 1;
+                    written.rows += rows(&pending.item);
+                }
+                let _ = pending.reply.send(answer);
+            }
+            written
+        }
+        Err(e) => {
+            for pending in batch {
+                let _ = pending.reply.send(Err(store_error(&e)));
+            }
+            Written::default()
+        }
+    }
+}
+
 /// Whether the connection failed rather than the statement: worth one more
 /// try on another connection.
-pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
+fn connection_lost(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::Tls(_))
         || matches!(e, sqlx::Error::Database(db)
             if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
@@ -170,7 +245,7 @@ pub(super) fn connection_lost(e: &sqlx::Error) -> bool {
 /// Whether a failed batch is worth trying again item by item: data
 /// exceptions (class 22) and integrity violations (23) name one row;
 /// transaction rollbacks (40: deadlock, serialization) are about timing.
-pub(super) fn may_be_one_items(e: &sqlx::Error) -> bool {
+fn may_be_one_items(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => db
             .code()

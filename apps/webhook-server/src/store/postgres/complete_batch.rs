@@ -14,10 +14,8 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 
-use super::batch_queue::{
-    BatchQueue, Limits, Pending, WriteBatch, Written, connection_lost, may_be_one_items,
-};
-use super::{db_error, delay_until, store_error};
+use super::batch_queue::{BatchQueue, Limits, Pending, WriteBatch, Written, write_each};
+use super::delay_until;
 use crate::store::{DispatchOutcome, EventStatus};
 
 /// Most outcomes one statement records.
@@ -55,46 +53,15 @@ pub(super) fn start(
 
 /// Records a batch of runs and answers each.
 async fn write(pool: &PgPool, batch: Vec<Pending<Run, Vec<bool>>>) -> Written {
-    let runs: Vec<&Run> = batch.iter().map(|p| &p.item).collect();
-    let mut result = complete_all(pool, &runs).await;
-    if result.as_ref().is_err_and(connection_lost) {
-        // Once more on another connection. Should the first commit have
-        // landed, its outcomes now answer `false` (the lease is no longer
-        // held): the dispatcher logs them as not recorded, and nothing is
-        // sent again.
-        result = complete_all(pool, &runs).await;
-    }
-    let rows: usize = runs.iter().map(|r| r.outcomes.len()).sum();
-    match result {
-        Ok(mut recorded) => {
-            for pending in batch.into_iter().rev() {
-                let mine = recorded.split_off(recorded.len() - pending.item.outcomes.len());
-                let _ = pending.reply.send(Ok(mine));
-            }
-            Written {
-                commits: 1,
-                rows: rows as u64,
-            }
-        }
-        Err(e) if batch.len() > 1 && may_be_one_items(&e) => {
-            let mut written = Written::default();
-            for pending in batch {
-                let answer = complete_all(pool, &[&pending.item]).await.map_err(db_error);
-                if answer.is_ok() {
-                    written.commits += 1;
-                    written.rows += pending.item.outcomes.len() as u64;
-                }
-                let _ = pending.reply.send(answer);
-            }
-            written
-        }
-        Err(e) => {
-            for pending in batch {
-                let _ = pending.reply.send(Err(store_error(&e)));
-            }
-            Written::default()
-        }
-    }
+    write_each(
+        batch,
+        |run| run.outcomes.len() as u64,
+        |runs| {
+            let pool = pool.clone();
+            Box::pin(async move { complete_all(&pool, runs).await })
+        },
+    )
+    .await
 }
 
 /// An outcome as the columns `catalog_complete_event` takes: status, the
@@ -117,8 +84,8 @@ fn columns(outcome: &DispatchOutcome) -> (EventStatus, Option<String>, i64, Opti
 }
 
 /// One statement, one transaction: every run's outcomes in the order given;
-/// for each, whether it was recorded.
-async fn complete_all(pool: &PgPool, runs: &[&Run]) -> Result<Vec<bool>, sqlx::Error> {
+/// for each run, whether each of its outcomes was recorded.
+async fn complete_all(pool: &PgPool, runs: &[&Run]) -> Result<Vec<Vec<bool>>, sqlx::Error> {
     let (mut ids, mut workers, mut statuses, mut errors, mut delays, mut unreadable) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for run in runs {
@@ -143,12 +110,15 @@ async fn complete_all(pool: &PgPool, runs: &[&Run]) -> Result<Vec<bool>, sqlx::E
             .bind(unreadable)
             .fetch_one(pool)
             .await?;
-    if recorded.len() == count {
-        Ok(recorded)
-    } else {
-        Err(sqlx::Error::Protocol(format!(
+    if recorded.len() != count {
+        return Err(sqlx::Error::Protocol(format!(
             "catalog_complete_events answered {} flags for {count} outcomes",
             recorded.len()
-        )))
+        )));
     }
+    let mut recorded = recorded.into_iter();
+    Ok(runs
+        .iter()
+        .map(|run| recorded.by_ref().take(run.outcomes.len()).collect())
+        .collect())
 }

@@ -22,12 +22,8 @@
 //! sorted by product (stably, so each product's events keep their order of
 //! arrival), which keeps a product's events together in `seq`.
 //!
-//! **One bad row does not fail its batch.** When a batch fails with an error
-//! that can belong to one row (a data or constraint error) or to the
-//! batch's timing (a deadlock, after a hash collision of two products'
-//! locks), each event is tried again alone and gets its own answer. Errors
-//! of the database as a whole (unreachable, lock timeout) fail the batch at
-//! once: trying each event again would only wait again.
+//! **Failures.** A row the database refuses fails alone, and a batch whose
+//! connection died is tried once more: see `batch_queue::write_each`.
 
 use std::sync::Arc;
 
@@ -35,10 +31,7 @@ use catalog_core::InsertOutcome;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 
-use super::batch_queue::{
-    BatchQueue, Limits, Pending, WriteBatch, Written, connection_lost, may_be_one_items,
-};
-use super::{StoreError, db_error, store_error};
+use super::batch_queue::{BatchQueue, Limits, Pending, WriteBatch, Written, write_each};
 use crate::store::NewEvent;
 
 /// Most events one statement inserts.
@@ -85,52 +78,15 @@ pub(super) fn start(
 async fn write(pool: &PgPool, mut batch: Vec<Pending<NewEvent, InsertOutcome>>) -> Written {
     // Each product's events together, in their order of arrival (stable).
     batch.sort_by(|a, b| lock_order(&a.item).cmp(&lock_order(&b.item)));
-    let events: Vec<&NewEvent> = batch.iter().map(|p| &p.item).collect();
-    let mut result = insert_all(pool, &events).await;
-    if result.as_ref().is_err_and(connection_lost) {
-        // The connection died under the batch (a restarted or failed-over
-        // database, a terminated backend): once more, on another. Safe
-        // even if the first commit landed and only its answer was lost:
-        // those events are then duplicates, acknowledged all the same.
-        result = insert_all(pool, &events).await;
-    }
-    match result {
-        Ok(inserted) => {
-            let written = Written {
-                commits: 1,
-                rows: events.len() as u64,
-            };
-            for (pending, inserted) in batch.into_iter().zip(inserted) {
-                let _ = pending.reply.send(Ok(outcome(inserted)));
-            }
-            written
-        }
-        Err(e) if batch.len() > 1 && may_be_one_items(&e) => {
-            let mut written = Written::default();
-            for pending in batch {
-                let answer = insert_all(pool, &[&pending.item])
-                    .await
-                    .map_err(db_error)
-                    .and_then(|inserted| {
-                        inserted.first().copied().map(outcome).ok_or_else(|| {
-                            StoreError::Corrupt("catalog_insert_events answered nothing".into())
-                        })
-                    });
-                if answer.is_ok() {
-                    written.commits += 1;
-                    written.rows += 1;
-                }
-                let _ = pending.reply.send(answer);
-            }
-            written
-        }
-        Err(e) => {
-            for pending in batch {
-                let _ = pending.reply.send(Err(store_error(&e)));
-            }
-            Written::default()
-        }
-    }
+    write_each(
+        batch,
+        |_| 1,
+        |events| {
+            let pool = pool.clone();
+            Box::pin(async move { insert_all(&pool, events).await })
+        },
+    )
+    .await
 }
 
 /// The key batches are sorted by: the product's lock (platform, store,
@@ -148,8 +104,11 @@ fn outcome(inserted: bool) -> InsertOutcome {
 }
 
 /// One statement, one transaction: `catalog_insert_events` over the events
-/// in the order given; whether each was inserted (else it was a duplicate).
-async fn insert_all(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<bool>, sqlx::Error> {
+/// in the order given; for each, inserted or a duplicate.
+async fn insert_all(
+    pool: &PgPool,
+    events: &[&NewEvent],
+) -> Result<Vec<InsertOutcome>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<String>| -> Vec<Option<String>> {
         events.iter().map(|e| f(e)).collect()
     };
@@ -189,13 +148,5 @@ async fn insert_all(pool: &PgPool, events: &[&NewEvent]) -> Result<Vec<bool>, sq
     .bind(column(|e| e.error.clone()))
     .fetch_one(pool)
     .await?;
-    if inserted.len() == events.len() {
-        Ok(inserted)
-    } else {
-        Err(sqlx::Error::Protocol(format!(
-            "catalog_insert_events answered {} flags for {} events",
-            inserted.len(),
-            events.len()
-        )))
-    }
+    Ok(inserted.into_iter().map(outcome).collect())
 }
