@@ -303,7 +303,7 @@ impl Metrics {
                     out,
                     "# HELP webhook_store_up Whether the event store answered.\n\
                      # TYPE webhook_store_up gauge\nwebhook_store_up 1\n\
-                     # HELP webhook_store_events Events stored (highest sequence number).\n\
+                     # HELP webhook_store_events Events held (SQLite: the highest sequence number given, which pruning does not lower; PostgreSQL: estimated above a million rows).\n\
                      # TYPE webhook_store_events gauge\nwebhook_store_events {}\n\
                      # HELP webhook_dispatch_queue_pending Events waiting for dispatch.\n\
                      # TYPE webhook_dispatch_queue_pending gauge\nwebhook_dispatch_queue_pending {}\n\

@@ -796,3 +796,88 @@ async fn batched_inserts_and_completions_on_two_replicas_keep_order_without_dead
     a.close().await;
     b.close().await;
 }
+
+/// A session of its own holding one product's lock in `db`'s schema until
+/// it is dropped (then the connection closes and the lock goes).
+async fn hold_product_lock(db: &TestDb, product: &str) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET search_path TO \"{}\"",
+        db.schema
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(catalog_product_lock('shopify', 's.myshopify.com', $1))",
+    )
+    .bind(product)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_product_held_up_elsewhere_does_not_fail_the_other_products_of_its_batch() {
+    let Some(db) = TestDb::new("batch_held") else {
+        return;
+    };
+    let mut options = db.options(8);
+    options.lock_timeout = Some(Duration::from_millis(2000));
+    let store = Arc::new(PostgresStore::connect(&db.url, options).await.unwrap());
+    // Some other session holds product p-held's lock (a long transaction).
+    let holder = hold_product_lock(&db, "p-held").await;
+    let mut events: Vec<_> = (0..60)
+        .map(|i| event(&format!("h-{i}"), Some(&format!("p{}", i % 20))))
+        .collect();
+    events.insert(30, event("h-held", Some("p-held")));
+    let started = std::time::Instant::now();
+    let outcomes = insert_all_at_once(&store, events).await;
+    for (i, o) in outcomes.iter().enumerate() {
+        if i == 30 {
+            // Its own wait ends at the connection's lock timeout.
+            assert!(
+                matches!(o, Err(webhook_server::store::StoreError::Database(m)) if m.contains("55P03")),
+                "{o:?}"
+            );
+        } else {
+            // The batch gave up on the lock after a quarter of it (500 ms)
+            // and stored the others one by one.
+            assert!(matches!(o, Ok(InsertOutcome::Inserted)), "{i}: {o:?}");
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(db.scalar("SELECT count(*) FROM events").await, 60);
+    drop(holder);
+    assert_eq!(
+        store.insert(event("h-held", Some("p-held"))).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn product_locks_belong_to_their_schema() {
+    let (Some(a), Some(b)) = (TestDb::new("lock_schema_a"), TestDb::new("lock_schema_b")) else {
+        return;
+    };
+    let mut options = a.options(2);
+    options.lock_timeout = Some(Duration::from_millis(1000));
+    let store_a = Arc::new(PostgresStore::connect(&a.url, options).await.unwrap());
+    let store_b = b.store().await;
+    // The same product's lock, held in the other deployment's schema, does
+    // not hold this one up.
+    let holder = hold_product_lock(&b, "p-shared").await;
+    assert_eq!(
+        store_a
+            .insert(event("shared-1", Some("p-shared")))
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+    drop(holder);
+    store_a.close().await;
+    store_b.close().await;
+}

@@ -67,7 +67,10 @@ impl<T: Send + 'static, A: Send + 'static> BatchQueue<T, A> {
         on_written: &Arc<dyn Fn(Written) + Send + Sync>,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let receiver = Arc::new(Mutex::new(Inbox {
+            receiver,
+            carried: None,
+        }));
         let writers = (0..writers.max(1))
             .map(|_| {
                 let (receiver, write, on_written) = (
@@ -127,28 +130,45 @@ impl<T: Send + 'static, A: Send + 'static> BatchQueue<T, A> {
     }
 }
 
+/// The writers' side of the queue, one writer at a time.
+struct Inbox<T, A> {
+    receiver: mpsc::Receiver<Pending<T, A>>,
+    /// An item taken from the queue that did not fit the last batch: the
+    /// next batch starts with it.
+    carried: Option<Pending<T, A>>,
+}
+
 /// Waits for the next item, then takes what else is queued, within
-/// `limits`. `None` once the queue is closed and empty. Items whose caller
-/// has stopped waiting (the store timeout ran out and the request was
-/// answered 503) are left out: the platform retries them.
+/// `limits`: an item that would take the batch over its weight waits for
+/// the next batch, unless it is the first (a heavy item goes alone). `None`
+/// once the queue is closed and empty. Items whose caller has stopped
+/// waiting (the store timeout ran out and the request was answered 503) are
+/// left out: the platform retries them.
 async fn next_batch<T, A>(
-    receiver: &Mutex<mpsc::Receiver<Pending<T, A>>>,
+    inbox: &Mutex<Inbox<T, A>>,
     limits: Limits,
     weight: fn(&T) -> usize,
 ) -> Option<Vec<Pending<T, A>>> {
-    let mut receiver = receiver.lock().await;
+    let mut inbox = inbox.lock().await;
     let mut batch = Vec::new();
     let mut taken = 0;
     while batch.is_empty() {
-        let first = receiver.recv().await?;
+        let first = match inbox.carried.take() {
+            Some(first) => first,
+            None => inbox.receiver.recv().await?,
+        };
         if !first.reply.is_closed() {
             taken += weight(&first.item);
             batch.push(first);
         }
     }
     while batch.len() < limits.items && taken < limits.weight {
-        match receiver.try_recv() {
+        match inbox.receiver.try_recv() {
             Ok(next) if next.reply.is_closed() => {}
+            Ok(next) if taken + weight(&next.item) > limits.weight => {
+                inbox.carried = Some(next);
+                break;
+            }
             Ok(next) => {
                 taken += weight(&next.item);
                 batch.push(next);
@@ -172,8 +192,9 @@ pub(super) type WriteAll<'a, A> =
 ///   whose first commit landed is then a duplicate, acknowledged all the
 ///   same; an outcome whose first commit landed answers `false`.
 /// - An error that can belong to one row (a data or constraint error) or
-///   to the batch's timing (a deadlock): each item alone, with its own
-///   answer.
+///   to the batch's timing (a deadlock, or the batch's short lock timeout:
+///   one product held up elsewhere): each item alone, with its own answer,
+///   for the callers still waiting.
 /// - Any other (unreachable, lock timeout): every item gets the error at
 ///   once; trying each again would only wait again.
 pub(super) async fn write_each<T: Sync, A>(
@@ -207,7 +228,9 @@ pub(super) async fn write_each<T: Sync, A>(
         }
         Err(e) if batch.len() > 1 && may_be_one_items(&e) => {
             let mut written = Written::default();
-            for pending in batch {
+            // Callers that stopped waiting are left out: their platform
+            // retries.
+            for pending in batch.into_iter().filter(|p| !p.reply.is_closed()) {
                 let answer = write_all(&[&pending.item])
                     .await
                     .map_err(db_error)
@@ -244,12 +267,91 @@ fn connection_lost(e: &sqlx::Error) -> bool {
 
 /// Whether a failed batch is worth trying again item by item: data
 /// exceptions (class 22) and integrity violations (23) name one row;
-/// transaction rollbacks (40: deadlock, serialization) are about timing.
+/// transaction rollbacks (40: deadlock, serialization) are about timing, as
+/// is a lock timeout (55P03) under the batch's short one.
 fn may_be_one_items(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("40")),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("22") || c.starts_with("23") || c.starts_with("40") || c == "55P03"
+        }),
         _ => false,
+    }
+}
+
+/// The lock timeout a batch statement of `items` passes to PostgreSQL:
+/// `batch_ms` for several, none (the connection's own, the store timeout)
+/// for one, which waits for nothing but its own product.
+pub(super) fn lock_timeout_for(items: usize, batch_ms: i32) -> Option<i32> {
+    (items > 1).then_some(batch_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queued item's answer, which these tests drop or ignore.
+    type Answer = oneshot::Receiver<Result<(), StoreError>>;
+
+    /// Items are their own weight.
+    fn queue(weights: &[usize]) -> (Mutex<Inbox<usize, ()>>, Vec<Answer>) {
+        let (sender, receiver) = mpsc::channel(16);
+        let mut answers = Vec::new();
+        for &w in weights {
+            let (reply, answer) = oneshot::channel();
+            sender.try_send(Pending { item: w, reply }).unwrap();
+            answers.push(answer);
+        }
+        let inbox = Mutex::new(Inbox {
+            receiver,
+            carried: None,
+        });
+        (inbox, answers)
+    }
+
+    async fn batches(inbox: &Mutex<Inbox<usize, ()>>, limits: Limits, n: usize) -> Vec<Vec<usize>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let batch = next_batch(inbox, limits, |w| *w).await.unwrap();
+            out.push(batch.into_iter().map(|p| p.item).collect());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_heavy_item_waits_for_the_next_batch_and_goes_alone() {
+        let limits = Limits {
+            items: 10,
+            weight: 100,
+        };
+        let (inbox, _answers) = queue(&[10, 20, 500, 30, 40, 50]);
+        assert_eq!(
+            batches(&inbox, limits, 3).await,
+            vec![vec![10, 20], vec![500], vec![30, 40]]
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_stop_at_the_item_limit() {
+        let limits = Limits {
+            items: 2,
+            weight: 1000,
+        };
+        let (inbox, _answers) = queue(&[1, 2, 3, 4, 5]);
+        assert_eq!(
+            batches(&inbox, limits, 3).await,
+            vec![vec![1, 2], vec![3, 4], vec![5]]
+        );
+    }
+
+    #[tokio::test]
+    async fn items_whose_caller_gave_up_are_left_out() {
+        let limits = Limits {
+            items: 10,
+            weight: 1000,
+        };
+        let (inbox, mut answers) = queue(&[1, 2, 3]);
+        drop(answers.remove(1));
+        drop(answers.remove(0));
+        assert_eq!(batches(&inbox, limits, 1).await, vec![vec![3]]);
     }
 }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use sqlx::postgres::PgPool;
 
-use super::batch_queue::{BatchQueue, Limits, Pending, WriteBatch, Written, write_each};
+use super::batch_queue::{
+    BatchQueue, Limits, Pending, WriteBatch, Written, lock_timeout_for, write_each,
+};
 use super::delay_until;
 use crate::store::{DispatchOutcome, EventStatus};
 
@@ -29,15 +31,17 @@ pub(super) struct Run {
 
 /// The completion queue: `writers` writer tasks on the current runtime (the
 /// store's), `on_written` called after each batch.
+/// `batch_lock_ms` bounds a batch's wait for its products' locks.
 pub(super) fn start(
     pool: &PgPool,
     writers: usize,
+    batch_lock_ms: i32,
     on_written: &Arc<dyn Fn(Written) + Send + Sync>,
 ) -> BatchQueue<Run, Vec<bool>> {
     let pool = pool.clone();
     let write: WriteBatch<Run, Vec<bool>> = Arc::new(move |batch| {
         let pool = pool.clone();
-        Box::pin(async move { write(&pool, batch).await })
+        Box::pin(async move { write(&pool, batch, batch_lock_ms).await })
     });
     BatchQueue::start(
         writers,
@@ -52,13 +56,13 @@ pub(super) fn start(
 }
 
 /// Records a batch of runs and answers each.
-async fn write(pool: &PgPool, batch: Vec<Pending<Run, Vec<bool>>>) -> Written {
+async fn write(pool: &PgPool, batch: Vec<Pending<Run, Vec<bool>>>, batch_lock_ms: i32) -> Written {
     write_each(
         batch,
         |run| run.outcomes.len() as u64,
         |runs| {
             let pool = pool.clone();
-            Box::pin(async move { complete_all(&pool, runs).await })
+            Box::pin(async move { complete_all(&pool, runs, batch_lock_ms).await })
         },
     )
     .await
@@ -85,7 +89,11 @@ fn columns(outcome: &DispatchOutcome) -> (EventStatus, Option<String>, i64, Opti
 
 /// One statement, one transaction: every run's outcomes in the order given;
 /// for each run, whether each of its outcomes was recorded.
-async fn complete_all(pool: &PgPool, runs: &[&Run]) -> Result<Vec<Vec<bool>>, sqlx::Error> {
+async fn complete_all(
+    pool: &PgPool,
+    runs: &[&Run],
+    batch_lock_ms: i32,
+) -> Result<Vec<Vec<bool>>, sqlx::Error> {
     let (mut ids, mut workers, mut statuses, mut errors, mut delays, mut unreadable) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for run in runs {
@@ -101,13 +109,14 @@ async fn complete_all(pool: &PgPool, runs: &[&Run]) -> Result<Vec<Vec<bool>>, sq
     }
     let count = ids.len();
     let recorded: Vec<bool> =
-        sqlx::query_scalar("SELECT catalog_complete_events($1, $2, $3, $4, $5, $6)")
+        sqlx::query_scalar("SELECT catalog_complete_events($1, $2, $3, $4, $5, $6, $7)")
             .bind(ids)
             .bind(workers)
             .bind(statuses)
             .bind(errors)
             .bind(delays)
             .bind(unreadable)
+            .bind(lock_timeout_for(count, batch_lock_ms))
             .fetch_one(pool)
             .await?;
     if recorded.len() != count {

@@ -31,7 +31,9 @@ use catalog_core::InsertOutcome;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPool;
 
-use super::batch_queue::{BatchQueue, Limits, Pending, WriteBatch, Written, write_each};
+use super::batch_queue::{
+    BatchQueue, Limits, Pending, WriteBatch, Written, lock_timeout_for, write_each,
+};
 use crate::store::NewEvent;
 
 /// Most events one statement inserts.
@@ -52,15 +54,17 @@ fn weight(e: &NewEvent) -> usize {
 
 /// The insert queue: `writers` writer tasks on the current runtime (the
 /// store's), `on_written` called after each batch.
+/// `batch_lock_ms` bounds a batch's wait for its products' locks.
 pub(super) fn start(
     pool: &PgPool,
     writers: usize,
+    batch_lock_ms: i32,
     on_written: &Arc<dyn Fn(Written) + Send + Sync>,
 ) -> BatchQueue<NewEvent, InsertOutcome> {
     let pool = pool.clone();
     let write: WriteBatch<NewEvent, InsertOutcome> = Arc::new(move |batch| {
         let pool = pool.clone();
-        Box::pin(async move { write(&pool, batch).await })
+        Box::pin(async move { write(&pool, batch, batch_lock_ms).await })
     });
     BatchQueue::start(
         writers,
@@ -75,7 +79,11 @@ pub(super) fn start(
 }
 
 /// Inserts a batch and answers each of its events.
-async fn write(pool: &PgPool, mut batch: Vec<Pending<NewEvent, InsertOutcome>>) -> Written {
+async fn write(
+    pool: &PgPool,
+    mut batch: Vec<Pending<NewEvent, InsertOutcome>>,
+    batch_lock_ms: i32,
+) -> Written {
     // Each product's events together, in their order of arrival (stable).
     batch.sort_by(|a, b| lock_order(&a.item).cmp(&lock_order(&b.item)));
     write_each(
@@ -83,7 +91,7 @@ async fn write(pool: &PgPool, mut batch: Vec<Pending<NewEvent, InsertOutcome>>) 
         |_| 1,
         |events| {
             let pool = pool.clone();
-            Box::pin(async move { insert_all(&pool, events).await })
+            Box::pin(async move { insert_all(&pool, events, batch_lock_ms).await })
         },
     )
     .await
@@ -108,13 +116,14 @@ fn outcome(inserted: bool) -> InsertOutcome {
 async fn insert_all(
     pool: &PgPool,
     events: &[&NewEvent],
+    batch_lock_ms: i32,
 ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
     let column = |f: fn(&NewEvent) -> Option<String>| -> Vec<Option<String>> {
         events.iter().map(|e| f(e)).collect()
     };
     let inserted: Vec<bool> = sqlx::query_scalar(
         "SELECT catalog_insert_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-         $14, $15)",
+         $14, $15, $16)",
     )
     .bind(column(|e| Some(e.id.clone())))
     .bind(column(|e| Some(e.platform.clone())))
@@ -146,6 +155,7 @@ async fn insert_all(
     )
     .bind(column(|e| Some(e.status.as_str().to_owned())))
     .bind(column(|e| e.error.clone()))
+    .bind(lock_timeout_for(events.len(), batch_lock_ms))
     .fetch_one(pool)
     .await?;
     Ok(inserted.into_iter().map(outcome).collect())

@@ -313,8 +313,140 @@ $$;
     ),
     (
         6,
-        "batched writes",
+        "batched writes, product locks per schema",
         r"
+-- Product locks are per schema: two deployments in two schemas of one
+-- database no longer share them (a lock held in one held up the same
+-- product in the other). The functions that take them are replaced in
+-- place, same signatures and answers, so replicas of every version agree.
+CREATE FUNCTION catalog_product_lock(p_platform text, p_store text, p_product_key text)
+RETURNS bigint LANGUAGE sql STABLE AS $$
+    SELECT hashtextextended(current_schema() || chr(31) || p_platform || chr(31) || p_store
+        || chr(31) || p_product_key, 20261128)
+$$;
+
+CREATE OR REPLACE FUNCTION catalog_insert_event(
+    p_id text, p_platform text, p_store text, p_topic text, p_raw_topic text,
+    p_event_id text, p_delivery_id text, p_product_id text, p_product_key text,
+    p_triggered_at timestamptz, p_received_at timestamptz, p_product text,
+    p_raw_body bytea, p_status text, p_error text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF p_status = 'pending' THEN
+        PERFORM pg_advisory_xact_lock(
+            catalog_product_lock(p_platform, p_store, p_product_key));
+    END IF;
+    INSERT INTO events (id, platform, store, topic, raw_topic, event_id, delivery_id,
+        product_id, product_key, triggered_at, received_at, product, raw_body, status,
+        error, next_attempt_at, ready)
+    VALUES (p_id, p_platform, p_store, p_topic, p_raw_topic, p_event_id, p_delivery_id,
+        p_product_id, p_product_key, p_triggered_at, p_received_at, p_product, p_raw_body,
+        p_status, p_error, statement_timestamp(),
+        p_status = 'pending' AND NOT EXISTS (SELECT 1 FROM events o
+            WHERE o.status = 'pending' AND o.platform = p_platform AND o.store = p_store
+              AND o.product_key = p_product_key))
+    ON CONFLICT (id) DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n = 1;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION catalog_complete_event(
+    p_id text, p_worker text, p_status text, p_error text, p_delay_ms bigint)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+    was_ready boolean;
+BEGIN
+    SELECT platform, store, product_key INTO k FROM events WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_advisory_xact_lock(
+        catalog_product_lock(k.platform, k.store, k.product_key));
+    SELECT ready INTO was_ready FROM events WHERE id = p_id;
+    UPDATE events SET status = p_status, attempts = attempts + 1,
+        last_error = COALESCE(p_error, last_error),
+        next_attempt_at = statement_timestamp() + p_delay_ms * interval '1 millisecond',
+        lease_owner = NULL, lease_until = NULL,
+        ready = ready AND p_status = 'pending'
+    WHERE id = p_id AND lease_owner = p_worker AND status = 'pending';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- The product's ready event left `pending`: its oldest pending one is next.
+    IF was_ready AND p_status <> 'pending' THEN
+        UPDATE events SET ready = true
+        WHERE seq = (SELECT min(seq) FROM events WHERE status = 'pending'
+            AND platform = k.platform AND store = k.store AND product_key = k.product_key);
+    END IF;
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION catalog_replay_event(p_id text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+BEGIN
+    SELECT platform, store, product_key INTO k FROM events WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_advisory_xact_lock(
+        catalog_product_lock(k.platform, k.store, k.product_key));
+    -- Ready at once unless another event of the product is (it goes first,
+    -- then this one, as the oldest pending).
+    UPDATE events SET status = 'pending', attempts = 0,
+        next_attempt_at = statement_timestamp(), lease_owner = NULL, lease_until = NULL,
+        ready = NOT EXISTS (SELECT 1 FROM events o WHERE o.status = 'pending' AND o.ready
+            AND o.platform = k.platform AND o.store = k.store
+            AND o.product_key = k.product_key AND o.id <> p_id)
+    WHERE id = p_id;
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION catalog_replay(p_id text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+BEGIN
+    SELECT platform, store, product_key INTO k FROM events WHERE id = p_id;
+    IF NOT FOUND THEN
+        RETURN 'not_found';
+    END IF;
+    PERFORM pg_advisory_xact_lock(
+        catalog_product_lock(k.platform, k.store, k.product_key));
+    UPDATE events SET status = 'pending', attempts = 0,
+        next_attempt_at = statement_timestamp(), lease_owner = NULL, lease_until = NULL,
+        ready = ready AND status = 'pending'
+    WHERE id = p_id
+        AND NOT (status = 'pending' AND lease_until IS NOT NULL
+            AND lease_until > statement_timestamp());
+    IF NOT FOUND THEN
+        RETURN 'in_flight';
+    END IF;
+    -- Row locks settle a race with a claim: a head leased meanwhile fails
+    -- the lease condition here and keeps its turn; one unreadied here is
+    -- skipped by claims (SKIP LOCKED, then no longer ready).
+    UPDATE events SET ready = false
+    WHERE status = 'pending' AND ready
+        AND platform = k.platform AND store = k.store AND product_key = k.product_key
+        AND attempts = 0
+        AND (lease_until IS NULL OR lease_until <= statement_timestamp());
+    IF NOT EXISTS (SELECT 1 FROM events WHERE status = 'pending' AND ready
+            AND platform = k.platform AND store = k.store AND product_key = k.product_key) THEN
+        UPDATE events SET ready = true
+        WHERE seq = (SELECT min(seq) FROM events WHERE status = 'pending'
+            AND platform = k.platform AND store = k.store AND product_key = k.product_key);
+    END IF;
+    RETURN 'queued';
+END
+$$;
+
 -- Batched writes: several deliveries, or several dispatch outcomes, in one
 -- transaction. Each first takes the advisory locks of every product it
 -- touches, in ascending order of the lock key, so that any two of these
@@ -323,12 +455,19 @@ $$;
 -- (advisory locks are re-entrant within a transaction). Events stored as
 -- failed take their key's lock too: a duplicate of one then waits at the
 -- lock rather than on the other transaction's uncommitted row while
--- holding locks of its own.
-CREATE FUNCTION catalog_lock_products(p_keys bigint[])
+-- holding locks of its own. A batch waits for locks at most
+-- p_lock_timeout_ms (when given): one product held up elsewhere must not
+-- hold up the batch's other products, or other batches waiting for the
+-- locks this one has taken, for long; the writer then retries each event
+-- alone.
+CREATE FUNCTION catalog_lock_products(p_keys bigint[], p_lock_timeout_ms integer)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     k bigint;
 BEGIN
+    IF p_lock_timeout_ms IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+    END IF;
     FOR k IN SELECT DISTINCT u FROM unnest(p_keys) AS u ORDER BY u LOOP
         PERFORM pg_advisory_xact_lock(k);
     END LOOP;
@@ -342,14 +481,14 @@ CREATE FUNCTION catalog_insert_events(
     p_id text[], p_platform text[], p_store text[], p_topic text[], p_raw_topic text[],
     p_event_id text[], p_delivery_id text[], p_product_id text[], p_product_key text[],
     p_triggered_at timestamptz[], p_received_at timestamptz[], p_product text[],
-    p_raw_body bytea[], p_status text[], p_error text[])
+    p_raw_body bytea[], p_status text[], p_error text[], p_lock_timeout_ms integer)
 RETURNS boolean[] LANGUAGE plpgsql AS $$
 DECLARE
     inserted boolean[] := '{}';
 BEGIN
     PERFORM catalog_lock_products(ARRAY(
-        SELECT hashtextextended(pl || chr(31) || st || chr(31) || pk, 20261128)
-        FROM unnest(p_platform, p_store, p_product_key) AS t(pl, st, pk)));
+        SELECT catalog_product_lock(pl, st, pk)
+        FROM unnest(p_platform, p_store, p_product_key) AS t(pl, st, pk)), p_lock_timeout_ms);
     FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
         inserted := inserted || catalog_insert_event(p_id[i], p_platform[i], p_store[i],
             p_topic[i], p_raw_topic[i], p_event_id[i], p_delivery_id[i], p_product_id[i],
@@ -366,15 +505,15 @@ $$;
 -- was recorded (the lease was still the worker's).
 CREATE FUNCTION catalog_complete_events(
     p_id text[], p_worker text[], p_status text[], p_error text[], p_delay_ms bigint[],
-    p_unreadable text[])
+    p_unreadable text[], p_lock_timeout_ms integer)
 RETURNS boolean[] LANGUAGE plpgsql AS $$
 DECLARE
     done boolean[] := '{}';
     ok boolean;
 BEGIN
     PERFORM catalog_lock_products(ARRAY(
-        SELECT hashtextextended(platform || chr(31) || store || chr(31) || product_key, 20261128)
-        FROM events WHERE id = ANY(p_id)));
+        SELECT catalog_product_lock(platform, store, product_key)
+        FROM events WHERE id = ANY(p_id)), p_lock_timeout_ms);
     FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
         ok := catalog_complete_event(p_id[i], p_worker[i], p_status[i], p_error[i],
             p_delay_ms[i]);
@@ -500,6 +639,17 @@ impl Counters {
         self.commits.fetch_add(commits, Ordering::Relaxed);
         self.writes.fetch_add(writes, Ordering::Relaxed);
     }
+}
+
+/// How long a batch statement waits for its products' locks: a quarter of
+/// the connections' lock timeout (the store timeout), at most a second. Far
+/// above the few milliseconds a product's lock is held by another batch;
+/// short enough that a product held up elsewhere (a long transaction, a
+/// stuck session) delays the batch's other deliveries by that much, not by
+/// the whole store timeout, before each is tried alone.
+fn batch_lock_timeout_ms(lock_timeout: Option<Duration>) -> i32 {
+    let quarter = lock_timeout.map_or(i64::MAX, |t| millis(t) / 4);
+    i32::try_from(quarter.clamp(1, 1000)).unwrap_or(1000)
 }
 
 /// Completion writers: dispatch outcomes arrive at the rate events are sent,
@@ -637,14 +787,20 @@ impl PostgresStore {
             }
         };
         let counters = Arc::new(Counters::default());
+        let batch_lock_ms = batch_lock_timeout_ms(options.lock_timeout);
         let (inserts, completions) = {
             let _runtime = handle.enter();
             let counted = Arc::clone(&counters);
             let on_written: Arc<dyn Fn(Written) + Send + Sync> =
                 Arc::new(move |w: Written| counted.add(w.commits, w.rows));
             (
-                insert_batch::start(&pool, insert_writers(max_connections), &on_written),
-                complete_batch::start(&pool, COMPLETION_WRITERS, &on_written),
+                insert_batch::start(
+                    &pool,
+                    insert_writers(max_connections),
+                    batch_lock_ms,
+                    &on_written,
+                ),
+                complete_batch::start(&pool, COMPLETION_WRITERS, batch_lock_ms, &on_written),
             )
         };
         Ok(Self {
