@@ -82,7 +82,7 @@ PG_SCHEMA=""
 stop() {
     if [[ -n "$PID" ]]; then kill -TERM "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; PID=""; fi
     if [[ -n "$PG_SCHEMA" ]]; then
-        psql -q "$BENCH_DATABASE_URL" -c "DROP SCHEMA IF EXISTS \"$PG_SCHEMA\" CASCADE" >/dev/null || true
+        PGOPTIONS="-c client_min_messages=warning" psql -q "$BENCH_DATABASE_URL" -c "DROP SCHEMA IF EXISTS \"$PG_SCHEMA\" CASCADE" >/dev/null || true
         PG_SCHEMA=""
     fi
 }

@@ -5,7 +5,7 @@
 //! Each request hands its event to a queue and waits for its own answer,
 //! which comes only after the batch's commit: acknowledgement still follows
 //! durability. A few writer tasks take turns at the queue; each takes what is
-//! waiting (up to [`MAX_BATCH`]) and inserts it with `catalog_insert_events`
+//! waiting (up to [`MAX_BATCH`] events, [`MAX_BATCH_BYTES`]) and inserts it with `catalog_insert_events`
 //! (migration 6), which runs `catalog_insert_event` for each in turn. Under
 //! light load a batch is one event and nothing waits; under load batches
 //! grow while the previous ones commit, as in the SQLite writer.
@@ -36,15 +36,17 @@ use super::batch_queue::{
 };
 use crate::store::NewEvent;
 
-/// Most events one statement inserts.
-const MAX_BATCH: usize = 64;
+/// Most events one statement inserts. Fewer events a batch means fewer
+/// products' locks held at once (which other batches of those products wait
+/// for); 16 lost nothing against 32 or 64 (`docs/performance.md`, tenth
+/// session).
+const MAX_BATCH: usize = 16;
 
-/// Most bytes of event data one statement carries (a larger event goes
-/// alone): bounds the statement's size and how long a batch holds its
-/// products' locks, which other batches of those products wait for.
-/// Batches of up to 64 bodies of 2.2 KB (140 KB) gave a p99 of 255 to 539 ms
-/// where this cap gave 14 ms (tenth session, over a Unix socket).
-const MAX_BATCH_BYTES: usize = 48 * 1024;
+/// Most bytes of event data one statement carries; an event that would take
+/// a batch over it waits for the next, and a larger one goes alone. With 40
+/// KB bodies a cap of 48 KB (one body a batch) stored 1,078 a second, 256 KB
+/// 1,912 to 2,001; with 2.2 KB bodies the cap makes no difference.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// What an event adds to a statement, roughly: its body, its normalised
 /// product and its other columns.
