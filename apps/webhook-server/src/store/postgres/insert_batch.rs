@@ -6,9 +6,10 @@
 //! which comes only after the batch's commit: acknowledgement still follows
 //! durability. A few writer tasks take turns at the queue; each takes what is
 //! waiting (up to [`MAX_BATCH`] events and [`MAX_BATCH_BYTES`]) and inserts
-//! it with `catalog_insert_events` (migration 6), which runs `catalog_insert_event` for each in turn. Under
-//! light load a batch is one event and nothing waits; under load batches
-//! grow while the previous ones commit, as in the SQLite writer.
+//! it with `catalog_insert_events` (migration 6), which runs
+//! `catalog_insert_event` for each in turn. Under light load a batch is one
+//! event and nothing waits; under load batches grow while the previous ones
+//! commit, as in the SQLite writer.
 //!
 //! **Lock order.** An insert takes its product's advisory lock, and a
 //! duplicate waits on the first copy's uncommitted row. Two transactions
