@@ -17,7 +17,7 @@
 //!   SQLite, so events of one product go out in order: a `ready` flag marks
 //!   it, moved from one event to the next under a per-product advisory
 //!   transaction lock by insert, completion and replay (SQL functions of
-//!   migration 2, one round trip each). Claims read only ready rows, so their
+//!   migration 2, keyed by schema since migration 6, one round trip each). Claims read only ready rows, so their
 //!   cost does not grow with the backlog queued behind them: with 200,000
 //!   pending events behind 1,000 products waiting for a retry, a claim that
 //!   finds nothing takes 3 ms instead of the 1.1 s a `NOT EXISTS` scan took.
@@ -31,7 +31,6 @@
 //!   wait for each other instead of racing. The migration runs on a dedicated
 //!   connection that is closed afterwards, so the session-level lock can never
 //!   stay behind in the pool.
-//!
 //! - **Batched writes.** Deliveries that arrive together are inserted in
 //!   one statement and one transaction by a few writer tasks (half the pool,
 //!   at most 8), and dispatch outcomes that arrive together are recorded the
