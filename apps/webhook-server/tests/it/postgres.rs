@@ -16,7 +16,7 @@ use webhook_server::store::{
     DispatchOutcome, EventStatus, EventStore, PostgresOptions, PostgresStore,
 };
 
-use crate::suite::{event, retention_suite, suite};
+use crate::suite::{event, retention_suite, runs_suite, suite};
 
 /// A schema of its own on the test database, dropped (with everything in it)
 /// when this goes out of scope, even when the test fails.
@@ -125,6 +125,16 @@ async fn postgres_store_retention() {
     };
     let store = db.store().await;
     retention_suite(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn postgres_store_runs() {
+    let Some(db) = TestDb::new("runs") else {
+        return;
+    };
+    let store = db.store().await;
+    runs_suite(store.clone()).await;
     store.close().await;
 }
 
@@ -880,4 +890,137 @@ async fn product_locks_belong_to_their_schema() {
     drop(holder);
     store_a.close().await;
     store_b.close().await;
+}
+
+#[tokio::test]
+async fn runs_claimed_by_two_replicas_go_out_in_order_once_each_across_failures() {
+    let Some(db) = TestDb::new("runs_two") else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    // Deliveries keep arriving (on both replicas) while both dispatch in
+    // runs of up to 8; every 7th attempt fails and is due again at once, so
+    // runs are cut, their rest released, and the product's next claim
+    // starts at the failed event.
+    let inserting = {
+        let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+        tokio::spawn(async move {
+            for round in 0..6 {
+                let events: Vec<_> = (0..100)
+                    .map(|i| event(&format!("r{round}-{i}"), Some(&format!("p{}", i % 5))))
+                    .collect();
+                let (first, second) = events.split_at(50);
+                let (ra, rb) = tokio::join!(
+                    insert_all_at_once(&a, first.to_vec()),
+                    insert_all_at_once(&b, second.to_vec())
+                );
+                assert!(ra.iter().chain(rb.iter()).all(Result::is_ok));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let attempts = Arc::new(AtomicU32::new(0));
+    // (product, seq) of each delivered event, in the order it went out.
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::<(String, i64)>::new()));
+    let longest_run = Arc::new(AtomicU32::new(0));
+    let dispatch = |store: Arc<PostgresStore>, worker: &'static str| {
+        let (attempts, delivered, longest_run) = (
+            Arc::clone(&attempts),
+            Arc::clone(&delivered),
+            Arc::clone(&longest_run),
+        );
+        tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                let events = store
+                    .claim_runs(worker, Duration::from_secs(30), 3, 8)
+                    .await
+                    .unwrap();
+                if events.is_empty() {
+                    idle += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                idle = 0;
+                // Each product's run, in order, as the dispatcher does.
+                let mut runs: Vec<Vec<webhook_server::store::StoredEvent>> = Vec::new();
+                for e in events {
+                    match runs.last_mut() {
+                        Some(run) if run[0].event.product_key() == e.event.product_key() => {
+                            run.push(e);
+                        }
+                        _ => runs.push(vec![e]),
+                    }
+                }
+                for run in runs {
+                    longest_run.fetch_max(u32::try_from(run.len()).unwrap(), Ordering::Relaxed);
+                    let mut outcomes = Vec::new();
+                    let mut unattempted = Vec::new();
+                    for e in run {
+                        if !unattempted.is_empty()
+                            || outcomes
+                                .iter()
+                                .any(|(_, o)| !matches!(o, DispatchOutcome::Delivered))
+                        {
+                            unattempted.push(e.event.id.clone());
+                        } else if attempts.fetch_add(1, Ordering::Relaxed) % 7 == 6 {
+                            outcomes.push((
+                                e.event.id.clone(),
+                                DispatchOutcome::Retry {
+                                    error: "downstream 503".into(),
+                                    at: chrono::Utc::now() - chrono::Duration::seconds(1),
+                                },
+                            ));
+                        } else {
+                            delivered
+                                .lock()
+                                .unwrap()
+                                .push((e.event.product_key().to_owned(), e.seq));
+                            outcomes.push((e.event.id.clone(), DispatchOutcome::Delivered));
+                        }
+                    }
+                    let recorded = store.complete_run(worker, outcomes).await.unwrap();
+                    assert!(recorded.iter().all(|r| *r), "an outcome was not recorded");
+                    store.release(&unattempted, worker).await.unwrap();
+                }
+            }
+        })
+    };
+    let (da, db_) = (
+        dispatch(Arc::clone(&a), "wa"),
+        dispatch(Arc::clone(&b), "wb"),
+    );
+    inserting.await.unwrap();
+    da.await.unwrap();
+    db_.await.unwrap();
+
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM events WHERE status = 'delivered'")
+            .await,
+        600
+    );
+    // Each event delivered once, and each product's in `seq` order.
+    let delivered = delivered.lock().unwrap().clone();
+    assert_eq!(delivered.len(), 600);
+    let mut last = std::collections::HashMap::new();
+    for (product, seq) in delivered {
+        let previous = last.insert(product.clone(), seq).unwrap_or(i64::MIN);
+        assert!(
+            previous < seq,
+            "{product}: {seq} delivered after {previous}"
+        );
+    }
+    assert!(
+        longest_run.load(Ordering::Relaxed) > 1,
+        "no run had followers: the test did not exercise runs"
+    );
+    assert_eq!(db.scalar(READY_WRONG).await, 0);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM events WHERE lease_owner IS NOT NULL")
+            .await,
+        0,
+        "a lease was left behind"
+    );
+    a.close().await;
+    b.close().await;
 }

@@ -546,7 +546,7 @@ pub(crate) async fn retention_suite(store: Arc<dyn EventStore>) {
 }
 
 /// Runs (`EventStore::claim_runs`, `EventStore::release`), for stores that
-/// claim them (memory, SQLite): a product's head comes with the events
+/// claim them (memory, SQLite, PostgreSQL): a product's head comes with the events
 /// behind it, in order; a leased event stops a run; released events can be
 /// claimed again at once.
 pub(crate) async fn runs_suite(store: Arc<dyn EventStore>) {

@@ -537,6 +537,98 @@ macro_rules! columns {
     };
 }
 
+/// The due heads a claim takes, locked: `$2` most, oldest first.
+macro_rules! claim_heads {
+    () => {
+        "SELECT e.seq, e.platform, e.store, e.product_key FROM events e
+        WHERE e.status = 'pending' AND e.ready
+          AND e.next_attempt_at <= statement_timestamp()
+          AND (e.lease_until IS NULL OR e.lease_until <= statement_timestamp())
+        ORDER BY e.seq
+        LIMIT $2
+        FOR UPDATE OF e SKIP LOCKED"
+    };
+}
+
+/// Claims heads: `$1` worker, `$2` most heads, `$3` lease in ms.
+///
+/// Select and lease in one statement: rows another replica is leasing right
+/// now are skipped (SKIP LOCKED), rows it leased a moment ago fail the
+/// re-checked lease condition. Only `ready` events (the oldest pending event
+/// of each product, maintained under a product lock by insert, complete and
+/// replay) are candidates, which keeps every product's events in order and
+/// the scan as short as the number of products with work, whatever the
+/// backlog behind them.
+const CLAIM_HEADS: &str = concat!(
+    "WITH heads AS (",
+    claim_heads!(),
+    "), leased AS (
+        UPDATE events u SET lease_owner = $1,
+            lease_until = statement_timestamp() + $3 * interval '1 millisecond'
+        FROM heads WHERE u.seq = heads.seq
+        RETURNING u.*
+    )
+    SELECT ",
+    columns!(),
+    " FROM leased ORDER BY seq"
+);
+
+/// Claims heads as [`CLAIM_HEADS`], each with up to `$4` of the pending
+/// events behind it in its product's order (see [`EventStore::claim_runs`]).
+///
+/// A follower is taken only while every event before it in the run is: one
+/// not due, leased, or locked by another transaction right now (a replay, a
+/// late completion) ends the run there, since the events behind it must not
+/// overtake it. Followers are read from the pending-per-product index, and
+/// only when the head is its product's oldest pending event: an older one
+/// (replayed while the head was in flight) goes right after the head, before
+/// them. Rows are locked (SKIP LOCKED) and their conditions re-checked on
+/// their latest version before the run is cut, so two claims never lease
+/// one event.
+const CLAIM_RUNS: &str = concat!(
+    "WITH heads AS (",
+    claim_heads!(),
+    "), behind AS (
+        SELECT h.seq AS head, f.seq,
+            row_number() OVER (PARTITION BY h.seq ORDER BY f.seq) AS pos
+        FROM heads h
+        CROSS JOIN LATERAL (
+            SELECT o.seq FROM events o
+            WHERE o.status = 'pending' AND o.platform = h.platform AND o.store = h.store
+              AND o.product_key = h.product_key AND o.seq > h.seq
+            ORDER BY o.seq
+            LIMIT $4
+        ) f
+        WHERE NOT EXISTS (SELECT 1 FROM events p WHERE p.status = 'pending'
+            AND p.platform = h.platform AND p.store = h.store
+            AND p.product_key = h.product_key AND p.seq < h.seq)
+    ), free AS (
+        SELECT e.seq FROM events e
+        WHERE e.seq IN (SELECT seq FROM behind)
+          AND e.status = 'pending' AND NOT e.ready
+          AND e.next_attempt_at <= statement_timestamp()
+          AND (e.lease_until IS NULL OR e.lease_until <= statement_timestamp())
+        FOR UPDATE OF e SKIP LOCKED
+    ), runs AS (
+        SELECT b.head, b.seq FROM behind b
+        WHERE NOT EXISTS (SELECT 1 FROM behind g
+            WHERE g.head = b.head AND g.pos <= b.pos
+              AND NOT EXISTS (SELECT 1 FROM free WHERE free.seq = g.seq))
+    ), claimed AS (
+        SELECT seq AS head, seq FROM heads
+        UNION ALL
+        SELECT head, seq FROM runs
+    ), leased AS (
+        UPDATE events u SET lease_owner = $1,
+            lease_until = statement_timestamp() + $3 * interval '1 millisecond'
+        FROM claimed c WHERE u.seq = c.seq
+        RETURNING c.head, u.*
+    )
+    SELECT ",
+    columns!(),
+    " FROM leased ORDER BY head, seq"
+);
+
 /// Above this many rows (PostgreSQL's estimate) `stats` reports the estimate
 /// instead of counting every row on each metrics scrape.
 const EXACT_COUNT_BELOW: f32 = 1_000_000.0;
@@ -943,48 +1035,62 @@ impl EventStore for PostgresStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.claim_runs(worker_id, lease, limit, 1).await
+    }
+
+    async fn claim_runs(
+        &self,
+        worker_id: &str,
+        lease: Duration,
+        limit: usize,
+        run: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let worker = worker_id.to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let behind = i64::try_from(run.saturating_sub(1)).unwrap_or(i64::MAX);
         let lease = millis(lease).max(1);
-        // Select and lease in one statement: rows another replica is leasing
-        // right now are skipped (SKIP LOCKED), rows it leased a moment ago
-        // fail the re-checked lease condition. Only `ready` events (the
-        // oldest pending event of each product, maintained under a product
-        // lock by insert, complete and replay) are candidates, which keeps
-        // every product's events in order and the scan as short as the
-        // number of products with work, whatever the backlog behind them.
         let events = self
             .run(move |pool| async move {
-                let rows = sqlx::query(concat!(
-                    "WITH due AS (
-                        SELECT e.seq FROM events e
-                        WHERE e.status = 'pending' AND e.ready
-                          AND e.next_attempt_at <= statement_timestamp()
-                          AND (e.lease_until IS NULL OR e.lease_until <= statement_timestamp())
-                        ORDER BY e.seq
-                        LIMIT $2
-                        FOR UPDATE OF e SKIP LOCKED
-                    ), leased AS (
-                        UPDATE events u SET lease_owner = $1,
-                            lease_until = statement_timestamp() + $3 * interval '1 millisecond'
-                        FROM due WHERE u.seq = due.seq
-                        RETURNING u.*
-                    )
-                    SELECT ",
-                    columns!(),
-                    " FROM leased ORDER BY seq"
-                ))
-                .bind(&worker)
-                .bind(limit)
-                .bind(lease)
-                .fetch_all(&pool)
-                .await
-                .map_err(db_error)?;
+                let query = sqlx::query(if behind == 0 { CLAIM_HEADS } else { CLAIM_RUNS })
+                    .bind(&worker)
+                    .bind(limit)
+                    .bind(lease);
+                let query = if behind == 0 {
+                    query
+                } else {
+                    query.bind(behind)
+                };
+                let rows = query.fetch_all(&pool).await.map_err(db_error)?;
                 read_rows(&rows)
             })
             .await?;
         self.count_writes(events.len() as u64);
         Ok(events)
+    }
+
+    async fn release(&self, ids: &[String], worker_id: &str) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (ids, worker) = (ids.to_vec(), worker_id.to_owned());
+        // Followers only: they are not ready, so no product lock is needed
+        // (claims lock rows, and only ever lease a follower behind its
+        // product's head).
+        let released = self
+            .run(move |pool| async move {
+                sqlx::query(
+                    "UPDATE events SET lease_owner = NULL, lease_until = NULL \
+                     WHERE id = ANY($1) AND lease_owner = $2 AND status = 'pending'",
+                )
+                .bind(&ids)
+                .bind(&worker)
+                .execute(&pool)
+                .await
+                .map_err(db_error)
+            })
+            .await?;
+        self.count_writes(released.rows_affected());
+        Ok(())
     }
 
     async fn complete(
