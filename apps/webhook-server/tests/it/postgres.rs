@@ -133,8 +133,68 @@ async fn postgres_store_runs() {
     let Some(db) = TestDb::new("runs") else {
         return;
     };
-    let store = db.store().await;
+    // Full runs even right after the inserts (the suite's claims follow
+    // them at once); the cut while deliveries arrive is tested below.
+    let mut options = db.options(8);
+    options.run_while_ingesting = usize::MAX;
+    let store = Arc::new(PostgresStore::connect(&db.url, options).await.unwrap());
     runs_suite(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn runs_are_cut_short_while_deliveries_arrive_and_go_in_full_after() {
+    let Some(db) = TestDb::new("runs_cut") else {
+        return;
+    };
+    let store = db.store().await;
+    for i in 0..10 {
+        store
+            .insert(event(&format!("c{i}"), Some("pc")))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let names = |events: &[webhook_server::store::StoredEvent]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.event.event_id.as_str().to_owned())
+            .collect()
+    };
+    let deliver = |events: Vec<webhook_server::store::StoredEvent>| {
+        let store = Arc::clone(&store);
+        async move {
+            let outcomes = events
+                .into_iter()
+                .map(|e| (e.event.id, DispatchOutcome::Delivered))
+                .collect();
+            assert!(
+                store
+                    .complete_run("w", outcomes)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .all(|r| r)
+            );
+        }
+    };
+    // Deliveries arrived a moment ago: the default run while ingesting.
+    let claimed = store.claim_runs("w", lease, 10, 16).await.unwrap();
+    assert_eq!(names(&claimed), ["c0", "c1"]);
+    deliver(claimed).await;
+    // None for a while: the rest in one run.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let claimed = store.claim_runs("w", lease, 10, 16).await.unwrap();
+    assert_eq!(
+        names(&claimed),
+        ["c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
+    );
+    deliver(claimed).await;
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM events WHERE status = 'delivered'")
+            .await,
+        10
+    );
     store.close().await;
 }
 
