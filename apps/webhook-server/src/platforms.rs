@@ -9,6 +9,7 @@ use anyhow::bail;
 
 use catalog_core::webhook::{HmacVerifier, WebhookSource};
 use catalog_core::{PlatformId, Topic};
+use secrecy::SecretString;
 
 use crate::settings::{PlatformSettings, Settings};
 
@@ -55,11 +56,13 @@ impl Verifiers {
     /// # Errors
     /// When a secret is empty (names the key).
     pub fn from_settings(name: &str, s: &PlatformSettings) -> anyhow::Result<Self> {
-        Self::from_settings_with(name, s, |id| Ok(id.to_owned()))
+        Self::from_settings_with(name, s, |id| Ok(id.to_owned()), |secrets| secrets)
     }
 
     /// As [`Verifiers::from_settings`], with the platform's own normalisation
-    /// of configured store ids (WooCommerce: a bare domain means `https://`).
+    /// of configured store ids (WooCommerce: a bare domain means `https://`)
+    /// and of secrets (WooCommerce: a secret with HTML entities is also
+    /// accepted decoded, the form it signs with).
     ///
     /// # Errors
     /// When a secret is empty or a store id is invalid (names the key).
@@ -67,6 +70,7 @@ impl Verifiers {
         name: &str,
         s: &PlatformSettings,
         normalise: impl Fn(&str) -> Result<String, String>,
+        signing: impl Fn(Vec<SecretString>) -> Vec<SecretString>,
     ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
         let shared = s
@@ -76,7 +80,7 @@ impl Verifiers {
         if s.stores.is_empty() {
             return Ok(match shared {
                 Some(secret) => Self::AnyStore(
-                    HmacVerifier::new([secret.clone()])
+                    HmacVerifier::new(signing(vec![secret.clone()]))
                         .map_err(|e| anyhow::anyhow!("{name}.webhook_secret: {e}"))?,
                 ),
                 None => Self::Unconfigured,
@@ -95,7 +99,7 @@ impl Verifiers {
             } else {
                 store.secrets.clone()
             };
-            let verifier = HmacVerifier::new(secrets).map_err(|e| {
+            let verifier = HmacVerifier::new(signing(secrets)).map_err(|e| {
                 anyhow::anyhow!(
                     "{name}.stores[{i}].secrets: {e} (give the store `secrets`, a `client_secret`, or set {name}.webhook_secret)"
                 )
@@ -306,6 +310,7 @@ impl Platforms {
                 "woocommerce",
                 &settings.woocommerce,
                 catalog_woocommerce::store_identity,
+                catalog_woocommerce::signing_secrets,
             )?,
         ));
         #[cfg(not(feature = "woocommerce"))]

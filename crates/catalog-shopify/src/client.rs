@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use catalog_core::catalog::stream_pages;
@@ -266,7 +267,7 @@ impl Default for ShopifyClientBuilder {
                 base: Duration::from_millis(500),
                 max: Duration::from_secs(30),
             },
-            page_size: 25,
+            page_size: 16,
             variants_per_product: 20,
             media_per_product: 5,
             currency: None,
@@ -359,8 +360,11 @@ impl ShopifyClientBuilder {
         self
     }
 
-    /// Products per page (default 25, at most 250; lowered if the estimated
-    /// query cost would exceed Shopify's 1000-point limit).
+    /// Products per page (default 16, at most 250). Lowered to what fits
+    /// Shopify's 1000-point query cost limit by the documented cost rules
+    /// (16 with the default variants and media per product), and lowered
+    /// again, for the client's life, if Shopify prices a page higher and
+    /// refuses it (`MAX_COST_EXCEEDED`: the page is retried smaller).
     pub fn page_size(mut self, size: u32) -> Self {
         self.page_size = size;
         self
@@ -500,7 +504,7 @@ impl ShopifyClientBuilder {
                 auth,
                 bucket,
                 page_size: self.page_size.clamp(1, max_first),
-                max_first,
+                max_first: AtomicU32::new(max_first),
                 variants_per_product: variants,
                 media_per_product: media,
                 currency: tokio::sync::OnceCell::new_with(currency),
@@ -572,7 +576,9 @@ pub(crate) struct Inner {
     auth: TokenProvider,
     bucket: Arc<CostBucket>,
     page_size: u32,
-    max_first: u32,
+    /// The largest page known to fit the query cost limit: the estimate,
+    /// lowered when Shopify refuses a page for its cost.
+    max_first: AtomicU32,
     variants_per_product: u32,
     media_per_product: u32,
     currency: tokio::sync::OnceCell<CurrencyCode>,
@@ -590,6 +596,23 @@ impl fmt::Debug for ShopifyClient {
             .field("page_size", &i.page_size)
             .field("stream_mode", &i.stream_mode)
             .finish_non_exhaustive()
+    }
+}
+
+/// A query Shopify refused for its cost (`MAX_COST_EXCEEDED`).
+#[derive(Debug)]
+struct CostRefused {
+    /// The query's cost as Shopify computed it, when it said.
+    cost: Option<f64>,
+    message: String,
+}
+
+impl CostRefused {
+    fn into_error(self) -> CatalogError {
+        CatalogError::Configuration(format!(
+            "{} (lower page_size, variants_per_product or media_per_product)",
+            self.message
+        ))
     }
 }
 
@@ -680,6 +703,20 @@ impl ShopifyClient {
         variables: Value,
         idempotent: bool,
     ) -> Result<T> {
+        self.graphql_priced(op, query, variables, idempotent)
+            .await?
+            .map_err(CostRefused::into_error)
+    }
+
+    /// As [`ShopifyClient::graphql`], with a query Shopify refused for its
+    /// cost (`MAX_COST_EXCEEDED`) apart, for a caller that can ask for less.
+    async fn graphql_priced<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+        idempotent: bool,
+    ) -> Result<std::result::Result<T, CostRefused>> {
         let inner = &*self.inner;
         let body = bytes::Bytes::from(
             serde_json::to_vec(&json!({ "query": query, "variables": variables }))
@@ -802,14 +839,21 @@ impl ShopifyClient {
                 tokio::time::sleep(backoff).await;
                 continue;
             }
+            if let Some(refused) = errors
+                .iter()
+                .find(|e| e.code() == Some("MAX_COST_EXCEEDED"))
+            {
+                return Ok(Err(CostRefused {
+                    // Shopify's figure in the error, else the envelope's.
+                    cost: refused.cost().or_else(|| requested.and_then(|(r, _)| r)),
+                    message: refused.message.clone(),
+                }));
+            }
             if let Some(first) = errors.first() {
                 let code = first.code().map(str::to_owned);
                 let message = first.message.clone();
                 return Err(scrub(match code.as_deref() {
                     Some("ACCESS_DENIED") => CatalogError::Unauthorized(message),
-                    Some("MAX_COST_EXCEEDED") => CatalogError::Configuration(format!(
-                        "{message} (lower page_size, variants_per_product or media_per_product)"
-                    )),
                     // Shopify's own failure, after the retries: say so, as
                     // the HTTP status (200) does not.
                     Some("INTERNAL_SERVER_ERROR") => CatalogError::Http {
@@ -830,7 +874,9 @@ impl ShopifyClient {
                 path: "data".into(),
                 message: "response has neither data nor errors".into(),
             })?;
-            return catalog_core::json::decode_value(data).map_err(|e| prefixed(e, "data"));
+            return catalog_core::json::decode_value(data)
+                .map(Ok)
+                .map_err(|e| prefixed(e, "data"));
         }
     }
 
@@ -963,7 +1009,8 @@ impl Catalog for ShopifyClient {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let caps = Capabilities::paged(self.inner.max_first).with_global_ids();
+        let caps =
+            Capabilities::paged(self.inner.max_first.load(Ordering::Relaxed)).with_global_ids();
         match self.inner.stream_mode {
             StreamMode::Bulk => caps.with_bulk_export(),
             StreamMode::Paged => caps,
@@ -992,21 +1039,38 @@ impl Catalog for ShopifyClient {
     /// One page of products in id order. `limit` is clamped to what fits in
     /// one query; the cursor is Shopify's `endCursor`.
     async fn list_page(&self, request: PageRequest) -> Result<Page<Product>> {
-        let first = request
-            .limit
-            .unwrap_or(self.inner.page_size)
-            .clamp(1, self.inner.max_first);
+        let wanted = request.limit.unwrap_or(self.inner.page_size);
         let currency = self.currency().await?;
         let (variants, media) = self.product_vars();
-        let vars = json!({
-            "first": first,
-            "after": request.cursor.as_ref().map(Cursor::as_str),
-            "variantsFirst": variants,
-            "mediaFirst": media,
-        });
-        let data: graphql::ProductsData = self
-            .graphql(op::LIST_PRODUCTS, &graphql::list_products(), vars, true)
-            .await?;
+        let data: graphql::ProductsData = loop {
+            let first = wanted.clamp(1, self.inner.max_first.load(Ordering::Relaxed));
+            let vars = json!({
+                "first": first,
+                "after": request.cursor.as_ref().map(Cursor::as_str),
+                "variantsFirst": variants,
+                "mediaFirst": media,
+            });
+            match self
+                .graphql_priced(op::LIST_PRODUCTS, &graphql::list_products(), vars, true)
+                .await?
+            {
+                Ok(data) => break data,
+                // Shopify prices the page above its limit (manual field
+                // costs, a schema change): smaller pages from now on.
+                Err(refused) if first > 1 => {
+                    let smaller = throttle::smaller_page(first, refused.cost);
+                    self.inner.max_first.fetch_min(smaller, Ordering::Relaxed);
+                    tracing::warn!(
+                        first,
+                        cost = refused.cost,
+                        smaller,
+                        "Shopify refused a page of products for its query cost; \
+                         asking for fewer products a page"
+                    );
+                }
+                Err(refused) => return Err(refused.into_error()),
+            }
+        };
         let mut items = Vec::with_capacity(data.products.nodes.len());
         for (i, raw) in data.products.nodes.into_iter().enumerate() {
             let path = format!("data.products.nodes[{i}]");

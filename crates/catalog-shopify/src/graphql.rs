@@ -338,11 +338,20 @@ pub(crate) struct GraphqlError {
 pub(crate) struct GraphqlErrorExtensions {
     #[serde(default)]
     pub(crate) code: Option<String>,
+    /// With `MAX_COST_EXCEEDED`, the query's cost (`"cost": 1190,
+    /// "maxCost": 1000`); read leniently, as it only sizes a retry.
+    #[serde(default)]
+    pub(crate) cost: Option<serde_json::Value>,
 }
 
 impl GraphqlError {
     pub(crate) fn code(&self) -> Option<&str> {
         self.extensions.as_ref()?.code.as_deref()
+    }
+
+    /// The cost in the error's extensions, when it is a number.
+    pub(crate) fn cost(&self) -> Option<f64> {
+        self.extensions.as_ref()?.cost.as_ref()?.as_f64()
     }
 }
 

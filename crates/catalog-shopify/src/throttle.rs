@@ -247,13 +247,39 @@ pub(crate) fn bucket_for(endpoint: &str) -> Arc<CostBucket> {
     bucket
 }
 
-/// Our estimate of the requested cost of a product page, used only to keep the
-/// configured page size under [`MAX_QUERY_COST`] (the real cost is read from
-/// responses). Shopify's rule: an object costs 1, a connection costs 2 plus
-/// `first` times the cost of one node; scalars and enums are free.
-/// A product node is 1 + variants (2 + v) + media (2 + m).
+/// Our estimate of the requested cost of a product page, used to keep the
+/// configured page size under [`MAX_QUERY_COST`] before the first request
+/// (the real cost is read from responses, and a page Shopify prices higher
+/// is retried smaller: see `ShopifyClient::list_page`).
+///
+/// Shopify's documented rule: a scalar or enum costs 0, an object 1, a
+/// connection 2 plus `first` times the cost of one node. Every object the
+/// product fragment (`graphql.rs`) selects counts, lists of objects as one:
+/// the page's `pageInfo` (1) and, per product, the product (1), `category`
+/// (1), `options` and their `optionValues` (2), then `variants` (2 +
+/// `pageInfo` 1 + per variant the variant and its `selectedOptions`, 2) and
+/// `media` (2 + `pageInfo` 1 + per medium the `MediaImage` and its `image`,
+/// 2).
 pub(crate) fn estimated_page_cost(first: u32, variants: u32, media: u32) -> u32 {
-    2 + first * (1 + (2 + variants) + (2 + media))
+    let variants = 2 + 1 + variants.saturating_mul(2);
+    let media = 2 + 1 + media.saturating_mul(2);
+    let product = (1 + 1 + 2_u32)
+        .saturating_add(variants)
+        .saturating_add(media);
+    (2 + 1_u32).saturating_add(first.saturating_mul(product))
+}
+
+/// The page size to try after Shopify refused `first` products for costing
+/// `cost` points (`MAX_COST_EXCEEDED`): scaled down to fit
+/// [`MAX_QUERY_COST`] with a tenth to spare, or halved when Shopify did not
+/// say the cost; always smaller than `first`, at least 1.
+pub(crate) fn smaller_page(first: u32, cost: Option<f64>) -> u32 {
+    let scaled = cost
+        .filter(|c| c.is_finite() && *c > f64::from(MAX_QUERY_COST))
+        .map(|c| f64::from(first) * f64::from(MAX_QUERY_COST) * 0.9 / c)
+        // In range: `first` is at most 250 and the factor below 1.
+        .map_or(first / 2, |f| f.floor() as u32);
+    scaled.min(first.saturating_sub(1)).max(1)
 }
 
 /// `secs` as a duration of at most `cap`; zero when negative or NaN.
@@ -412,6 +438,8 @@ mod tests {
 
     #[test]
     fn default_page_cost_fits() {
-        assert!(estimated_page_cost(25, 20, 5) <= MAX_QUERY_COST);
+        // 3 + 16 * (4 + 43 + 13): the defaults fit 16 products a page.
+        assert_eq!(estimated_page_cost(16, 20, 5), 963);
+        assert!(estimated_page_cost(17, 20, 5) > MAX_QUERY_COST);
     }
 }

@@ -138,12 +138,16 @@ impl WooCommerceConfig {
         b.build()
     }
 
-    /// A verifier holding the configured webhook secrets.
+    /// A verifier holding the configured webhook secrets, each also in the
+    /// form WooCommerce signs with when it holds HTML entities (see
+    /// [`crate::secret`]).
     ///
     /// # Errors
     /// [`WebhookError::NoSecret`] when none is configured or one is empty.
     pub fn webhook_verifier(&self) -> Result<HmacVerifier, WebhookError> {
-        HmacVerifier::new(self.webhook_secrets.iter().cloned())
+        HmacVerifier::new(crate::secret::signing_secrets(
+            self.webhook_secrets.iter().cloned(),
+        ))
     }
 
     /// A webhook source that knows this store's currency (if configured), so

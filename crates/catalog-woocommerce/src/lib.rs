@@ -40,12 +40,14 @@ mod client;
 mod config;
 mod convert;
 pub mod pagination;
+pub mod secret;
 pub mod webhook;
 mod wire;
 
 pub use auth::AuthMode;
 pub use client::{MAX_PER_PAGE, WooCommerceClient, WooCommerceClientBuilder};
 pub use config::{WooCommerceConfig, normalize_store_url, store_identity};
+pub use secret::signing_secrets;
 pub use webhook::WooCommerceWebhookSource;
 
 /// The core crate this one implements (the [`catalog_core::Catalog`] trait,

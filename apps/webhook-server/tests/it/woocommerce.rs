@@ -192,3 +192,41 @@ async fn a_misconfigured_platform_stops_start_up() {
         "{err}"
     );
 }
+
+#[actix_web::test]
+async fn a_secret_configured_in_its_stored_html_encoded_form_still_verifies() {
+    // WooCommerce stores `ab<c"d&e` as `ab&lt;c&quot;d&amp;e` and signs with
+    // the decoded form; an operator copied the stored one. Both the
+    // shared secret and a store's list are read that way.
+    const STORED: &str = "ab&lt;c&quot;d&amp;e";
+    const SIGNING: &str = "ab<c\"d&e";
+    let mut shared = settings();
+    shared.woocommerce.webhook_secret = Some(secrecy::SecretString::from(STORED));
+    shared.woocommerce.default_currency = Some("USD".into());
+    let mut listed = settings();
+    listed.woocommerce = stores(&[(SITE, &[STORED])]);
+    listed.woocommerce.default_currency = Some("USD".into());
+    for s in [shared, listed] {
+        let store = memory();
+        let state =
+            webhook_server::AppState::new(&s, Platforms::from_settings(&s).unwrap(), store.clone());
+        let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+        let path = "/webhooks/woocommerce/products/update";
+        for (secret, status) in [
+            ("wrong", StatusCode::UNAUTHORIZED),
+            (SIGNING, StatusCode::OK),
+            (STORED, StatusCode::OK),
+        ] {
+            // A distinct body each time, so that none is a duplicate.
+            let body = PRODUCT.replace("Premium Quality", &format!("Premium {secret}"));
+            let res = test::call_service(
+                &app,
+                woo(path, "product.updated", &body, secret, SITE).to_request(),
+            )
+            .await;
+            assert_eq!(res.status(), status, "signed with {secret}");
+        }
+        let page = store.list(&EventFilter::default(), None, 10).await.unwrap();
+        assert_eq!(page.events.len(), 2);
+    }
+}

@@ -17,10 +17,12 @@
 //!   children *not* directly after their parent;
 //! - scripted faults (429 with `Retry-After`, 5xx) can be queued.
 //!
-//! Cost model (documented in docs/platforms/shopify.md): an object costs 1, a
-//! connection 2 plus `first` times its node cost; a product node is
-//! `1 + (2 + variantsFirst) + (2 + mediaFirst)`. The actual cost counts the
-//! nodes really returned instead of `first`.
+//! Cost model (documented in docs/platforms/shopify.md): the requested cost
+//! is computed from the query text by Shopify's documented rules
+//! (`query_cost.rs`), plus an optional manual cost per product (Shopify may
+//! price fields by hand); a query over 1000 points is refused with
+//! `MAX_COST_EXCEEDED`, as Shopify does. The actual cost counts the nodes
+//! really returned instead of `first`.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +32,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[path = "query_cost.rs"]
+pub(crate) mod query_cost;
 
 pub(crate) const CLIENT_ID: &str = "fake-client-id";
 pub(crate) const CLIENT_SECRET: &str = "fake-client-secret";
@@ -125,6 +130,9 @@ pub(crate) struct Options {
     pub(crate) bulk_children_late: bool,
     /// Answer 401 to every GraphQL request, whatever the token.
     pub(crate) reject_all_tokens: bool,
+    /// Points added to a query's requested cost per product it asks for
+    /// (Shopify's manual field costs).
+    pub(crate) manual_product_cost: f64,
 }
 
 impl Default for Options {
@@ -140,6 +148,7 @@ impl Default for Options {
             bulk_error_code: None,
             bulk_children_late: false,
             reject_all_tokens: false,
+            manual_product_cost: 0.0,
         }
     }
 }
@@ -150,6 +159,10 @@ pub(crate) struct Counters {
     pub(crate) grants: u64,
     pub(crate) graphql: u64,
     pub(crate) throttled: u64,
+    /// Queries refused with `MAX_COST_EXCEEDED`, and the `first` each asked.
+    pub(crate) cost_refused: Vec<u64>,
+    /// The requested cost of every query answered, highest.
+    pub(crate) highest_cost: f64,
     pub(crate) unauthorized: u64,
     pub(crate) faults: u64,
     pub(crate) ops: HashMap<String, u64>,
@@ -456,7 +469,19 @@ impl State {
         let op = operation_name(query).to_owned();
         *self.counters.ops.entry(op.clone()).or_default() += 1;
 
-        let requested = self.requested_cost(&op, &vars);
+        let requested = self.requested_cost(&op, query, &vars);
+        if requested > 1000.0 {
+            self.counters.cost_refused.push(u(&vars, "first"));
+            return json_response(
+                200,
+                &json!({"errors": [{
+                    "message": format!("Query cost is {requested}, which exceeds the single query max cost limit (1000)."),
+                    "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": 1000,
+                        "documentation": "https://shopify.dev/api/usage/rate-limits"},
+                }]}),
+            );
+        }
+        self.counters.highest_cost = self.counters.highest_cost.max(requested);
         if let Some(throttled) = self.charge(requested) {
             self.counters.throttled += 1;
             return throttled;
@@ -475,13 +500,14 @@ impl State {
         )
     }
 
-    fn requested_cost(&self, op: &str, vars: &Value) -> f64 {
-        let vf = u(vars, "variantsFirst") as f64;
-        let mf = u(vars, "mediaFirst") as f64;
+    fn requested_cost(&self, op: &str, query: &str, vars: &Value) -> f64 {
+        let manual = self.opts.manual_product_cost;
         match op {
-            "ListProducts" => 2.0 + u(vars, "first") as f64 * (5.0 + vf + mf),
-            "GetProduct" => 5.0 + vf + mf,
-            "ProductVariants" | "ProductMedia" => 3.0 + u(vars, "first") as f64,
+            "ListProducts" => {
+                query_cost::requested_cost(query, vars) + manual * u(vars, "first") as f64
+            }
+            "GetProduct" => query_cost::requested_cost(query, vars) + manual,
+            "ProductVariants" | "ProductMedia" => query_cost::requested_cost(query, vars),
             "RunBulkProductExport" => 10.0,
             _ => 1.0,
         }
