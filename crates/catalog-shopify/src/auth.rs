@@ -1,5 +1,6 @@
-//! Admin API access tokens: a static token, or the client credentials grant
-//! with a cached token renewed before it expires.
+//! Admin API access tokens: a static token, the client credentials grant
+//! with a cached token renewed before it expires, or the app's own
+//! [`AccessTokenSource`].
 //!
 //! Renewal is single-flight: the cache sits behind an async mutex that is held
 //! while a grant is in flight, so any number of concurrent callers that find
@@ -11,6 +12,7 @@
 //! if nobody renewed it in the meantime) and tries once more with a fresh one.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::{CatalogError, Result};
@@ -49,9 +51,53 @@ fn header_value(token: &SecretString) -> Result<HeaderValue> {
     Ok(value)
 }
 
+/// Access tokens an app obtains and renews itself, for a client built with
+/// [`crate::ShopifyAuth::Source`].
+///
+/// Why: tokens from the authorization-code grant (public apps) are the
+/// app's to keep, and since 2026 expire. Shopify's expiring offline tokens
+/// last 60 minutes and come with a refresh token that rotates on every
+/// refresh, so the app must store each new one; public apps created from
+/// April 2026 must use them. The app's own token store implements this
+/// trait, and the client asks it for the current token before each request.
+///
+/// ```
+/// use catalog_shopify::AccessTokenSource;
+/// use secrecy::SecretString;
+///
+/// struct FromMyTokenStore;
+///
+/// #[async_trait::async_trait]
+/// impl AccessTokenSource for FromMyTokenStore {
+///     async fn access_token(&self) -> catalog_core::Result<SecretString> {
+///         // Read the shop's token, refreshing it first when it expires
+///         // within a minute (and storing the new refresh token).
+///         Ok(SecretString::from("shpua_…"))
+///     }
+/// }
+/// ```
+#[async_trait::async_trait]
+pub trait AccessTokenSource: Send + Sync {
+    /// The token to send now. Called before every request (cache it: this
+    /// should not hit the network unless the token is about to expire).
+    ///
+    /// # Errors
+    /// Any [`CatalogError`]; the request is not sent and the caller gets it.
+    async fn access_token(&self) -> Result<SecretString>;
+
+    /// Shopify refused `token` (HTTP 401): renew it if you can. The client
+    /// then asks [`AccessTokenSource::access_token`] once more and retries
+    /// the request once; a second 401 is [`CatalogError::Unauthorized`].
+    /// The default does nothing.
+    async fn refused(&self, token: &SecretString) {
+        let _ = token;
+    }
+}
+
 pub(crate) enum TokenProvider {
     Static(HeaderValue),
     Grant(Grant),
+    Source(Arc<dyn AccessTokenSource>),
 }
 
 pub(crate) struct Grant {
@@ -71,6 +117,8 @@ impl fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Static(_) => f.write_str("StaticToken([redacted])"),
+            // The app's type may hold tokens in its own `Debug`: not shown.
+            Self::Source(_) => f.write_str("AccessTokenSource([redacted])"),
             Self::Grant(g) => f
                 .debug_struct("ClientCredentials")
                 .field("client_id", &g.client_id)
@@ -118,7 +166,7 @@ impl TokenProvider {
 
     /// Whether a 401 is worth one renewal.
     pub(crate) fn renewable(&self) -> bool {
-        matches!(self, Self::Grant(_))
+        matches!(self, Self::Grant(_) | Self::Source(_))
     }
 
     /// A valid token, granting a new one when there is none or it is about to expire.
@@ -131,6 +179,18 @@ impl TokenProvider {
                 });
             }
             Self::Grant(grant) => grant,
+            Self::Source(source) => {
+                let token = source.access_token().await?;
+                if reveal(&token).trim().is_empty() {
+                    return Err(CatalogError::Configuration(
+                        "the access token source gave an empty token".into(),
+                    ));
+                }
+                return Ok(Token {
+                    header: header_value(&token)?,
+                    generation: 0,
+                });
+            }
         };
         // Held across the grant request: this is what makes renewal single-flight.
         let mut cache = grant.cache.lock().await;
@@ -167,12 +227,21 @@ impl TokenProvider {
         Ok(token)
     }
 
-    /// Drops the token of `generation` after a 401, unless it was already renewed.
-    pub(crate) async fn invalidate(&self, generation: u64) {
-        if let Self::Grant(grant) = self {
-            let mut cache = grant.cache.lock().await;
-            if cache.token.as_ref().map(|(t, _)| t.generation) == Some(generation) {
-                cache.token = None;
+    /// Drops `token` after a 401, unless it was already renewed; an app's
+    /// source is told (see [`AccessTokenSource::refused`]).
+    pub(crate) async fn invalidate(&self, token: &Token) {
+        match self {
+            Self::Static(_) => {}
+            Self::Grant(grant) => {
+                let mut cache = grant.cache.lock().await;
+                if cache.token.as_ref().map(|(t, _)| t.generation) == Some(token.generation) {
+                    cache.token = None;
+                }
+            }
+            Self::Source(source) => {
+                if let Ok(value) = token.header.to_str() {
+                    source.refused(&SecretString::from(value)).await;
+                }
             }
         }
     }

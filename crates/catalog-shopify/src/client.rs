@@ -316,6 +316,13 @@ impl ShopifyClientBuilder {
         self.auth(ShopifyAuth::access_token(token))
     }
 
+    /// Tokens from the app's own store (see [`crate::AccessTokenSource`]),
+    /// for apps that hold tokens of the authorization-code grant, expiring
+    /// offline tokens included.
+    pub fn token_source(self, source: std::sync::Arc<dyn crate::AccessTokenSource>) -> Self {
+        self.auth(ShopifyAuth::Source(source))
+    }
+
     /// The client credentials grant.
     pub fn client_credentials(
         self,
@@ -460,6 +467,7 @@ impl ShopifyClientBuilder {
                 ));
             }
             Some(ShopifyAuth::AccessToken { access_token }) => TokenProvider::fixed(&access_token)?,
+            Some(ShopifyAuth::Source(source)) => TokenProvider::Source(source),
             Some(ShopifyAuth::ClientCredentials {
                 client_id,
                 client_secret,
@@ -756,7 +764,7 @@ impl ShopifyClient {
             if status == StatusCode::UNAUTHORIZED {
                 if inner.auth.renewable() && !renewed {
                     tracing::debug!("Shopify answered 401: renewing the access token once");
-                    inner.auth.invalidate(token.generation).await;
+                    inner.auth.invalidate(&token).await;
                     renewed = true;
                     continue;
                 }

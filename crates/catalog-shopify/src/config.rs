@@ -110,7 +110,7 @@ impl ShopifyConfig {
             ShopifyAuth::ClientCredentials { client_secret, .. } => {
                 HmacVerifier::new([client_secret.clone()])
             }
-            ShopifyAuth::AccessToken { .. } => Err(WebhookError::NoSecret),
+            ShopifyAuth::AccessToken { .. } | ShopifyAuth::Source(_) => Err(WebhookError::NoSecret),
         }
     }
 }
@@ -137,6 +137,10 @@ pub enum ShopifyAuth {
         /// The token.
         access_token: SecretString,
     },
+    /// Tokens the app obtains and renews itself (the authorization-code
+    /// grant, expiring offline tokens): see [`crate::AccessTokenSource`].
+    /// Not readable from a configuration file.
+    Source(std::sync::Arc<dyn crate::AccessTokenSource>),
 }
 
 impl ShopifyAuth {
@@ -171,6 +175,7 @@ impl fmt::Debug for ShopifyAuth {
                 .debug_struct("AccessToken")
                 .field("access_token", &"[redacted]")
                 .finish(),
+            Self::Source(_) => f.write_str("Source([redacted])"),
         }
     }
 }

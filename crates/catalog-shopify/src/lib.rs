@@ -61,6 +61,7 @@ mod graphql;
 pub mod throttle;
 pub mod webhook;
 
+pub use auth::AccessTokenSource;
 pub use client::{
     ACCESS_TOKEN_HEADER, MAX_PAGE_SIZE, ShopifyClient, ShopifyClientBuilder, StreamMode,
 };

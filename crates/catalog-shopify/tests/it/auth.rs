@@ -144,3 +144,88 @@ async fn refused_grant_is_unauthorized_and_never_shows_the_secret() {
     assert!(text.contains("invalid_client"), "{text}");
     assert!(!text.contains("wrong-secret-value"), "{text}");
 }
+
+/// An app's token store: hands out `current`, and on a refusal "refreshes"
+/// to `next` (what an app does with its refresh token), counting both.
+#[derive(Debug)]
+struct AppTokens {
+    current: std::sync::Mutex<String>,
+    next: String,
+    refused: std::sync::Mutex<Vec<String>>,
+    asked: std::sync::atomic::AtomicU32,
+}
+
+impl AppTokens {
+    fn new(current: &str, next: &str) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            current: std::sync::Mutex::new(current.to_owned()),
+            next: next.to_owned(),
+            refused: std::sync::Mutex::default(),
+            asked: std::sync::atomic::AtomicU32::new(0),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl catalog_shopify::AccessTokenSource for AppTokens {
+    async fn access_token(&self) -> catalog_core::Result<secrecy::SecretString> {
+        self.asked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Ok(secrecy::SecretString::from(token))
+    }
+
+    async fn refused(&self, token: &secrecy::SecretString) {
+        use secrecy::ExposeSecret;
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(token.expose_secret().to_owned());
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = self.next.clone();
+    }
+}
+
+#[tokio::test]
+async fn an_apps_token_source_is_asked_each_request_and_told_of_a_refusal() {
+    let server = FakeShopify::start(opts()).await;
+    // The app's token expired: Shopify refuses it, the app refreshes, the
+    // request goes again with the new one.
+    let tokens = AppTokens::new("shpua_expired", crate::fake::STATIC_TOKEN);
+    let client = ShopifyClient::builder()
+        .store_url(STORE)
+        .base_url(server.uri())
+        .token_source(std::sync::Arc::clone(&tokens) as _)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
+    let page = client.list_page(Default::default()).await.unwrap();
+    assert_eq!(page.items.len(), 3);
+    assert_eq!(*tokens.refused.lock().unwrap(), ["shpua_expired"]);
+    client.get_product("7000000000000000001").await.unwrap();
+    assert_eq!(
+        tokens.asked.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "once a request, the retry included"
+    );
+    let c = server.fake.counters();
+    assert_eq!((c.grants, c.unauthorized, c.graphql), (0, 1, 3));
+    // A source whose refreshed token is refused too: Unauthorized after
+    // one retry, never the token in the error.
+    let tokens = AppTokens::new("shpua_old", "shpua_also_revoked");
+    let client = ShopifyClient::builder()
+        .store_url(STORE)
+        .base_url(server.uri())
+        .token_source(std::sync::Arc::clone(&tokens) as _)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
+    let err = client.list_page(Default::default()).await.unwrap_err();
+    assert!(matches!(&err, CatalogError::Unauthorized(_)), "{err:?}");
+    assert!(!err.to_string().contains("shpua_"), "{err}");
+    assert_eq!(*tokens.refused.lock().unwrap(), ["shpua_old"]);
+    assert!(!format!("{client:?}").contains("shpua_"));
+}
