@@ -479,10 +479,22 @@ impl WooCommerceClient {
             });
         }
         let retry_after = retry_after(&headers);
-        Err((
-            error_from_response(status, &body, &inner.credentials),
-            retry_after,
-        ))
+        let error = match error_from_response(status, &body, &inner.credentials) {
+            // WooCommerce reads Basic and query-string keys only when it sees
+            // the request as HTTPS (`is_ssl()`): over http it ignores them.
+            CatalogError::Unauthorized(m)
+                if url.scheme() == "http"
+                    && matches!(inner.auth, AuthMode::Basic | AuthMode::QueryString) =>
+            {
+                CatalogError::Unauthorized(format!(
+                    "{m} (auth mode {:?} over http://: WooCommerce reads these keys only over \
+                     HTTPS; use an https:// store URL, or auth mode oauth1 for http)",
+                    inner.auth
+                ))
+            }
+            other => other,
+        };
+        Err((error, retry_after))
     }
 
     /// One window of products ordered by id.

@@ -147,3 +147,26 @@ async fn oauth1_retries_use_a_fresh_nonce() {
     assert_eq!(c.get_product("7").await.unwrap().platform_id, "7");
     assert!(store.nonces.lock().unwrap().len() >= 3);
 }
+
+#[tokio::test]
+async fn basic_or_query_keys_over_plain_http_are_refused_with_the_reason() {
+    // A store that sees plain HTTP reads OAuth 1.0a only: Basic and query
+    // keys are ignored, and the 401 says why and what to do.
+    let (server, store) = start(FakeStore::new(Accept::OAuth1)).await;
+    store.add_simple(1, "1.00");
+    for mode in [AuthMode::Basic, AuthMode::QueryString] {
+        let err = client(&server, mode).get_product("1").await.unwrap_err();
+        match &err {
+            CatalogError::Unauthorized(m) => {
+                assert!(m.contains("only over HTTPS") && m.contains("oauth1"), "{m}")
+            }
+            other => panic!("expected Unauthorized, got {other:?}"),
+        }
+        assert!(!format!("{err:?}").contains(SECRET));
+    }
+    // OAuth 1.0a (what `Auto` picks for http) is let in.
+    client(&server, AuthMode::OAuth1)
+        .get_product("1")
+        .await
+        .unwrap();
+}
