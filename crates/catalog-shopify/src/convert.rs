@@ -216,7 +216,10 @@ pub(crate) struct RestProduct {
     pub(crate) id: RestId,
     #[serde(default)]
     admin_graphql_api_id: Option<String>,
-    title: String,
+    /// Absent from a payload trimmed by the subscription's `includeFields`
+    /// (see [`RestProduct::trimmed`]), as are `status` and `variants`.
+    #[serde(default)]
+    title: Option<String>,
     #[serde(default)]
     handle: Option<String>,
     #[serde(default)]
@@ -225,7 +228,8 @@ pub(crate) struct RestProduct {
     vendor: Option<String>,
     #[serde(default)]
     product_type: Option<String>,
-    status: String,
+    #[serde(default)]
+    status: Option<String>,
     #[serde(default)]
     tags: Option<String>,
     #[serde(default)]
@@ -237,7 +241,7 @@ pub(crate) struct RestProduct {
     #[serde(default)]
     options: Vec<RestOption>,
     #[serde(default)]
-    variants: Vec<RestVariant>,
+    variants: Option<Vec<RestVariant>>,
     #[serde(default)]
     media: Option<Vec<RestMedia>>,
     #[serde(default)]
@@ -255,7 +259,16 @@ impl RestProduct {
     pub(crate) fn variants_truncated(&self) -> bool {
         self.variant_gids
             .as_ref()
-            .is_some_and(|all| all.len() > self.variants.len())
+            .is_some_and(|all| all.len() > self.variants.as_ref().map_or(0, Vec::len))
+    }
+
+    /// Whether the payload lacks what every full product payload carries
+    /// (`title`, `status`, `variants`): a subscription with `includeFields`
+    /// trims it. A product built from it would overwrite the whole one
+    /// downstream with blanks (no variants, say), so the event only names
+    /// the product.
+    pub(crate) fn trimmed(&self) -> bool {
+        self.title.is_none() || self.status.is_none() || self.variants.is_none()
     }
 }
 
@@ -342,9 +355,15 @@ pub(crate) fn product_from_rest(
     ctx: Context<'_>,
 ) -> Result<Product, CatalogError> {
     let platform_id = p.id.0;
+    let (Some(title), Some(status), Some(variants)) = (p.title, p.status, p.variants) else {
+        return Err(CatalogError::Decode {
+            path: String::new(),
+            message: "a trimmed product payload (no title, status or variants) is not a product"
+                .into(),
+        });
+    };
     let option_names: Vec<String> = p.options.iter().map(|o| o.name.clone()).collect();
-    let variants = p
-        .variants
+    let variants = variants
         .into_iter()
         .enumerate()
         .map(|(i, v)| variant_from_rest(v, &option_names, ctx.currency, i))
@@ -388,12 +407,12 @@ pub(crate) fn product_from_rest(
         platform_id,
         platform: PlatformId::SHOPIFY,
         store: ctx.store.to_owned(),
-        title: p.title,
+        title,
         handle: non_blank(p.handle),
         description_html: non_blank(p.body_html),
         vendor: non_blank(p.vendor),
         product_type: non_blank(p.product_type),
-        status: ProductStatus::from_platform(&p.status),
+        status: ProductStatus::from_platform(&status),
         tags: p.tags.as_deref().map(split_tags).unwrap_or_default(),
         categories: p
             .category

@@ -407,10 +407,11 @@ impl ShopifyWebhookSource {
                         (wire, raw)
                     }
                 };
-                if wire.variants_truncated() {
+                if wire.variants_truncated() || wire.trimmed() {
                     // Product webhooks carry the first 100 variants in full
-                    // and list all of them in `variant_gids`: a product
-                    // built from the first 100 would overwrite the whole
+                    // and list all of them in `variant_gids`, and a
+                    // subscription's `includeFields` trims the payload: a
+                    // product built from either would overwrite the whole
                     // one downstream. The event names the product; its
                     // consumer reads it from the API.
                     (Some(wire.id.0), None)

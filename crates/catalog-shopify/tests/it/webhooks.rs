@@ -487,3 +487,57 @@ fn a_product_past_100_variants_is_named_not_truncated() {
     let e = event(&headers("products/update", CREATE), CREATE);
     assert!(e.product.is_some());
 }
+
+/// "`include_fields` trims the payload": a subscription that leaves out the
+/// title, the status or the variants delivers a body that names the product
+/// but cannot stand for it. The event names the product (no product, not
+/// unparseable), so downstream refetches instead of storing blanks.
+#[test]
+fn a_payload_trimmed_by_include_fields_names_the_product() {
+    let sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
+    let keep = |fields: &[&str]| {
+        let mut trimmed = serde_json::Map::new();
+        for f in fields {
+            trimmed.insert((*f).to_owned(), sample[*f].clone());
+        }
+        serde_json::to_vec(&trimmed).unwrap()
+    };
+    for fields in [
+        &["id", "updated_at", "variants"][..],
+        &["id", "title", "updated_at", "variants"],
+        &["id", "title", "status", "updated_at"],
+        &["id", "admin_graphql_api_id"],
+    ] {
+        let body = keep(fields);
+        let e = event(&headers("products/update", &body), &body);
+        assert_eq!(
+            e.product_id.as_deref(),
+            Some("788032119674292922"),
+            "{fields:?}"
+        );
+        assert!(e.product.is_none(), "{fields:?}");
+    }
+    // Title, status and variants are enough for a product.
+    let body = keep(&["id", "title", "status", "variants"]);
+    let e = event(&headers("products/update", &body), &body);
+    let product = e.product.expect("a product");
+    assert_eq!(
+        product.variants.len(),
+        sample["variants"].as_array().unwrap().len()
+    );
+    // Without an id it names nothing: kept as unparseable.
+    let body = keep(&["title", "status", "variants"]);
+    let v = verifier();
+    let received = receive(
+        &ShopifyWebhookSource::new(),
+        &headers("products/update", &body),
+        &body,
+        &|_| Some(&v),
+        Utc::now(),
+    )
+    .expect("verified");
+    assert!(
+        matches!(&received, Received::Unparseable { error, .. } if error.to_string().contains("id")),
+        "{received:?}"
+    );
+}
