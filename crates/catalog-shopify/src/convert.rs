@@ -270,6 +270,29 @@ impl RestProduct {
     pub(crate) fn trimmed(&self) -> bool {
         self.title.is_none() || self.status.is_none() || self.variants.is_none()
     }
+
+    /// Whether the payload holds nothing but the id, which is what a
+    /// `products/delete` body looks like: under a create or update topic
+    /// (headers are not signed) it is refused, not taken for a trimmed
+    /// product. A trimmed payload carries at least one field besides.
+    pub(crate) fn only_an_id(&self) -> bool {
+        self.admin_graphql_api_id.is_none()
+            && self.title.is_none()
+            && self.handle.is_none()
+            && self.body_html.is_none()
+            && self.vendor.is_none()
+            && self.product_type.is_none()
+            && self.status.is_none()
+            && self.tags.is_none()
+            && self.created_at.is_none()
+            && self.updated_at.is_none()
+            && self.category.is_none()
+            && self.options.is_empty()
+            && self.variants.is_none()
+            && self.media.is_none()
+            && self.images.is_empty()
+            && self.variant_gids.is_none()
+    }
 }
 
 #[derive(Debug, Deserialize)]

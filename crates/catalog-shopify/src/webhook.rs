@@ -407,6 +407,12 @@ impl ShopifyWebhookSource {
                         (wire, raw)
                     }
                 };
+                if wire.only_an_id() {
+                    return Err(PayloadError::new(
+                        "",
+                        "a product payload with nothing but an id (a products/delete body?) under a create or update topic",
+                    ));
+                }
                 if wire.variants_truncated() || wire.trimmed() {
                     // Product webhooks carry the first 100 variants in full
                     // and list all of them in `variant_gids`, and a

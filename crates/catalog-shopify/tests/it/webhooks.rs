@@ -525,6 +525,22 @@ fn a_payload_trimmed_by_include_fields_names_the_product() {
         product.variants.len(),
         sample["variants"].as_array().unwrap().len()
     );
+    // Nothing but an id is what a delete looks like: under an update
+    // topic (headers are not signed) it is refused, not a trimmed product.
+    let body = keep(&["id"]);
+    let v = verifier();
+    let received = receive(
+        &ShopifyWebhookSource::new(),
+        &headers("products/update", &body),
+        &body,
+        &|_| Some(&v),
+        Utc::now(),
+    )
+    .expect("verified");
+    assert!(
+        matches!(&received, Received::Unparseable { error, .. } if error.to_string().contains("delete")),
+        "{received:?}"
+    );
     // Without an id it names nothing: kept as unparseable.
     let body = keep(&["title", "status", "variants"]);
     let v = verifier();
