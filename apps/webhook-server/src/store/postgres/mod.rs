@@ -654,9 +654,11 @@ pub struct PostgresOptions {
     /// other's lock.
     pub lock_timeout: Option<Duration>,
     /// Most events of one product a claim hands over (see
-    /// [`EventStore::claim_runs`]) while this replica is taking deliveries:
-    /// answering them comes first (see [`RUN_WHILE_INGESTING`], the
-    /// default, for the figures). Full runs once deliveries stop.
+    /// [`EventStore::claim_runs`]) while this replica is taking deliveries
+    /// (one within the last 250 ms): answering them comes first, as a run's
+    /// outcomes are recorded under its product's lock, which that product's
+    /// deliveries wait for. Default 2 (measured in `docs/performance.md`,
+    /// eleventh session); full runs once deliveries stop.
     pub run_while_ingesting: usize,
 }
 
