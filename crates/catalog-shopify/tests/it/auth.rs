@@ -189,19 +189,25 @@ impl catalog_shopify::AccessTokenSource for AppTokens {
     }
 }
 
+/// A client for the fake store with its tokens from `tokens`.
+#[allow(clippy::unwrap_used)]
+fn sourced(server: &crate::fake::Running, tokens: &std::sync::Arc<AppTokens>) -> ShopifyClient {
+    ShopifyClient::builder()
+        .store_url(STORE)
+        .base_url(server.uri())
+        .token_source(std::sync::Arc::clone(tokens) as _)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_apps_token_source_is_asked_each_request_and_told_of_a_refusal() {
     let server = FakeShopify::start(opts()).await;
     // The app's token expired: Shopify refuses it, the app refreshes, the
     // request goes again with the new one.
     let tokens = AppTokens::new("shpua_expired", crate::fake::STATIC_TOKEN);
-    let client = ShopifyClient::builder()
-        .store_url(STORE)
-        .base_url(server.uri())
-        .token_source(std::sync::Arc::clone(&tokens) as _)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = sourced(&server, &tokens);
     let page = client.list_page(Default::default()).await.unwrap();
     assert_eq!(page.items.len(), 3);
     assert_eq!(*tokens.refused.lock().unwrap(), ["shpua_expired"]);
@@ -216,13 +222,7 @@ async fn an_apps_token_source_is_asked_each_request_and_told_of_a_refusal() {
     // A source whose refreshed token is refused too: Unauthorized after
     // one retry, never the token in the error.
     let tokens = AppTokens::new("shpua_old", "shpua_also_revoked");
-    let client = ShopifyClient::builder()
-        .store_url(STORE)
-        .base_url(server.uri())
-        .token_source(std::sync::Arc::clone(&tokens) as _)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = sourced(&server, &tokens);
     let err = client.list_page(Default::default()).await.unwrap_err();
     assert!(matches!(&err, CatalogError::Unauthorized(_)), "{err:?}");
     assert!(!err.to_string().contains("shpua_"), "{err}");
