@@ -165,8 +165,11 @@ pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
     builder
         .build()
         .map_err(|e| {
-            // A syntax error quotes the line, which may be a secret's.
-            let mut msg = redact::strip_source_excerpt(&e.to_string());
+            // A syntax error quotes the line, which may be a secret's, and
+            // a value error the value (an integer beyond i64 under
+            // `admin.token`, say): both hidden, the position kept.
+            let mut msg =
+                redact::redact_quoted_values(&redact::strip_source_excerpt(&e.to_string()));
             // `toml` reports some value errors (integers beyond i64,
             // overflowing floats) without a position: find the line.
             if !msg.contains("line ")

@@ -34,3 +34,21 @@ fn an_oversized_integer_error_says_where() {
         assert!(err.contains(&format!("line {line}")), "{err}");
     }
 }
+
+/// A value `toml` refuses (an integer beyond i64) is not repeated in the
+/// error: it may be a secret written without quotes (`admin.token`).
+#[test]
+fn a_refused_secret_value_is_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let token = "123456789012345678901234567";
+    for text in [
+        format!("[admin]\ntoken = {token}\n"),
+        format!("[shopify]\nwebhook_secret = {token}.5e99999\n"),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+        assert!(!err.contains("12345678901234"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+}
