@@ -40,9 +40,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
                 .wrap(from_fn(admin::require_token))
                 .wrap(from_fn(rate_limit))
                 .wrap(from_fn(close_when_draining))
-                .configure(admin::configure),
+                .configure(admin::configure)
+                .default_service(web::to(not_found)),
         );
     }
+    // Any other path: the same JSON error as everywhere, not an empty 404.
+    cfg.default_service(web::to(not_found));
+}
+
+/// A path no route has: `{"error": "not_found"}`.
+pub(crate) async fn not_found() -> HttpResponse {
+    Error::NotFound.error_response()
 }
 
 /// `path` answering GET and HEAD with `handler` (for HEAD actix sends the
@@ -119,13 +127,16 @@ async fn rate_limit(
         && let Some(peer) = req.peer_addr()
         && !limiter.check(client_of(limiter, peer.ip(), &req))
     {
-        let platform = req.path().split('/').nth(2).unwrap_or("other");
-        state.metrics.record_delivery(
-            platform,
-            None,
-            crate::metrics::Outcome::RateLimited,
-            std::time::Duration::ZERO,
-        );
+        // Deliveries only: an admin request turned away is none.
+        if let Some(rest) = req.path().strip_prefix("/webhooks/") {
+            let platform = rest.split('/').next().unwrap_or("other");
+            state.metrics.record_delivery(
+                platform,
+                None,
+                crate::metrics::Outcome::RateLimited,
+                std::time::Duration::ZERO,
+            );
+        }
         return Ok(req
             .into_response(Error::RateLimited.error_response())
             .map_into_right_body());

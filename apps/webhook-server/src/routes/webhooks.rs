@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
 
-use super::post_only;
+use super::{not_found, post_only};
 use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::pipeline::{self, Accepted};
@@ -65,11 +65,6 @@ async fn post_only_if_known(
     } else {
         not_found().await
     }
-}
-
-/// A path under `/webhooks` that no platform has.
-async fn not_found() -> HttpResponse {
-    actix_web::ResponseError::error_response(&Error::NotFound)
 }
 
 async fn by_header(

@@ -104,6 +104,7 @@ async fn rate_limit_per_client_address() {
     s.rate_limit.enabled = true;
     s.rate_limit.per_second = 1.0;
     s.rate_limit.burst = 3.0;
+    s.admin.token = Some(secrecy::SecretString::from("admin-token-0123456789"));
     let (addr, handle) = start(&s);
     let client = reqwest::Client::new();
     let mut statuses = Vec::new();
@@ -123,6 +124,58 @@ async fn rate_limit_per_client_address() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // The admin API shares the budget; its 429s are no deliveries.
+    let mut admin = Vec::new();
+    for _ in 0..3 {
+        let res = client
+            .get(format!("http://{addr}/admin/events"))
+            .bearer_auth("admin-token-0123456789")
+            .send()
+            .await
+            .unwrap();
+        admin.push(res.status().as_u16());
+    }
+    assert!(admin.contains(&429), "{admin:?}");
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let limited: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("webhook_deliveries_total") && l.contains("rate_limited"))
+        .collect();
+    assert_eq!(limited.len(), 1, "{limited:?}");
+    assert!(
+        limited[0].contains("platform=\"shopify\"") && limited[0].ends_with(" 2"),
+        "{limited:?}"
+    );
+    handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn a_path_no_route_has_is_a_json_404() {
+    let mut s = settings();
+    s.admin.token = Some(secrecy::SecretString::from("admin-token-0123456789"));
+    let (addr, handle) = start(&s);
+    let client = reqwest::Client::new();
+    for (path, auth) in [
+        ("/nope", false),
+        ("/admin/nope", true),
+        ("/webhooks/nope/products/create", false),
+    ] {
+        let mut req = client.get(format!("http://{addr}{path}"));
+        if auth {
+            req = req.bearer_auth("admin-token-0123456789");
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["error"], "not_found", "{path}");
+    }
     handle.stop(true).await;
 }
 
