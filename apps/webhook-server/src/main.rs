@@ -204,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(
             state
-                .dispatcher(DispatchConfig::from_settings(&settings.dispatch), handlers)
+                .dispatcher(dispatch_config(&settings), handlers)
                 .spawn_on_own_thread(settings.dispatch.nice)
                 .context("cannot start the dispatcher thread")?,
         )
@@ -337,4 +337,14 @@ async fn main() -> anyhow::Result<()> {
     state.store.close().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The dispatcher's settings, its attempt budget counting every network
+/// sink configured (the HTTP one is in `dispatch`, NATS beside it).
+fn dispatch_config(settings: &Settings) -> DispatchConfig {
+    let mut config = DispatchConfig::from_settings(&settings.dispatch);
+    if let Some(nats) = &settings.nats {
+        config.attempt_budget += Duration::from_millis(nats.timeout_ms);
+    }
+    config
 }

@@ -899,22 +899,21 @@ impl Settings {
         {
             return Err(refuse("dispatch.file", "must be a file path when set"));
         }
-        // A delivery attempt must end well within its lease: a run starts
-        // no attempt past half the lease, so one that may last longer than
-        // the other half would outlive the lease, and the event be claimed
-        // and sent again while the first request is still open.
+        // A delivery attempt (every network sink in turn) must end well
+        // within its lease: a run starts an attempt only when the whole
+        // budget and the outcome's write fit in what is left of the lease,
+        // so a budget near the lease would leave runs of one event, or none.
+        // Under half, with room for the claim and the write.
         let half_lease_ms = self.dispatch.lease_secs.saturating_mul(1000) / 2;
+        let http = self.dispatch.http.as_ref().map(|h| h.timeout_ms);
+        let nats = self.nats.as_ref().map(|n| n.timeout_ms);
         for (key, env, timeout_ms) in [
             (
                 "dispatch.http.timeout_ms",
                 "CATALOG_DISPATCH__HTTP__TIMEOUT_MS",
-                self.dispatch.http.as_ref().map(|h| h.timeout_ms),
+                http,
             ),
-            (
-                "nats.timeout_ms",
-                "CATALOG_NATS__TIMEOUT_MS",
-                self.nats.as_ref().map(|n| n.timeout_ms),
-            ),
+            ("nats.timeout_ms", "CATALOG_NATS__TIMEOUT_MS", nats),
         ] {
             if let Some(timeout_ms) = timeout_ms
                 && timeout_ms >= half_lease_ms
@@ -923,6 +922,13 @@ impl Settings {
                     "{key} ({env}) must be under half of dispatch.lease_secs (CATALOG_DISPATCH__LEASE_SECS): an attempt outliving the lease is claimed and sent again while it is still open"
                 );
             }
+        }
+        if let (Some(http), Some(nats)) = (http, nats)
+            && http.saturating_add(nats) >= half_lease_ms
+        {
+            bail!(
+                "dispatch.http.timeout_ms (CATALOG_DISPATCH__HTTP__TIMEOUT_MS) and nats.timeout_ms (CATALOG_NATS__TIMEOUT_MS) together must be under half of dispatch.lease_secs (CATALOG_DISPATCH__LEASE_SECS): an attempt goes to both sinks in turn, and one outliving the lease is claimed and sent again while it is still open"
+            );
         }
         if let Some(http) = &self.dispatch.http {
             let url_ok = reqwest::Url::parse(&http.url).is_ok_and(|u| {
@@ -1383,6 +1389,18 @@ mod tests {
                 vec![nats, ("CATALOG_NATS__DUPLICATE_WINDOW_SECS", "10")],
                 "nats.duplicate_window_secs",
                 "CATALOG_NATS__DUPLICATE_WINDOW_SECS",
+            ),
+            (
+                // Each under half the lease (60 s), not both together.
+                vec![
+                    sink[0],
+                    sink[1],
+                    ("CATALOG_DISPATCH__HTTP__TIMEOUT_MS", "20000"),
+                    nats,
+                    ("CATALOG_NATS__TIMEOUT_MS", "15000"),
+                ],
+                "together must be under half of dispatch.lease_secs",
+                "CATALOG_NATS__TIMEOUT_MS",
             ),
             (
                 vec![nats, ("CATALOG_NATS__TIMEOUT_MS", "0")],

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
@@ -79,6 +79,10 @@ pub struct DispatchConfig {
     pub worker_id: String,
     /// How long a claim lasts.
     pub lease: Duration,
+    /// The longest one attempt at every sink may take: the sum of the
+    /// network sinks' timeouts (HTTP, NATS). A run starts an attempt only
+    /// when it can end, and its outcome be recorded, within the lease.
+    pub attempt_budget: Duration,
     /// Events claimed per round (products, each with its run).
     pub batch: usize,
     /// Most events of one product handed over per claim, in order (see
@@ -100,6 +104,10 @@ impl DispatchConfig {
         Self {
             worker_id: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
             lease: s.lease(),
+            attempt_budget: s
+                .http
+                .as_ref()
+                .map_or(Duration::ZERO, |h| Duration::from_millis(h.timeout_ms)),
             batch: s.batch,
             run: s.run.max(1),
             poll_interval: Duration::from_millis(s.poll_interval_ms.max(10)),
@@ -305,7 +313,8 @@ impl Dispatcher {
                 if let Some(Ok(claim)) = next.take()
                     && !claim.events.is_empty()
                 {
-                    self.dispatch_claimed(claim.events, false, &stop).await;
+                    self.dispatch_claimed(claim.events, claim.claimed_at, false, &stop)
+                        .await;
                 }
                 // Each stops after its delivery in progress.
                 while runs.join_next().await.is_some() {}
@@ -358,11 +367,13 @@ impl Dispatcher {
     /// # Errors
     /// When the store cannot be reached.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let claimed_at = Instant::now();
         let events = self.claim().await?;
         let n = events.len();
         if n > 0 {
             let (_keep, never) = watch::channel(false);
-            self.dispatch_claimed(events, false, &never).await;
+            self.dispatch_claimed(events, claimed_at, false, &never)
+                .await;
         }
         Ok(n)
     }
@@ -394,6 +405,7 @@ impl Dispatcher {
             return Ok(Claim::default());
         };
         // The store returns at most `free` heads, each with its run.
+        let claimed_at = Instant::now();
         let events = self.claim_up_to(free).await?;
         let runs = runs_of_count(&events);
         // Unused slots go back at once.
@@ -401,6 +413,7 @@ impl Dispatcher {
         Ok(Claim {
             events,
             slots: (runs > 0).then_some(held),
+            claimed_at,
         })
     }
 
@@ -422,6 +435,7 @@ impl Dispatcher {
         let Claim {
             events,
             slots: mut held,
+            claimed_at,
         } = claim;
         let n = events.len();
         self.metrics
@@ -452,7 +466,7 @@ impl Dispatcher {
                         slot.take();
                     }
                 };
-                this.dispatch_run(run, &sent, &stop).await;
+                this.dispatch_run(run, claimed_at, &sent, &stop).await;
                 this.metrics
                     .dispatch_in_flight(-i64::try_from(len).unwrap_or(0));
             });
@@ -489,6 +503,7 @@ impl Dispatcher {
     async fn dispatch_claimed(
         &self,
         events: Vec<StoredEvent>,
+        claimed_at: Instant,
         claim_next: bool,
         stop: &watch::Receiver<bool>,
     ) -> Option<Result<Vec<StoredEvent>, StoreError>> {
@@ -507,7 +522,7 @@ impl Dispatcher {
         let finished = join_all(
             runs_of(events)
                 .into_iter()
-                .map(|run| self.dispatch_run(run, &sent, stop)),
+                .map(|run| self.dispatch_run(run, claimed_at, &sent, stop)),
         );
         let next = async {
             if !claim_next || *stop.borrow() {
@@ -527,26 +542,35 @@ impl Dispatcher {
     /// outcomes, in order, and releases the events it did not attempt.
     ///
     /// The run stops at the first attempt to be retried (the events behind
-    /// it must wait for it), and once half the lease has gone (its outcomes
-    /// are recorded at the end). Why the outcomes at the end and not one by
-    /// one: the run then costs one store round trip, not one per event; and
-    /// if they are lost (a crash, a failed write batch), the whole run goes
-    /// again from its first event, in order. The store runs the commands in
-    /// the order they were sent, so a failure can only lose a tail of them:
-    /// redelivered in order too.
+    /// it must wait for it), and before an attempt that could outlive the
+    /// claim's lease: one taking the whole [`DispatchConfig::attempt_budget`]
+    /// must end, and its outcome be recorded (a tenth of the lease is kept
+    /// for that), before the lease that started at `claimed_at` runs out.
+    /// Otherwise the event would be claimed again, by this dispatcher or
+    /// another, while the attempt is still open: sent twice at once, and the
+    /// late outcome recorded against the new claim. Why the outcomes at the
+    /// end and not one by one: the run then costs one store round trip, not
+    /// one per event; and if they are lost (a crash, a failed write batch),
+    /// the whole run goes again from its first event, in order. The store
+    /// runs the commands in the order they were sent, so a failure can only
+    /// lose a tail of them: redelivered in order too.
     async fn dispatch_run(
         &self,
         mut run: Vec<StoredEvent>,
+        claimed_at: Instant,
         sent: &impl Fn(usize),
         stop: &watch::Receiver<bool>,
     ) {
-        let started = std::time::Instant::now();
+        let last_start = claimed_at
+            .checked_add(self.config.lease)
+            .and_then(|end| end.checked_sub(self.config.lease / 10))
+            .and_then(|end| end.checked_sub(self.config.attempt_budget));
         let mut outcomes = Vec::with_capacity(run.len());
         for event in &mut run {
             // Shutting down: the rest of the run is released, not sent
             // (a run of slow deliveries would hold the shutdown).
-            if !outcomes.is_empty() && (*stop.borrow() || started.elapsed() > self.config.lease / 2)
-            {
+            let stopping = !outcomes.is_empty() && *stop.borrow();
+            if stopping || last_start.is_none_or(|last| Instant::now() > last) {
                 break;
             }
             let outcome = self.attempt(event).await;
@@ -694,10 +718,23 @@ impl Drop for RunFinished {
 }
 
 /// A claimed batch and the dispatcher's slots it holds, one per run.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Claim {
     events: Vec<StoredEvent>,
     slots: Option<OwnedSemaphorePermit>,
+    /// When the claim was sent: its leases run out `lease` after, at the
+    /// latest (the store starts them when it runs the claim).
+    claimed_at: Instant,
+}
+
+impl Default for Claim {
+    fn default() -> Self {
+        Self {
+            events: Vec::new(),
+            slots: None,
+            claimed_at: Instant::now(),
+        }
+    }
 }
 
 /// Whether two events belong to one product (one run, one order).

@@ -271,6 +271,8 @@ struct Probe {
     outcome_delay: Duration,
     runs: bool,
     claims: std::sync::atomic::AtomicUsize,
+    /// When each event was last claimed (the claim sent).
+    claimed_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Claims panic (a bug in a store, as the dispatcher's loop sees it).
     panic_claims: bool,
 }
@@ -282,6 +284,7 @@ impl Probe {
             outcome_delay: Duration::ZERO,
             runs: true,
             claims: Default::default(),
+            claimed_at: Default::default(),
             panic_claims: false,
         }
     }
@@ -324,7 +327,15 @@ impl EventStore for Probe {
         }
         self.claims
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.claim_runs(worker_id, lease, limit, run).await
+        let sent = std::time::Instant::now();
+        let claimed = self.inner.claim_runs(worker_id, lease, limit, run).await;
+        if let Ok(events) = &claimed {
+            let mut at = self.claimed_at.lock().unwrap();
+            for e in events {
+                at.insert(e.event.id.clone(), sent);
+            }
+        }
+        claimed
     }
     async fn release(
         &self,
@@ -860,6 +871,100 @@ async fn retries_keep_their_backoff_when_the_poll_is_longer() {
         assert!(
             *gap >= backoff && *gap < backoff + 600,
             "gaps {gaps:?} ms: expected about 200, 400, 800"
+        );
+    }
+}
+
+/// A sink that takes `delay` per event and notes when each attempt began.
+#[derive(Debug)]
+struct Timed {
+    delay: Duration,
+    started: std::sync::Mutex<Vec<(String, i64, std::time::Instant)>>,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Timed {
+    fn name(&self) -> &str {
+        "timed"
+    }
+
+    async fn handle(
+        &self,
+        event: &webhook_server::store::StoredEvent,
+    ) -> Result<(), webhook_server::dispatch::HandlerError> {
+        self.started.lock().unwrap().push((
+            event.event.id.clone(),
+            event.seq,
+            std::time::Instant::now(),
+        ));
+        tokio::time::sleep(self.delay).await;
+        Ok(())
+    }
+}
+
+/// Found by an outside audit (PostgreSQL, lease 5 s, HTTP timeout 2.49 s):
+/// a run started attempts until half the lease had gone from the run's
+/// start, so its last one could end after the lease, and the events were
+/// claimed and sent again while still in flight. Now an attempt starts only
+/// if one taking the whole attempt budget ends, with a tenth of the lease
+/// left for its outcome, before the claim's lease runs out: here 2 s -
+/// 0.2 s - 1 s = 0.8 s after the claim (the old rule allowed 1 s, so the
+/// fourth attempt of a run at 0.9 s).
+#[tokio::test]
+async fn a_run_starts_no_attempt_that_could_outlive_its_lease() {
+    let store = memory();
+    {
+        // Six updates of one product.
+        let state = state_with(store.clone(), &single_secret());
+        let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+        for i in 0..6 {
+            let res = test::call_service(
+                &app,
+                delivery(
+                    "/webhooks/shopify/products/update",
+                    "products/update",
+                    &format!("lease-{i}"),
+                    &body(7),
+                    SECRET,
+                )
+                .to_request(),
+            )
+            .await;
+            assert!(res.status().is_success());
+        }
+    }
+    let probe = Arc::new(Probe::new(store.clone() as Arc<dyn EventStore>));
+    let sink = Arc::new(Timed {
+        delay: Duration::from_millis(300),
+        started: Default::default(),
+    });
+    let mut c = config(3);
+    c.run = 16;
+    c.batch = 1;
+    c.lease = Duration::from_millis(2000);
+    c.attempt_budget = Duration::from_millis(1000);
+    let state = state_with(probe.clone() as Arc<dyn EventStore>, &single_secret());
+    let handle = state
+        .dispatcher(c, vec![Arc::clone(&sink) as Arc<dyn EventHandler>])
+        .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sink.started.lock().unwrap().len() < 6 {
+        assert!(std::time::Instant::now() < deadline, "not all sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    handle.shutdown(Duration::from_secs(2)).await;
+    let started = sink.started.lock().unwrap().clone();
+    let seqs: Vec<i64> = started.iter().map(|(_, seq, _)| *seq).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(seqs, sorted, "in order, each once");
+    assert_eq!(seqs.len(), 6);
+    let claimed_at = probe.claimed_at.lock().unwrap().clone();
+    for (id, _, at) in &started {
+        let after_claim = at.duration_since(claimed_at[id]);
+        assert!(
+            after_claim <= Duration::from_millis(850),
+            "{id} started {after_claim:?} after its claim"
         );
     }
 }
