@@ -542,8 +542,8 @@ impl Dispatcher {
     /// outcomes, in order, and releases the events it did not attempt.
     ///
     /// The run stops at the first attempt to be retried (the events behind
-    /// it must wait for it), and before an attempt that could outlive the
-    /// claim's lease: one taking the whole [`DispatchConfig::attempt_budget`]
+    /// it must wait for it), and, after its first attempt, before one that
+    /// could outlive the claim's lease: one taking the whole [`DispatchConfig::attempt_budget`]
     /// must end, and its outcome be recorded (a tenth of the lease is kept
     /// for that), before the lease that started at `claimed_at` runs out.
     /// Otherwise the event would be claimed again, by this dispatcher or
@@ -569,8 +569,12 @@ impl Dispatcher {
         for event in &mut run {
             // Shutting down: the rest of the run is released, not sent
             // (a run of slow deliveries would hold the shutdown).
-            let stopping = !outcomes.is_empty() && *stop.borrow();
-            if stopping || last_start.is_none_or(|last| Instant::now() > last) {
+            // The first attempt always goes, right after the claim: with a
+            // budget near the lease (start-up refuses one over half; a
+            // library user may not check) a run would otherwise release its
+            // head for ever, claim after claim.
+            let late = last_start.is_none_or(|last| Instant::now() > last);
+            if !outcomes.is_empty() && (*stop.borrow() || late) {
                 break;
             }
             let outcome = self.attempt(event).await;
