@@ -851,10 +851,16 @@ impl ShopifyClient {
                 .iter()
                 .find(|e| e.code() == Some("MAX_COST_EXCEEDED"))
             {
+                // Scrubbed as every other error text: the message is
+                // Shopify's, and quoted to the caller.
+                let message = match scrub(CatalogError::Configuration(refused.message.clone())) {
+                    CatalogError::Configuration(m) => m,
+                    other => other.to_string(),
+                };
                 return Ok(Err(CostRefused {
                     // Shopify's figure in the error, else the envelope's.
                     cost: refused.cost().or_else(|| requested.and_then(|(r, _)| r)),
-                    message: refused.message.clone(),
+                    message,
                 }));
             }
             if let Some(first) = errors.first() {
