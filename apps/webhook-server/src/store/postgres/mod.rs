@@ -21,6 +21,10 @@
 //!   cost does not grow with the backlog queued behind them: with 200,000
 //!   pending events behind 1,000 products waiting for a retry, a claim that
 //!   finds nothing takes 3 ms instead of the 1.1 s a `NOT EXISTS` scan took.
+//!   [`EventStore::claim_runs`] leases, in the same statement, the due events
+//!   behind each head (a run, sent in order by one dispatcher), cut to
+//!   [`PostgresOptions::run_while_ingesting`] events while this replica takes
+//!   deliveries.
 //! - **Clocks.** Leases and due times are computed with the database's clock
 //!   (`statement_timestamp()`), never a replica's, so replicas with skewed
 //!   clocks cannot steal leases early. A retry time handed in by the
