@@ -34,6 +34,17 @@ fn reveal(secret: &SecretString) -> &str {
     secret.expose_secret()
 }
 
+/// A process-local fingerprint of a token, to tell apps apart in the cost
+/// bucket registry (`throttle::bucket_for`) without keeping the token there.
+pub(crate) fn fingerprint(token: &SecretString) -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut hasher = KEYS.get_or_init(Default::default).build_hasher();
+    hasher.write(reveal(token).as_bytes());
+    hasher.finish()
+}
+
 /// A token ready to send, with the generation it belongs to.
 #[derive(Clone)]
 pub(crate) struct Token {

@@ -459,15 +459,24 @@ impl ShopifyClientBuilder {
         let graphql_url = base
             .join(&format!("admin/api/{version}/graphql.json"))
             .map_err(|e| config_err(format!("store URL: {e}")))?;
-        let auth = match self.auth {
+        // Shopify's cost limit applies per app and store: the app is named
+        // by its client id, its token (hashed: the registry holds no
+        // secret), or its token source.
+        let (auth, app) = match self.auth {
             None => {
                 return Err(config_err(
                     "Shopify authentication is required (client credentials or access token)"
                         .into(),
                 ));
             }
-            Some(ShopifyAuth::AccessToken { access_token }) => TokenProvider::fixed(&access_token)?,
-            Some(ShopifyAuth::Source(source)) => TokenProvider::Source(source),
+            Some(ShopifyAuth::AccessToken { access_token }) => {
+                let app = format!("token:{:016x}", crate::auth::fingerprint(&access_token));
+                (TokenProvider::fixed(&access_token)?, app)
+            }
+            Some(ShopifyAuth::Source(source)) => {
+                let app = format!("source:{:p}", std::sync::Arc::as_ptr(&source));
+                (TokenProvider::Source(source), app)
+            }
             Some(ShopifyAuth::ClientCredentials {
                 client_id,
                 client_secret,
@@ -475,7 +484,8 @@ impl ShopifyClientBuilder {
                 let url = base
                     .join("admin/oauth/access_token")
                     .map_err(|e| config_err(format!("store URL: {e}")))?;
-                TokenProvider::grant(client_id, client_secret, url)?
+                let app = format!("client:{client_id}");
+                (TokenProvider::grant(client_id, client_secret, url)?, app)
             }
         };
         let currency = self.currency;
@@ -499,7 +509,7 @@ impl ShopifyClientBuilder {
                      Shopify's {MAX_QUERY_COST}-point query cost limit even for one product"
                 ))
             })?;
-        let bucket = throttle::bucket_for(base.as_str());
+        let bucket = throttle::bucket_for(&format!("{base} {app}"));
         Ok(ShopifyClient {
             inner: Arc::new(Inner {
                 http: Http {

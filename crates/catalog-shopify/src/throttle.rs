@@ -230,8 +230,9 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// The process-wide bucket for an endpoint (the store's base URL), created on
-/// first use and dropped when the last client for it is dropped.
+/// The process-wide bucket for an app on a store (the store's base URL and
+/// the app's identity), created on first use and dropped when the last
+/// client for it is dropped.
 pub(crate) fn bucket_for(endpoint: &str) -> Arc<CostBucket> {
     static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<CostBucket>>>> = OnceLock::new();
     let mut map = REGISTRY

@@ -118,8 +118,16 @@ async fn clones_and_separate_clients_share_one_bucket() {
         .currency("USD".parse().unwrap())
         .build()
         .unwrap();
+    // Another app on the same store has a bucket of its own ("the limit
+    // applies per app and store pair").
+    let other_app = builder(&server)
+        .client_credentials(crate::fake::CLIENT_ID, crate::fake::CLIENT_SECRET)
+        .currency("USD".parse().unwrap())
+        .build()
+        .unwrap();
     client.list_page(PageRequest::first()).await.unwrap();
     assert!(other.throttle_status().is_some());
+    assert!(other_app.throttle_status().is_none());
 
     let tasks: Vec<_> = (0..4)
         .map(|_| {
