@@ -9,9 +9,11 @@
 //! `requestedQueryCost` that the same operation reported last time (the first
 //! request of an operation goes out unguarded: nothing is known yet).
 //!
-//! One bucket exists per endpoint (store base URL) in the process, shared by all
-//! clients and clones that talk to it (keyed by base URL), so concurrent callers
-//! queue in one place instead of each believing it has the whole bucket.
+//! One bucket exists per app and store in the process (keyed by the store's
+//! base URL and the app's identity: Shopify's limit applies per app and store
+//! pair), shared by all clients and clones of that app for that store, so
+//! concurrent callers queue in one place instead of each believing it has the
+//! whole bucket.
 //! Callers are served first come, first served: the waiting happens under an
 //! async queue lock, and a caller that gets through reserves its estimate so
 //! the next one waits for it too.
