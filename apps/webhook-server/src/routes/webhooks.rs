@@ -86,6 +86,11 @@ async fn by_route(
     handle(&req, &platform, Some(&action), payload, &state).await
 }
 
+/// The most [`read_body`] reserves before the bytes arrive: most product
+/// payloads fit (the documented Shopify sample is 2.2 KB), and a larger one
+/// grows the buffer by doubling as its bytes come in.
+const FIRST_RESERVATION: usize = 16 * 1024;
+
 /// Reads the body within the size limit (413, also without Content-Length)
 /// and the time limit (408, so a trickled body cannot hold a worker).
 ///
@@ -105,7 +110,13 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
-    let capacity = declared.map_or(8192, |n| usize::try_from(n).unwrap_or(limit));
+    // The declared length is the sender's word, read before the signature
+    // is checked: reserving all of it would let anyone hold `limit` bytes
+    // per connection by sending a head and two bytes. Past the first
+    // reservation the buffer grows with what actually arrives.
+    let capacity = declared
+        .map_or(8192, |n| usize::try_from(n).unwrap_or(limit))
+        .min(FIRST_RESERVATION);
     let read = async move {
         // A body that arrives in one chunk is used as is (no copy).
         let mut first: Option<Bytes> = None;
@@ -117,7 +128,7 @@ pub async fn read_body(
                 return Err(Error::PayloadTooLarge { limit });
             }
             if let Some(f) = first.take() {
-                buf.reserve(capacity.min(limit).max(f.len() + chunk.len()));
+                buf.reserve(capacity.max(f.len() + chunk.len()));
                 buf.extend_from_slice(&f);
                 buf.extend_from_slice(&chunk);
             } else if buf.is_empty() {

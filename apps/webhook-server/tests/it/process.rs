@@ -669,4 +669,65 @@ mod crash {
         assert!(after < 12, "the whole backlog went out during the drain");
         drop(trickle);
     }
+
+    /// The resident memory of a process, from `/proc`.
+    fn rss_kib(pid: u32) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// `Content-Length` is read before the signature is checked: a head
+    /// claiming the largest body allowed, then two bytes in two packets,
+    /// must cost the server what arrived, not the claimed megabyte (an
+    /// outside audit took one release binary to 1.15 GB with 1,000 such
+    /// connections, unsigned).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_claimed_body_length_reserves_nothing_before_the_bytes_arrive() {
+        use tokio::io::AsyncWriteExt;
+
+        const CONNECTIONS: usize = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let port = free_port();
+        let server = spawn(port, &db);
+        wait_ready(port).await;
+        let pid = server.0.id();
+        let before = rss_kib(pid);
+
+        let head = format!(
+            "POST /webhooks/shopify/products/create HTTP/1.1\r\nHost: x\r\n\
+             X-Shopify-Topic: products/create\r\nX-Shopify-Shop-Domain: a.myshopify.com\r\n\
+             X-Shopify-Webhook-Id: w\r\nX-Shopify-Hmac-Sha256: AAAA\r\n\
+             Content-Length: {}\r\n\r\n{{",
+            1024 * 1024
+        );
+        let mut held = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            conn.set_nodelay(true).unwrap();
+            conn.write_all(head.as_bytes()).await.unwrap();
+            held.push(conn);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for conn in &mut held {
+            conn.write_all(b" ").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = rss_kib(pid);
+        drop(held);
+
+        let grown_mib = after.saturating_sub(before) / 1024;
+        eprintln!("{CONNECTIONS} connections: {before} kB to {after} kB");
+        assert!(
+            grown_mib < 64,
+            "{CONNECTIONS} connections with two body bytes each grew the server by {grown_mib} MiB \
+             ({before} kB to {after} kB)"
+        );
+    }
 }
