@@ -25,17 +25,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CatalogError> {
     // RFC 8259 lets a parser ignore a byte order mark, and a PHP file saved
     // with one (a WordPress plugin) puts it before every answer.
     let bytes = bytes.strip_prefix(UTF8_BOM).unwrap_or(bytes);
-    serde_json::from_slice(bytes).map_err(|_| {
+    serde_json::from_slice(bytes).map_err(|fast| {
         if let Some(not_json) = not_json(bytes) {
             return not_json;
         }
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         match serde_path_to_error::deserialize::<_, T>(de) {
             Err(err) => decode_error(err),
-            // Unreachable in practice: the fast path failed on the same input.
+            // The value itself was read: what failed is after it (a second
+            // document, trailing characters), which only the whole-input
+            // decode checks. Its own message says where.
             Ok(_) => CatalogError::Decode {
                 path: String::new(),
-                message: "inconsistent JSON decoding".into(),
+                message: crate::excerpt::message(&fast.to_string()),
             },
         }
     })
@@ -126,6 +128,25 @@ mod tests {
             decode::<Wire>(b"{"),
             Err(CatalogError::Decode { .. })
         ));
+    }
+
+    /// The value decodes, what follows it does not: the error says so and
+    /// where (an outside audit saw "inconsistent JSON decoding" instead).
+    #[test]
+    fn what_follows_the_value_is_named() {
+        for body in [
+            &br#"{"id": 1, "tags": []} xx"#[..],
+            br#"{"id": 1, "tags": []}{"id": 2, "tags": []}"#,
+        ] {
+            let CatalogError::Decode { path, message } = decode::<Wire>(body).unwrap_err() else {
+                panic!("expected a decode error")
+            };
+            assert_eq!(path, "");
+            assert!(
+                message.starts_with("trailing characters at line 1 column 2"),
+                "{message}"
+            );
+        }
     }
 
     #[test]
