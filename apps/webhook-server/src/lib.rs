@@ -219,8 +219,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
                 settings.database.batch_max,
             )
             .with_context(|| {
+                let hint = crate::store::sqlite::open_failure_hint(&path)
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
                 format!(
-                    "database.url: cannot open SQLite store at {}",
+                    "database.url: cannot open SQLite store at {}{hint}",
                     path.display()
                 )
             })?,

@@ -181,6 +181,87 @@ async fn sqlite_refuses_writes_once_its_file_is_removed() {
     store.close().await;
 }
 
+/// The lock file removed under a running server (a clean-up of "stale"
+/// lock files): the store locks the path again before its next commit, so a
+/// second server is still refused (an outside audit ran two on one file and
+/// got every delivery stored twice).
+#[tokio::test]
+async fn a_removed_lock_file_is_taken_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let lock = dir.path().join("events.db.lock");
+    let first = SqliteStore::open(&path, Durability::ProcessCrash, 64).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(
+        first.insert(event("after", Some("p"))).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert!(lock.exists());
+    match SqliteStore::open(&path, Durability::ProcessCrash, 64) {
+        Err(webhook_server::store::StoreError::InUse(_)) => {}
+        other => panic!("a second store opened: {other:?}"),
+    }
+    first.ping().await.unwrap();
+    first.close().await;
+}
+
+/// The lock file removed, and a second server started before the first
+/// noticed: the first refuses every write from then on and is not ready,
+/// so each delivery is stored once, by the second.
+#[tokio::test]
+async fn a_store_whose_lock_another_took_refuses_writes_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let first = SqliteStore::open(&path, Durability::ProcessCrash, 64).unwrap();
+    std::fs::remove_file(dir.path().join("events.db.lock")).unwrap();
+    let second = SqliteStore::open(&path, Durability::ProcessCrash, 64).unwrap();
+    for _ in 0..2 {
+        let err = first
+            .insert(event("both", Some("p")))
+            .await
+            .expect_err("stored by a server that lost its file")
+            .to_string();
+        assert!(err.contains("another webhook-server holds it"), "{err}");
+    }
+    let err = first.ping().await.expect_err("ready").to_string();
+    assert!(err.contains("another webhook-server holds it"), "{err}");
+    assert_eq!(
+        second.insert(event("both", Some("p"))).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    second.ping().await.unwrap();
+    first.close().await;
+    second.close().await;
+}
+
+/// A server killed while dispatching leaves its leases in the file; the
+/// next one on the file owns it alone, so it takes those events at once
+/// instead of waiting out the dead one's lease (an outside audit saw every
+/// crash hold the products back for the whole lease).
+#[tokio::test]
+async fn leases_left_by_a_dead_server_are_released_at_open() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteStore::open(&path, Durability::PowerLoss, 64).unwrap();
+    store.insert(event("leased", Some("p"))).await.unwrap();
+    let claimed = store
+        .claim_due("dead", Duration::from_secs(3600), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    // Dropped, not closed: what a killed process leaves.
+    drop(store);
+    let store = SqliteStore::open(&path, Durability::PowerLoss, 64).unwrap();
+    let claimed = store
+        .claim_due("next", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the dead server's lease still held");
+    assert_eq!(claimed[0].event.event_id.as_str(), "leased");
+    store.close().await;
+}
+
 /// Another process holding the SQLite file's write lock (a backup tool's
 /// `BEGIN EXCLUSIVE`) holds every delivery back: readiness says so within
 /// the store timeout even while the writer is idle (its probe used to read

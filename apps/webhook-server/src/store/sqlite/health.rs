@@ -15,6 +15,9 @@
 //!   503; readiness must say so too, or a load balancer keeps sending
 //!   deliveries. After a failed commit, a ping writes a probe row and is
 //!   ready again only once that commits.
+//! - **Another server took the file over**: its lock file was removed
+//!   while this one ran and a second server started on it (see
+//!   `ownership.rs`). Checked with the file, before the same commits.
 //! - **The file is damaged** (SQLite reports it malformed). A probe may
 //!   still commit (it touches other pages) while every delivery fails, so
 //!   once a statement has reported damage the store stays not ready until
@@ -22,6 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::ownership::LockWatch;
 use crate::store::StoreError;
 
 /// The writer's view of its file and of its last commits.
@@ -30,6 +34,9 @@ pub(super) struct Health {
     /// The file as opened, `None` where it is not checked (in-memory
     /// databases in tests, platforms without inode numbers).
     file: Option<FileIdentity>,
+    /// The lock that makes this store the file's only server, `None` where
+    /// it is not checked (tests on in-memory databases).
+    lock: Option<LockWatch>,
     /// The last batch that acknowledged something, or probed, failed to
     /// commit, and none has committed since.
     pub(super) failing: bool,
@@ -52,9 +59,16 @@ impl Health {
     pub(super) fn of_file(path: &Path) -> Result<Self, StoreError> {
         Ok(Self {
             file: FileIdentity::of(path)?,
+            lock: None,
             failing: false,
             damaged: false,
         })
+    }
+
+    /// Also checks the store's lock (see `ownership.rs`).
+    pub(super) fn with_lock(mut self, lock: LockWatch) -> Self {
+        self.lock = Some(lock);
+        self
     }
 
     /// No file to watch (an in-memory database).
@@ -62,18 +76,31 @@ impl Health {
     pub(super) fn unchecked() -> Self {
         Self {
             file: None,
+            lock: None,
             failing: false,
             damaged: false,
         }
     }
 
-    /// Whether the store's path still names the file it opened.
+    /// Whether the store's path still names the file it opened, and the
+    /// store still owns it.
     ///
     /// # Errors
     /// [`StoreError::Database`] naming the path when it does not.
-    pub(super) fn check_file(&self) -> Result<(), StoreError> {
-        match &self.file {
-            Some(file) => file.check(),
+    pub(super) fn check_file(&mut self) -> Result<(), StoreError> {
+        if let Some(file) = &self.file {
+            file.check()?;
+        }
+        self.check_owner()
+    }
+
+    /// Whether the store still owns its file (see `ownership.rs`).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] once another server holds the file's lock.
+    pub(super) fn check_owner(&mut self) -> Result<(), StoreError> {
+        match &mut self.lock {
+            Some(lock) => lock.check(),
             None => Ok(()),
         }
     }
@@ -152,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.db");
         std::fs::write(&path, b"x").unwrap();
-        let health = Health::of_file(&path).unwrap();
+        let mut health = Health::of_file(&path).unwrap();
         health.check_file().unwrap();
         // Rewritten in place: the same file.
         std::fs::write(&path, b"yy").unwrap();
@@ -164,7 +191,7 @@ mod tests {
         let err = health.check_file().unwrap_err().to_string();
         assert!(err.contains("removed or replaced"), "{err}");
         // Removed.
-        let health = Health::of_file(&path).unwrap();
+        let mut health = Health::of_file(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert!(health.check_file().is_err());
         assert!(Health::unchecked().check_file().is_ok());

@@ -30,8 +30,10 @@ use crate::settings::Durability;
 
 mod health;
 mod id_filter;
+mod ownership;
 mod recent_ids;
 use health::Health;
+use ownership::take_ownership;
 use recent_ids::{IdChanges, IdPlace, RecentIds};
 
 /// Schema migrations, applied in order at start-up; `PRAGMA user_version`
@@ -332,12 +334,14 @@ impl SqliteStore {
                 StoreError::Database(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let owner = take_ownership(path)?;
+        let (owner, lock) = take_ownership(path)?;
         let mut conn = Connection::open(path)?;
+        refuse_foreign_file(&conn)?;
         configure(&conn, durability)?;
         migrate(&mut conn)?;
+        release_dead_leases(&conn)?;
         let mut ids = RecentIds::load(&conn, generation)?;
-        let health = Health::of_file(path)?;
+        let health = Health::of_file(path)?.with_lock(lock);
         // Closing the store drops `alive`: the checkpointer and any id
         // filter build stop.
         let alive = Arc::new(());
@@ -395,63 +399,53 @@ impl SqliteStore {
     }
 }
 
-/// Locks `<path>.lock` (created if needed) for this store, without waiting.
-/// `path` is resolved first: a symbolic link to the file (or to a folder on
-/// its way) must find the same lock as the file's own name.
-fn take_ownership(path: &Path) -> Result<std::fs::File, StoreError> {
-    let real = resolved(path);
-    let mut lock_path = real.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", lock_path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        // Named as resolved: the lock the message names is the one held.
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(StoreError::InUse(real.display().to_string()))
+/// What SQLite's error leaves out when a file cannot be opened: a full
+/// disk reads "disk I/O error" at open (the WAL index cannot be created),
+/// which sends an operator after the hardware. `None` when nothing is
+/// plain to see.
+pub(crate) fn open_failure_hint(path: &Path) -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        /// Below this the disk is named as the likely cause: a busy WAL
+        /// alone grows to several MiB between checkpoints.
+        const LOW: u64 = 64 * 1024 * 1024;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| Path::new("."));
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free < LOW {
+            return Some(format!(
+                "the disk holding {} has {} KiB free",
+                dir.display(),
+                free / 1024
+            ));
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Database(format!(
-            "cannot lock {}: {e}",
-            lock_path.display()
-        ))),
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = path;
+    None
 }
 
-/// `path` with every symbolic link resolved; for a file not created yet, its
-/// folder resolved and the name kept, after following a link that points to
-/// it (a dangling link is where SQLite will create the file). As given when
-/// that fails.
-fn resolved(path: &Path) -> PathBuf {
-    let mut path = path.to_path_buf();
-    // A chain of links, as the kernel follows it (which stops at 40).
-    for _ in 0..40 {
-        if let Ok(real) = std::fs::canonicalize(&path) {
-            return real;
-        }
-        match std::fs::read_link(&path) {
-            Ok(target) => {
-                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                path = base.join(target);
-            }
-            Err(_) => break,
-        }
+/// Clears the leases left in the file. The lock makes this store the
+/// file's only server, so they are a process's that died holding them (a
+/// crash, SIGKILL): waiting them out would hold their products back for up
+/// to `dispatch.lease_secs` after every crash. Their events go again (at
+/// least once), in order.
+fn release_dead_leases(conn: &Connection) -> Result<(), StoreError> {
+    let released = conn.execute(
+        "UPDATE events SET lease_owner = NULL, lease_until = NULL \
+         WHERE status = 'pending' AND lease_owner IS NOT NULL",
+        [],
+    )?;
+    if released > 0 {
+        tracing::info!(
+            events = released,
+            "released the dispatch leases the previous server left (it did not stop cleanly)"
+        );
     }
-    match (path.parent(), path.file_name()) {
-        (Some(dir), Some(name)) => {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            std::fs::canonicalize(dir).map_or_else(|_| path.clone(), |d| d.join(name))
-        }
-        _ => path,
-    }
+    Ok(())
 }
 
 /// `PRAGMA synchronous` for commits that acknowledge something.
@@ -494,6 +488,44 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
     Ok(())
 }
 
+/// Refuses a file at schema version 0 (new, or not ours) that already
+/// has tables: checked before anything is written to it, so that a wrong
+/// path leaves another program's file as it was.
+fn refuse_foreign_file(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != 0 {
+        return Ok(());
+    }
+    // Version 0 is a new file. One that already has tables is another
+    // program's database (a wrong `database.url`: adopting it would
+    // add our tables and switch it to WAL), or ours with its version
+    // reset: migrating would fail half-way on `CREATE TABLE events`.
+    let tables = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name LIMIT 4",
+        )?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if tables.iter().any(|t| t == "events") {
+        return Err(StoreError::Database(
+            "the database has an events table but no schema version: not a webhook-server \
+             database, or its version (PRAGMA user_version) was reset"
+                .into(),
+        ));
+    }
+    if !tables.is_empty() {
+        let names: Vec<&str> = tables.iter().take(3).map(String::as_str).collect();
+        return Err(StoreError::Database(format!(
+            "the file holds another program's tables ({}{}) and no webhook-server schema: \
+             point database.url (CATALOG_DATABASE_URL) at a new or empty file",
+            names.join(", "),
+            if tables.len() > 3 { ", ..." } else { "" }
+        )));
+    }
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let Ok(done) = usize::try_from(version) else {
@@ -503,21 +535,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         )));
     };
     if done == 0 {
-        // Version 0 is a new file. One that already has our table is
-        // another program's database, or had its version reset: migrating
-        // would fail half-way on `CREATE TABLE events`.
-        let tables: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
-            [],
-            |r| r.get(0),
-        )?;
-        if tables > 0 {
-            return Err(StoreError::Database(
-                "the database has an events table but no schema version: not a webhook-server \
-                 database, or its version (PRAGMA user_version) was reset"
-                    .into(),
-            ));
-        }
+        refuse_foreign_file(conn)?;
     }
     if done > MIGRATIONS.len() {
         return Err(StoreError::Database(format!(
@@ -545,7 +563,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::debug!(version = i + 1, "applied SQLite migration");
     }
     // One line, so that the start-up summary stays among the first.
-    if done < MIGRATIONS.len() {
+    if done == 0 {
+        tracing::info!(
+            version = MIGRATIONS.len(),
+            "new SQLite database: no stored events and no deduplication history yet (if the server ran before, check database.url)"
+        );
+    } else if done < MIGRATIONS.len() {
         tracing::info!(from = done, to = MIGRATIONS.len(), "SQLite schema migrated");
     }
     Ok(())
@@ -906,7 +929,7 @@ fn execute(
     ids: &mut RecentIds,
     changes: &mut IdChanges,
     ingesting: bool,
-    health: &Health,
+    health: &mut Health,
 ) -> Result<Reply, StoreError> {
     match cmd {
         // Nothing more is acknowledged into a file SQLite found damaged.
@@ -931,6 +954,12 @@ fn execute(
             run,
             reply,
         } => {
+            // A server that lost its file to another dispatches no more
+            // (see ownership.rs).
+            if let Err(e) = health.check_owner() {
+                let _ = reply.send(Err(e));
+                return Ok(Box::new(|_| {}));
+            }
             let run = if ingesting { 1 } else { run };
             let claimed = claim(tx, &worker, lease, limit, run);
             if health.failing {
@@ -2648,6 +2677,38 @@ mod tests {
             other => panic!("expected InUse, got {other:?}"),
         }
         first.close().await;
+    }
+
+    /// A wrong `database.url` naming another program's database is refused
+    /// before anything is written to it (an outside audit saw such a file
+    /// adopted: our tables added, the file switched to WAL).
+    #[tokio::test]
+    async fn another_programs_database_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE customers (id INTEGER); CREATE TABLE orders (id INTEGER);
+                 INSERT INTO customers VALUES (1);",
+            )
+            .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = SqliteStore::open(&path, Durability::PowerLoss, 8)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("another program's tables (customers, orders)"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "the file was changed"
+        );
+        assert!(!dir.path().join("shop.db-wal").exists());
     }
 
     /// Versions this build cannot have written are refused before any
