@@ -331,11 +331,22 @@ impl Config {
         if let Some(w) = wanted {
             let w_norm = w.trim().trim_end_matches('/').to_ascii_lowercase();
             let norm = |s: &str| s.trim().trim_end_matches('/').to_ascii_lowercase();
-            let hit = candidates.iter().find(|s| s.name == w).or_else(|| {
-                candidates.iter().find(|s| {
-                    norm(&s.id) == w_norm || norm(&s.store_url) == w_norm || norm(&s.name) == w_norm
+            let hit = candidates
+                .iter()
+                .find(|s| s.name == w)
+                .or_else(|| {
+                    candidates.iter().find(|s| {
+                        norm(&s.id) == w_norm
+                            || norm(&s.store_url) == w_norm
+                            || norm(&s.name) == w_norm
+                    })
                 })
-            });
+                .or_else(|| {
+                    // The store as the platform names it, however spelt: a bare
+                    // domain, another scheme (`https://shop.example.com` and
+                    // `shop.example.com` are one WooCommerce store).
+                    candidates.iter().find(|s| same_store(s.platform, &s.id, w))
+                });
             if let Some(s) = hit {
                 return Ok(s);
             }
@@ -494,7 +505,8 @@ fn store_host(url: &str) -> Option<String> {
     url::Url::parse(&with_scheme)
         .ok()?
         .host_str()
-        .map(str::to_ascii_lowercase)
+        // As the server reads a shop domain: lower case, no trailing dot.
+        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
 }
 
 /// The store URL without credentials, query or fragment, for messages.
@@ -666,8 +678,11 @@ impl Store {
                     }
                     _ => return Err(missing()),
                 };
+                // Products are named by the store's id, as the server names
+                // its deliveries; requests go to `store_url`.
                 let mut b = ShopifyClient::builder()
-                    .store_url(&self.store_url)
+                    .store_url(&self.id)
+                    .base_url(&self.store_url)
                     .auth(auth)
                     .max_retries(tuning.retries)
                     .timeout(tuning.timeout)
@@ -692,7 +707,8 @@ impl Store {
                     return Err(missing());
                 }
                 let mut b = WooCommerceClient::builder()
-                    .store_url(&self.store_url)
+                    .store_url(&self.id)
+                    .base_url(&self.store_url)
                     .credentials(key.clone(), secret.clone())
                     .auth_mode(s.auth.unwrap_or_default())
                     .max_retries(tuning.retries)
@@ -797,6 +813,40 @@ client_secret = "csecret"
         let b = c.select(Some("b.myshopify.com"), None).unwrap();
         assert_eq!(b.webhook_secret().unwrap().expose_secret(), "csecret");
         assert!(b.client(tuning()).is_ok());
+    }
+
+    /// `--store` takes a store however the platform's rules spell it (an
+    /// outside audit was refused `shop.example.com` for the configured
+    /// `https://shop.example.com`).
+    #[test]
+    fn stores_are_picked_by_any_spelling_of_their_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[shopify.stores]]
+id = "a.myshopify.com"
+[[woocommerce.stores]]
+id = "https://shop.example.com"
+"#,
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&path), &[]).unwrap();
+        for spelling in [
+            "shop.example.com",
+            "http://shop.example.com",
+            "https://shop.example.com/",
+            "HTTPS://SHOP.EXAMPLE.COM",
+        ] {
+            let s = c.select(Some(spelling), None).unwrap();
+            assert_eq!(s.id, "https://shop.example.com", "{spelling}");
+        }
+        for spelling in ["https://a.myshopify.com", "A.myshopify.com."] {
+            let s = c.select(Some(spelling), None).unwrap();
+            assert_eq!(s.id, "a.myshopify.com", "{spelling}");
+        }
+        assert!(c.select(Some("b.myshopify.com"), None).is_err());
     }
 
     #[test]

@@ -83,7 +83,8 @@ client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 
 [[woocommerce.stores]]
-id = "{woo}"
+id = "https://blog.example.com"
+store_url = "{woo}"
 name = "blog"
 consumer_key = "{KEY}"
 consumer_secret = "{SECRET}"
@@ -119,6 +120,17 @@ secrets = ["woo-webhook-secret"]
     let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list.len(), 3);
     assert_eq!(list[0]["platform"], "shopify");
+    // Named by the store's id, as the server names its deliveries, not by
+    // where its API is (an outside audit found the fake's address here).
+    assert_eq!(list[0]["store"], "fake.myshopify.com");
+    assert!(
+        list[0]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("shopify:fake.myshopify.com:"),
+        "{}",
+        list[0]["id"]
+    );
     assert_eq!(
         shop.fake.counters().grants,
         1,
@@ -140,4 +152,5 @@ secrets = ["woo-webhook-secret"]
     assert!(o.status.success(), "{}", err(&o));
     let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(p["platform"], "woocommerce");
+    assert_eq!(p["store"], "https://blog.example.com");
 }
