@@ -315,6 +315,24 @@ impl Config {
         })
     }
 
+    /// A store filter for the server's events: the id, as the server
+    /// records it, of the configured store `wanted` names (by name, URL or
+    /// any spelling of its id); else `wanted` read by `platform`'s rules
+    /// when one is given; else as given.
+    pub(crate) fn store_filter(&self, wanted: &str, platform: Option<Platform>) -> String {
+        let recorded = |platform: Platform, id: &str| match platform {
+            Platform::Shopify => store_host(id),
+            Platform::Woocommerce => catalog_woocommerce::store_identity(id).ok(),
+        };
+        match (self.select(Some(wanted), platform), platform) {
+            (Ok(store), _) => {
+                recorded(store.platform, &store.id).unwrap_or_else(|| store.id.clone())
+            }
+            (Err(_), Some(p)) => recorded(p, wanted).unwrap_or_else(|| wanted.to_owned()),
+            (Err(_), None) => wanted.to_owned(),
+        }
+    }
+
     /// Picks the store: by `--store` (name, id, store URL, or a platform name
     /// with a single store), else the only one configured (of `platform`
     /// when given).
@@ -595,6 +613,23 @@ impl Store {
             (Platform::Shopify, Origin::Env) => "SHOPIFY_STORE_URL".to_owned(),
             (Platform::Woocommerce, Origin::Env) => "WOOCOMMERCE_STORE_URL".to_owned(),
         }
+    }
+
+    /// Whether this store sends WooCommerce keys in a way WooCommerce
+    /// ignores: Basic or query-string auth over plain `http://` (it reads
+    /// them only on requests it sees as HTTPS), so a 401 is not the keys'
+    /// fault.
+    pub(crate) fn keys_ignored_over_http(&self) -> bool {
+        self.platform == Platform::Woocommerce
+            && matches!(
+                self.section.auth,
+                Some(AuthMode::Basic | AuthMode::QueryString)
+            )
+            && self
+                .store_url
+                .trim()
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
     }
 
     /// Which keys hold the API credentials, for messages.

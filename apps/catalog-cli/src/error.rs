@@ -79,6 +79,15 @@ impl CliError {
         let platform = store.platform.title();
         let detail = error_chain(e);
         let err = match e {
+            CatalogError::Unauthorized(_) if store.keys_ignored_over_http() => Self::new(
+                Kind::Unauthorized,
+                format!(
+                    "{platform} store {name} refused the credentials: WooCommerce reads Basic and \
+                     query-string keys only over HTTPS; use an https:// store_url, or auth = \
+                     \"oauth1\" for http ({})",
+                    store.where_configured()
+                ),
+            ),
             CatalogError::Unauthorized(_) => Self::new(
                 Kind::Unauthorized,
                 format!(

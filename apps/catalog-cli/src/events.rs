@@ -121,11 +121,21 @@ impl Admin {
                         .trim_end_matches("/replay")
                 ),
             )),
-            s => Err(CliError::new(
-                Kind::Remote,
-                format!("the webhook server at {shown} answered HTTP {}", s.as_u16()),
-            )
-            .with_detail(body)),
+            s => {
+                // A 400 says what to fix in `message`.
+                let why = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("message")?.as_str().map(|m| format!(": {m}")))
+                    .unwrap_or_default();
+                Err(CliError::new(
+                    Kind::Remote,
+                    format!(
+                        "the webhook server at {shown} answered HTTP {}{why}",
+                        s.as_u16()
+                    ),
+                )
+                .with_detail(body))
+            }
         }
     }
 

@@ -155,6 +155,26 @@ struct ServerArgs {
     token_env: Option<String>,
 }
 
+/// The statuses the server keeps (`docs/webhooks.md`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EventStatusArg {
+    Pending,
+    Delivered,
+    Failed,
+    Dead,
+}
+
+impl EventStatusArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum EventsCommand {
     /// The most recent events, newest first.
@@ -162,17 +182,19 @@ enum EventsCommand {
         #[command(flatten)]
         server: ServerArgs,
         /// Only this platform's events.
-        #[arg(long)]
-        platform: Option<String>,
-        /// Only this store's events (its id).
+        #[arg(long, value_enum)]
+        platform: Option<Platform>,
+        /// Only this store's events (its id, however spelt:
+        /// shop.example.com is https://shop.example.com).
         #[arg(long, value_name = "ID")]
         store_id: Option<String>,
-        /// Only this topic (product.created...).
+        /// Only this topic, in any platform's spelling (products/create is
+        /// product.created), or any other topic as the platform sent it.
         #[arg(long)]
         topic: Option<String>,
-        /// Only events with this status (pending, delivered, failed, dead...).
-        #[arg(long)]
-        status: Option<String>,
+        /// Only events with this status.
+        #[arg(long, value_enum)]
+        status: Option<EventStatusArg>,
         /// How many events to show.
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: u32,
@@ -317,10 +339,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     admin
                         .list(
                             &events::ListFilter {
-                                platform,
-                                store: store_id,
-                                topic,
-                                status,
+                                platform: platform.map(|p| p.as_str().to_owned()),
+                                store: store_id.map(|s| config.store_filter(&s, platform)),
+                                topic: topic.as_deref().map(webhook::canonical_topic),
+                                status: status.map(|s| s.as_str().to_owned()),
                                 limit,
                             },
                             json,

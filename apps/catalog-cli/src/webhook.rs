@@ -36,6 +36,40 @@ enum Action {
     Restore,
 }
 
+impl Action {
+    /// The product action a topic names in any platform's spelling
+    /// (`products/create`, `product.created`, `create`...), lower case.
+    fn of_topic(lower: &str) -> Option<Self> {
+        match lower {
+            "create" | "created" | "products/create" | "product.created" | "products_create" => {
+                Some(Self::Create)
+            }
+            "update" | "updated" | "products/update" | "product.updated" | "products_update" => {
+                Some(Self::Update)
+            }
+            "delete" | "deleted" | "products/delete" | "product.deleted" | "products_delete" => {
+                Some(Self::Delete)
+            }
+            "restore" | "restored" | "product.restored" => Some(Self::Restore),
+            _ => None,
+        }
+    }
+}
+
+/// A topic filter as the server records topics: a product topic in any
+/// platform's spelling becomes its canonical name (`products/create` ->
+/// `product.created`); any other topic is kept as given (the server keeps
+/// topics it does not know verbatim).
+pub(crate) fn canonical_topic(input: &str) -> String {
+    match Action::of_topic(&input.trim().to_ascii_lowercase()) {
+        Some(Action::Create) => "product.created".to_owned(),
+        Some(Action::Update) => "product.updated".to_owned(),
+        Some(Action::Delete) => "product.deleted".to_owned(),
+        Some(Action::Restore) => "product.restored".to_owned(),
+        None => input.trim().to_owned(),
+    }
+}
+
 /// A topic as the platform writes it, with its action when it is a product topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlatformTopic {
@@ -47,17 +81,7 @@ impl PlatformTopic {
     /// Reads `products/create`, `product.created`, `create`... for a platform.
     pub(crate) fn parse(platform: Platform, input: &str) -> Result<Self, CliError> {
         let t = input.trim().to_ascii_lowercase();
-        let action =
-            match t.as_str() {
-                "create" | "created" | "products/create" | "product.created"
-                | "products_create" => Some(Action::Create),
-                "update" | "updated" | "products/update" | "product.updated"
-                | "products_update" => Some(Action::Update),
-                "delete" | "deleted" | "products/delete" | "product.deleted"
-                | "products_delete" => Some(Action::Delete),
-                "restore" | "restored" | "product.restored" => Some(Action::Restore),
-                _ => None,
-            };
+        let action = Action::of_topic(&t);
         let raw = match (platform, action) {
             (Platform::Shopify, Some(Action::Create)) => "products/create".to_owned(),
             (Platform::Shopify, Some(Action::Update)) => "products/update".to_owned(),
@@ -419,6 +443,14 @@ pub(crate) async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_filters_are_canonical() {
+        assert_eq!(canonical_topic("products/create"), "product.created");
+        assert_eq!(canonical_topic(" Update "), "product.updated");
+        assert_eq!(canonical_topic("product.restored"), "product.restored");
+        assert_eq!(canonical_topic("orders/create"), "orders/create");
+    }
 
     #[test]
     fn topics_in_any_spelling() {

@@ -92,6 +92,9 @@ impl Error {
     }
 }
 
+/// Characters of a 400's `message` kept.
+const MESSAGE_MAX: usize = 300;
+
 /// Store failures answered (503), logged at most every 10 s.
 static STORE_FAILURES: crate::log_budget::LogBudget =
     crate::log_budget::LogBudget::new(std::time::Duration::from_secs(10));
@@ -138,7 +141,21 @@ impl ResponseError for Error {
         if let Self::MethodNotAllowed { allow } = self {
             res.insert_header(("Allow", *allow));
         }
-        res.json(serde_json::json!({ "error": self.code() }))
+        match self {
+            // What to fix, for a request the client can correct: which
+            // parameter or header, in our words (values quoted in it are
+            // already clipped where senders choose them).
+            Self::BadRequest(_) | Self::TopicMismatch { .. } => {
+                let message: String = self
+                    .to_string()
+                    .trim_start_matches("bad request: ")
+                    .chars()
+                    .take(MESSAGE_MAX)
+                    .collect();
+                res.json(serde_json::json!({ "error": self.code(), "message": message }))
+            }
+            _ => res.json(serde_json::json!({ "error": self.code() })),
+        }
     }
 }
 

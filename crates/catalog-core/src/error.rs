@@ -78,6 +78,53 @@ impl CatalogError {
     }
 }
 
+/// Characters of an error body [`body_excerpt`] keeps.
+const BODY_EXCERPT_MAX: usize = 200;
+
+/// An unsuccessful answer's body as one short line for
+/// [`CatalogError::Http`]: an HTML page (a proxy's 502, a host's error or
+/// maintenance page) is named by its `<title>`, any other text has its
+/// whitespace runs collapsed to one space and is cut to 200 characters.
+/// Error messages are printed on one line; a page quoted raw would spill
+/// markup over many.
+///
+/// ```
+/// let page = b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body>...</body></html>";
+/// assert_eq!(catalog_core::error::body_excerpt(page), "an HTML page: \"502 Bad Gateway\"");
+/// assert_eq!(catalog_core::error::body_excerpt(b"upstream\n  timed out"), "upstream timed out");
+/// ```
+#[must_use]
+pub fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim_start_matches('\u{feff}').trim();
+    if text.starts_with('<') {
+        let lower = text.to_ascii_lowercase();
+        let title = lower.find("<title").and_then(|open| {
+            let start = open + lower[open..].find('>')? + 1;
+            let end = start + lower[start..].find("</title")?;
+            Some(one_line(&text[start..end]))
+        });
+        return match title.filter(|t| !t.is_empty()) {
+            Some(title) => format!("an HTML page: \"{}\"", cut(&title, 80)),
+            None => "an HTML page".to_owned(),
+        };
+    }
+    cut(&one_line(text), BODY_EXCERPT_MAX)
+}
+
+/// `text` with every run of whitespace (newlines included) as one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first `max` characters of `text`, and `…` when there were more.
+fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,7 +198,8 @@ async fn error_message(response: Response) -> String {
             errors: Value::String(s),
         }) => s,
         Ok(Body { errors }) => errors.to_string(),
-        Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        // One line: an HTML page (a proxy's 502) named by its title.
+        Err(_) => catalog_core::error::body_excerpt(&bytes),
     };
     let text: String = text.chars().take(300).collect();
     if text.trim().is_empty() {

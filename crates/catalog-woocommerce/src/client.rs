@@ -879,11 +879,11 @@ fn error_from_response(status: StatusCode, body: &[u8], creds: &Credentials) -> 
     }
 }
 
-/// A short, credential-free excerpt of a non-WordPress error body.
+/// A short, credential-free, one-line excerpt of a non-WordPress error
+/// body (an HTML page is named by its title).
 fn excerpt(body: &[u8], creds: &Credentials) -> String {
-    let text = String::from_utf8_lossy(body);
-    let cut: String = text.chars().take(200).collect();
-    let cut = creds.redact(cut.trim());
+    let clean = creds.redact(&String::from_utf8_lossy(body));
+    let cut = catalog_core::error::body_excerpt(clean.as_bytes());
     if cut.is_empty() {
         "(empty body)".into()
     } else {
@@ -937,6 +937,17 @@ mod tests {
         );
         assert!(!e.to_string().contains("cs_topsecret"));
         assert!(e.is_transient());
+        // A host's error page: one line, named by its title (an outside
+        // audit saw nine lines of raw markup in the CLI's one-line error).
+        let e = error_from_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"<!DOCTYPE html>\n<html lang=\"en-US\">\n<head>\n<title>WordPress &rsaquo; Error</title>\n</head>\n<body id=\"error-page\">\n<div class=\"wp-die-message\">There has been a critical error on this website.</div></body>\n</html>",
+            &creds,
+        );
+        assert_eq!(
+            e.to_string(),
+            "HTTP 500: an HTML page: \"WordPress &rsaquo; Error\""
+        );
     }
 
     #[test]

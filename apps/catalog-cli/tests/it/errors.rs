@@ -2,7 +2,7 @@
 
 use crate::shopify_fake::{FakeShopify, Options};
 use crate::support::{catalog, err, out, run, woo, woo_env};
-use crate::woo_fake::{Accept, FakeStore, KEY};
+use crate::woo_fake::{Accept, FakeStore, KEY, SECRET};
 
 const WRONG_WOO_SECRET: &str = "cs_wrong_TOPSECRET_9999";
 const WRONG_SHOPIFY_TOKEN: &str = "shpat_wrong_TOPSECRET_1234";
@@ -60,6 +60,34 @@ async fn refused_woocommerce_keys_exit_5_without_showing_the_secret() {
         !dir.path().join("x.jsonl").exists(),
         "nothing written on refusal"
     );
+}
+
+/// Right keys sent as Basic over `http://`, which WooCommerce ignores: the
+/// one line names that cause, not the keys (an outside audit found the
+/// cause only under `--verbose`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_keys_over_http_name_https_as_the_fix() {
+    let store = FakeStore::new(Accept::OAuth1);
+    store.add_simple(1, "1.00");
+    let (server, _s) = woo(store).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!(
+            "[[woocommerce.stores]]\nid = \"{}\"\nconsumer_key = \"{KEY}\"\nconsumer_secret = \"{SECRET}\"\nauth = \"basic\"\n",
+            server.uri()
+        ),
+    )
+    .unwrap();
+    let mut cmd = catalog(dir.path());
+    cmd.args(["-c", "c.toml", "--retries", "0", "products", "list"]);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    let e = err(&o);
+    let first = e.lines().next().unwrap_or_default();
+    assert!(first.contains("only over HTTPS"), "{e}");
+    assert!(first.contains("auth = \"oauth1\""), "{e}");
+    assert!(!e.contains(SECRET), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,40 @@ async fn a_sent_delivery_is_accepted_and_shows_in_events() {
     assert_eq!(events.len(), 1);
     let id = events[0]["id"].as_str().unwrap().to_owned();
 
+    // The topic in the platform's spelling, as `webhook send` takes it (an
+    // outside audit got "0 events" for it), and the store id as a URL.
+    let mut cmd = catalog(dir.path());
+    cmd.env("CATALOG_ADMIN_TOKEN", ADMIN_TOKEN).args([
+        "events",
+        "list",
+        "--server",
+        &srv.url,
+        "--topic",
+        "products/create",
+        "--platform",
+        "shopify",
+        "--store-id",
+        "https://Example.myshopify.com/",
+        "--json",
+    ]);
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let events: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(events.len(), 1, "{}", out(&o));
+    assert_eq!(events[0]["id"], id);
+
+    // A status or platform the server has no such thing as: a bad command
+    // line (2), naming the flag, before any request.
+    for args in [["--status", "bogus"], ["--platform", "magento"]] {
+        let mut cmd = catalog(dir.path());
+        cmd.env("CATALOG_ADMIN_TOKEN", ADMIN_TOKEN)
+            .args(["events", "list", "--server", &srv.url])
+            .args(args);
+        let o = run(cmd).await;
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(err(&o).contains(args[0]), "{}", err(&o));
+    }
+
     let mut cmd = catalog(dir.path());
     cmd.env("CATALOG_ADMIN_TOKEN", ADMIN_TOKEN)
         .args(["events", "show", &id, "--server", &srv.url]);

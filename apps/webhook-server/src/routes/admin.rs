@@ -80,7 +80,10 @@ fn bearer_token(headers: &actix_web::http::header::HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// A parameter this API does not know is refused, not ignored: a
+/// misspelt filter (`staus=dead`) would otherwise list every event.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     platform: Option<String>,
     store: Option<String>,
