@@ -42,14 +42,27 @@ pub(crate) async fn export(
     opts: &ExportOptions,
 ) -> Result<(), CliError> {
     let catalog = client.catalog();
+    // Listened to from the start: Ctrl-C while the first request waits (a
+    // slow store) says what became of the file, as it does later.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     // The total, where the platform reports one (one small page); this also
     // checks the credentials before the output file is created.
     let total = if catalog.capabilities().reports_total {
-        catalog
-            .list_page(PageRequest::first().with_limit(1))
-            .await
-            .map_err(|e| CliError::from_catalog(store, &e))?
-            .total
+        let first = catalog.list_page(PageRequest::first().with_limit(1));
+        tokio::select! {
+            biased;
+            _ = &mut ctrl_c => {
+                return Err(CliError::new(
+                    Kind::Interrupted,
+                    format!(
+                        "interrupted before the store answered: {} was left as it was",
+                        opts.out.display()
+                    ),
+                ));
+            }
+            page = first => page.map_err(|e| CliError::from_catalog(store, &e))?.total,
+        }
     } else {
         None
     };
@@ -70,8 +83,6 @@ pub(crate) async fn export(
 
     let started = Instant::now();
     let mut written: u64 = 0;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut line = Vec::with_capacity(8 * 1024);
     loop {
         let item = tokio::select! {

@@ -195,8 +195,8 @@ enum EventsCommand {
         /// Only events with this status.
         #[arg(long, value_enum)]
         status: Option<EventStatusArg>,
-        /// How many events to show.
-        #[arg(long, short = 'n', default_value_t = 50)]
+        /// How many events to show (at least 1).
+        #[arg(long, short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         /// Print JSON instead of a table.
         #[arg(long)]

@@ -154,3 +154,59 @@ async fn ctrl_c_leaves_whole_lines_and_says_how_far_it_got() {
         "{stderr}"
     );
 }
+
+/// Ctrl-C while the store has not answered the first request (a slow or
+/// hung store): exit 130 with the message, and an earlier export in the
+/// file is left as it was (an outside audit saw the process die silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_before_the_store_answers_leaves_the_file_as_it_was() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("earlier.jsonl");
+    std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
+        .env_clear()
+        .current_dir(dir.path())
+        .env("WOOCOMMERCE_STORE_URL", format!("http://{addr}"))
+        .env("WOOCOMMERCE_CONSUMER_KEY", KEY)
+        .env("WOOCOMMERCE_CONSUMER_SECRET", SECRET)
+        .args(["export", "--out"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = tokio::task::spawn_blocking(move || {
+        let _ = &mut child;
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", err(&o));
+    assert!(
+        err(&o).contains("interrupted before the store answered"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"earlier\":true}\n"
+    );
+}
