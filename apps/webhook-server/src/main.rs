@@ -3,9 +3,14 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer};
+use actix_http::body::BoxBody;
+use actix_http::{HttpMessage as _, HttpService, Request, Response, StatusCode, header};
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::App;
+use actix_web::dev::AppConfig;
 use anyhow::{Context as _, bail};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{FilterExt as _, filter_fn};
@@ -13,6 +18,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
 use webhook_server::dispatch::DispatchConfig;
+use webhook_server::metrics::{Metrics, Outcome};
 use webhook_server::platforms::Platforms;
 use webhook_server::platforms::Verifiers;
 use webhook_server::settings::{LogFormat, Settings, check_log_filter};
@@ -237,28 +243,52 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let app_state = state.clone();
-    let mut server =
-        HttpServer::new(move || App::new().configure(|c| configure(c, app_state.clone())))
-            .client_request_timeout(Duration::from_millis(
-                settings.server.client_request_timeout_ms,
-            ))
+    let client_request_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
+    let body_limit = settings.server.body_limit;
+    let metrics = Arc::clone(&state.metrics);
+    // actix-web's HttpServer, taken apart for its one missing piece: the
+    // `Expect: 100-continue` hook, so that a body declared over the limit
+    // gets 413 before the client is invited to send it.
+    let http = move || {
+        let app_state = app_state.clone();
+        let metrics = Arc::clone(&metrics);
+        let app = App::new().configure(move |c| configure(c, app_state));
+        HttpService::build()
+            .client_request_timeout(client_request_timeout)
             .client_disconnect_timeout(Duration::from_secs(1))
-            .shutdown_timeout(settings.server.shutdown_timeout_secs)
-            // Signals are handled below, so that the dispatcher is told to
-            // stop at once rather than after the requests have drained.
-            .disable_signals();
+            .expect(fn_service(move |req: Request| {
+                continue_unless_too_large(req, body_limit, Arc::clone(&metrics))
+            }))
+            .finish(map_config(
+                app.into_factory()
+                    .map_err(|err: actix_web::Error| err.error_response()),
+                |_| AppConfig::default(),
+            ))
+            .tcp()
+    };
+    let listen = (settings.server.host.as_str(), settings.server.port);
+    let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&listen)
+        .with_context(|| {
+            format!(
+                "cannot resolve {}:{} (server.host / server.port, APP_HOST / APP_PORT)",
+                settings.server.host, settings.server.port
+            )
+        })?
+        .collect();
+    let mut server = actix_server::Server::build()
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        // Signals are handled below, so that the dispatcher is told to
+        // stop at once rather than after the requests have drained.
+        .disable_signals();
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }
-    let server = server
-        .bind((settings.server.host.as_str(), settings.server.port))
-        .with_context(|| {
-            format!(
-                "cannot listen on {}:{} (server.host / server.port, APP_HOST / APP_PORT)",
-                settings.server.host, settings.server.port
-            )
-        })?;
-    for addr in server.addrs() {
+    for addr in &addrs {
+        server = server
+            .bind("webhook-server", *addr, http.clone())
+            .with_context(|| {
+                format!("cannot listen on {addr} (server.host / server.port, APP_HOST / APP_PORT)")
+            })?;
         tracing::info!(%addr, "listening");
     }
     // Runs until SIGINT/SIGTERM. Then, together: the HTTP server stops
@@ -347,4 +377,34 @@ fn dispatch_config(settings: &Settings) -> DispatchConfig {
         config.attempt_budget += Duration::from_millis(nats.timeout_ms);
     }
     config
+}
+
+/// The `Expect: 100-continue` hook: a body declared over `limit` is refused
+/// with 413 before the "100 Continue" that would invite the client to send
+/// it (the handler would refuse it unread anyway, after the upload). The
+/// connection closes: the client may send the body regardless.
+async fn continue_unless_too_large(
+    req: Request,
+    limit: usize,
+    metrics: Arc<Metrics>,
+) -> Result<Request, Response<BoxBody>> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        // Counted as the handler counts a 413 (by platform; the topic is
+        // not read this early).
+        if let Some(rest) = req.path().strip_prefix("/webhooks/") {
+            let platform = rest.split('/').next().unwrap_or("other");
+            metrics.record_delivery(platform, None, Outcome::TooLarge, Duration::ZERO);
+        }
+        return Err(Response::build(StatusCode::PAYLOAD_TOO_LARGE)
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .insert_header((header::CONNECTION, "close"))
+            .body(r#"{"error":"payload_too_large"}"#)
+            .map_into_boxed_body());
+    }
+    Ok(req)
 }

@@ -730,4 +730,81 @@ mod crash {
              ({before} kB to {after} kB)"
         );
     }
+
+    /// `Expect: 100-continue` with a body declared over the limit is 413
+    /// at once, with no "100 Continue" inviting the upload (an outside audit
+    /// got "100 Continue" then 413); under the limit the client is invited
+    /// and the delivery stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expect_continue_is_refused_before_an_oversize_upload() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("events.db");
+        let port = free_port();
+        let _server = spawn(port, &db);
+        wait_ready(port).await;
+
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        conn.write_all(
+            b"POST /webhooks/shopify/products/create HTTP/1.1\r\nHost: x\r\n\
+              Expect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+            .await
+            .expect("the connection stayed open")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(!answer.contains("100 Continue"), "{answer}");
+        assert!(
+            answer.contains(r#"{"error":"payload_too_large"}"#),
+            "{answer}"
+        );
+        let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("webhook_deliveries_total{")
+                    && l.contains(r#"platform="shopify""#)
+                    && l.contains(r#"outcome="too_large""#)
+                    && l.ends_with(" 1")),
+            "{metrics}"
+        );
+
+        let body = body(7);
+        let mut head = String::from(
+            "POST /webhooks/shopify/products/create HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n",
+        );
+        for (name, value) in shopify_headers("expect-1", body.as_bytes(), SECRET) {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut first = [0u8; 25];
+        conn.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"HTTP/1.1 100 Continue\r\n\r\n");
+        conn.write_all(body.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("stored"), "{answer}");
+    }
 }
