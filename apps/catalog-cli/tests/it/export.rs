@@ -102,7 +102,7 @@ async fn ctrl_c_leaves_whole_lines_and_says_how_far_it_got() {
     let (server, store) = woo(store).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("partial.jsonl");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
         .env_clear()
         .current_dir(dir.path())
         .env("WOOCOMMERCE_STORE_URL", server.uri())
@@ -125,17 +125,7 @@ async fn ctrl_c_leaves_whole_lines_and_says_how_far_it_got() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let o = tokio::task::spawn_blocking(move || {
-        let _ = &mut child;
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let o = interrupt(child).await;
     assert_eq!(o.status.code(), Some(130), "{}", err(&o));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -175,7 +165,7 @@ async fn ctrl_c_before_the_store_answers_leaves_the_file_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("earlier.jsonl");
     std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_catalog"))
         .env_clear()
         .current_dir(dir.path())
         .env("WOOCOMMERCE_STORE_URL", format!("http://{addr}"))
@@ -188,17 +178,7 @@ async fn ctrl_c_before_the_store_answers_leaves_the_file_as_it_was() {
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let o = tokio::task::spawn_blocking(move || {
-        let _ = &mut child;
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+    let o = interrupt(child).await;
     assert_eq!(o.status.code(), Some(130), "{}", err(&o));
     assert!(
         err(&o).contains("interrupted before the store answered"),
@@ -209,4 +189,16 @@ async fn ctrl_c_before_the_store_answers_leaves_the_file_as_it_was() {
         std::fs::read_to_string(&path).unwrap(),
         "{\"earlier\":true}\n"
     );
+}
+
+/// Ctrl-C (SIGINT) to `child`, and what it printed once it ended.
+async fn interrupt(child: std::process::Child) -> std::process::Output {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
 }
