@@ -320,14 +320,8 @@ impl Config {
     /// any spelling of its id); else `wanted` read by `platform`'s rules
     /// when one is given; else as given.
     pub(crate) fn store_filter(&self, wanted: &str, platform: Option<Platform>) -> String {
-        let recorded = |platform: Platform, id: &str| match platform {
-            Platform::Shopify => store_host(id),
-            Platform::Woocommerce => catalog_woocommerce::store_identity(id).ok(),
-        };
         match (self.select(Some(wanted), platform), platform) {
-            (Ok(store), _) => {
-                recorded(store.platform, &store.id).unwrap_or_else(|| store.id.clone())
-            }
+            (Ok(store), _) => store.recorded_id(),
             (Err(_), Some(p)) => recorded(p, wanted).unwrap_or_else(|| wanted.to_owned()),
             (Err(_), None) => wanted.to_owned(),
         }
@@ -349,24 +343,35 @@ impl Config {
         if let Some(w) = wanted {
             let w_norm = w.trim().trim_end_matches('/').to_ascii_lowercase();
             let norm = |s: &str| s.trim().trim_end_matches('/').to_ascii_lowercase();
-            let hit = candidates
-                .iter()
-                .find(|s| s.name == w)
-                .or_else(|| {
-                    candidates.iter().find(|s| {
-                        norm(&s.id) == w_norm
-                            || norm(&s.store_url) == w_norm
-                            || norm(&s.name) == w_norm
-                    })
-                })
-                .or_else(|| {
-                    // The store as the platform names it, however spelt: a bare
-                    // domain, another scheme (`https://shop.example.com` and
-                    // `shop.example.com` are one WooCommerce store).
-                    candidates.iter().find(|s| same_store(s.platform, &s.id, w))
-                });
-            if let Some(s) = hit {
-                return Ok(s);
+            // Rules in order, the first that matches anything decides; two
+            // stores matched by one rule (two ids behind one store_url) is
+            // an ambiguity, said as such, not a pick.
+            let rules: [&dyn Fn(&Store) -> bool; 3] = [
+                &|s| s.name == w,
+                &|s| {
+                    norm(&s.id) == w_norm || norm(&s.store_url) == w_norm || norm(&s.name) == w_norm
+                },
+                // The store as the platform names it, however spelt: a bare
+                // domain, another scheme (`https://shop.example.com` and
+                // `shop.example.com` are one WooCommerce store).
+                &|s| same_store(s.platform, &s.id, w),
+            ];
+            for rule in rules {
+                let hits: Vec<&Store> = candidates.iter().copied().filter(|s| rule(s)).collect();
+                match hits.as_slice() {
+                    [] => continue,
+                    [only] => return Ok(only),
+                    several => {
+                        return Err(CliError::new(
+                            Kind::Config,
+                            format!(
+                                "{} configured stores match {w:?}: use --store with one of their names ({})",
+                                several.len(),
+                                self.names(several)
+                            ),
+                        ));
+                    }
+                }
             }
             let by_platform: Vec<&&Store> = candidates
                 .iter()
@@ -527,6 +532,14 @@ fn store_host(url: &str) -> Option<String> {
         .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
 }
 
+/// `id` as the server records a store of `platform`, when it can be read.
+fn recorded(platform: Platform, id: &str) -> Option<String> {
+    match platform {
+        Platform::Shopify => store_host(id),
+        Platform::Woocommerce => catalog_woocommerce::store_identity(id).ok(),
+    }
+}
+
 /// The store URL without credentials, query or fragment, for messages.
 pub(crate) fn redact_url(raw: &str) -> String {
     let with_scheme = if raw.contains("://") {
@@ -613,6 +626,12 @@ impl Store {
             (Platform::Shopify, Origin::Env) => "SHOPIFY_STORE_URL".to_owned(),
             (Platform::Woocommerce, Origin::Env) => "WOOCOMMERCE_STORE_URL".to_owned(),
         }
+    }
+
+    /// The store's id as the server records it (a shop domain; a
+    /// WooCommerce site's https identity).
+    pub(crate) fn recorded_id(&self) -> String {
+        recorded(self.platform, &self.id).unwrap_or_else(|| self.id.clone())
     }
 
     /// Whether this store sends WooCommerce keys in a way WooCommerce
@@ -882,6 +901,41 @@ id = "https://shop.example.com"
             assert_eq!(s.id, "a.myshopify.com", "{spelling}");
         }
         assert!(c.select(Some("b.myshopify.com"), None).is_err());
+    }
+
+    /// Two stores behind one API address (two sites of one WordPress
+    /// network through one proxy): `--store` with that address is an
+    /// ambiguity to resolve by name, not a silent pick of the first.
+    #[test]
+    fn a_store_url_two_stores_share_is_ambiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[woocommerce.stores]]
+id = "https://example.com/shop"
+name = "shop"
+store_url = "http://127.0.0.1:9"
+[[woocommerce.stores]]
+id = "https://example.com"
+name = "blog"
+store_url = "http://127.0.0.1:9"
+"#,
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&path), &[]).unwrap();
+        let err = c.select(Some("http://127.0.0.1:9"), None).unwrap_err();
+        assert!(
+            err.message.contains("2 configured stores match"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("shop, blog"), "{}", err.message);
+        assert_eq!(
+            c.select(Some("blog"), None).unwrap().id,
+            "https://example.com"
+        );
     }
 
     #[test]

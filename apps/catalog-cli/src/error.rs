@@ -79,15 +79,23 @@ impl CliError {
         let platform = store.platform.title();
         let detail = error_chain(e);
         let err = match e {
-            CatalogError::Unauthorized(_) if store.keys_ignored_over_http() => Self::new(
-                Kind::Unauthorized,
-                format!(
-                    "{platform} store {name} refused the credentials: WooCommerce reads Basic and \
+            // WooCommerce names keys it read and refused
+            // (`woocommerce_rest_authentication_error`): then they are wrong,
+            // whatever the scheme.
+            CatalogError::Unauthorized(m)
+                if store.keys_ignored_over_http()
+                    && !m.contains("woocommerce_rest_authentication_error") =>
+            {
+                Self::new(
+                    Kind::Unauthorized,
+                    format!(
+                        "{platform} store {name} refused the credentials: WooCommerce reads Basic and \
                      query-string keys only over HTTPS; use an https:// store_url, or auth = \
                      \"oauth1\" for http ({})",
-                    store.where_configured()
-                ),
-            ),
+                        store.where_configured()
+                    ),
+                )
+            }
             CatalogError::Unauthorized(_) => Self::new(
                 Kind::Unauthorized,
                 format!(

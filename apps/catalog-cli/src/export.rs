@@ -3,7 +3,9 @@
 //! Products are written one whole line at a time into a buffered file as the
 //! stream yields them, so memory stays constant whatever the catalog size.
 //! On Ctrl-C (and on an error part-way) the buffer is flushed, so the file
-//! holds every product read so far, each on a whole line.
+//! holds every product read so far, each on a whole line. The file is
+//! created with the first product: before that an earlier export in it is
+//! left as it was.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
@@ -67,9 +69,10 @@ pub(crate) async fn export(
         None
     };
 
-    let file = File::create(&opts.out)
-        .map_err(|e| CliError::io(format!("cannot create {}", opts.out.display()), &e))?;
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let mut out = Output {
+        path: &opts.out,
+        file: None,
+    };
     let bar = progress_bar(total);
 
     let (mut mode, mut stream): (Mode, BoxStream<'_, catalog_core::Result<Product>>) = match client
@@ -89,13 +92,17 @@ pub(crate) async fn export(
             biased;
             _ = &mut ctrl_c => {
                 bar.finish_and_clear();
-                finish(&mut out, &opts.out)?;
+                out.finish()?;
                 return Err(CliError::new(
                     Kind::Interrupted,
-                    format!(
-                        "interrupted: {} holds the first {written} products, each on a whole line; run the export again for the rest",
-                        opts.out.display()
-                    ),
+                    if out.file.is_some() {
+                        format!(
+                            "interrupted: {}, each on a whole line; run the export again for the rest",
+                            out.state(written)
+                        )
+                    } else {
+                        format!("interrupted before any product arrived: {}", out.state(written))
+                    },
                 ));
             }
             item = stream.next() => item,
@@ -115,9 +122,7 @@ pub(crate) async fn export(
                     )
                 })?;
                 line.push(b'\n');
-                out.write_all(&line).map_err(|e| {
-                    CliError::io(format!("cannot write to {}", opts.out.display()), &e)
-                })?;
+                out.write(&line)?;
                 written += 1;
                 bar.inc(1);
             }
@@ -131,18 +136,18 @@ pub(crate) async fn export(
             }
             Some(Err(e)) => {
                 bar.finish_and_clear();
-                finish(&mut out, &opts.out)?;
+                out.finish()?;
                 let mut err = CliError::from_catalog(store, &e);
-                err.message.push_str(&format!(
-                    " (export stopped: {} holds the first {written} products)",
-                    opts.out.display()
-                ));
+                err.message
+                    .push_str(&format!(" (export stopped: {})", out.state(written)));
                 return Err(err);
             }
         }
     }
     bar.finish_and_clear();
-    finish(&mut out, &opts.out)?;
+    // An empty catalog is an empty file.
+    out.open()?;
+    out.finish()?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         written as f64 / secs
@@ -166,10 +171,53 @@ fn bulk_fallback(e: &CatalogError) -> bool {
     )
 }
 
-fn finish(out: &mut BufWriter<File>, path: &Path) -> Result<(), CliError> {
-    out.flush()
-        .and_then(|()| out.get_ref().sync_data())
-        .map_err(|e| CliError::io(format!("cannot write to {}", path.display()), &e))
+/// The output file, created when the first product arrives: until then
+/// (a store that does not answer, refuses the keys, or Ctrl-C) an earlier
+/// export in it is left as it was.
+struct Output<'a> {
+    path: &'a Path,
+    file: Option<BufWriter<File>>,
+}
+
+impl Output<'_> {
+    /// Creates (truncates) the file if that is not done yet.
+    fn open(&mut self) -> Result<&mut BufWriter<File>, CliError> {
+        if self.file.is_none() {
+            let file = File::create(self.path)
+                .map_err(|e| CliError::io(format!("cannot create {}", self.path.display()), &e))?;
+            self.file = Some(BufWriter::with_capacity(256 * 1024, file));
+        }
+        self.file
+            .as_mut()
+            .ok_or_else(|| CliError::new(Kind::Other, "output file not open"))
+    }
+
+    /// Appends one whole line.
+    fn write(&mut self, line: &[u8]) -> Result<(), CliError> {
+        let path = self.path;
+        self.open()?
+            .write_all(line)
+            .map_err(|e| CliError::io(format!("cannot write to {}", path.display()), &e))
+    }
+
+    /// Flushes what was written and syncs it, if anything was.
+    fn finish(&mut self) -> Result<(), CliError> {
+        let Some(out) = self.file.as_mut() else {
+            return Ok(());
+        };
+        out.flush()
+            .and_then(|()| out.get_ref().sync_data())
+            .map_err(|e| CliError::io(format!("cannot write to {}", self.path.display()), &e))
+    }
+
+    /// What the file holds now, for messages.
+    fn state(&self, written: u64) -> String {
+        if self.file.is_some() {
+            format!("{} holds the first {written} products", self.path.display())
+        } else {
+            format!("{} was left as it was", self.path.display())
+        }
+    }
 }
 
 /// A bar with an ETA when the total is known, a spinner otherwise; drawn on

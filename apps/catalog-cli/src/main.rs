@@ -340,7 +340,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                         .list(
                             &events::ListFilter {
                                 platform: platform.map(|p| p.as_str().to_owned()),
-                                store: store_id.map(|s| config.store_filter(&s, platform)),
+                                // --store-id filters by any id; --store, as
+                                // for the other commands, names a
+                                // configured store (exit 3 if none).
+                                store: match (store_id, store_flag) {
+                                    (Some(id), _) => Some(config.store_filter(&id, platform)),
+                                    (None, Some(name)) => {
+                                        Some(config.select(Some(name), platform)?.recorded_id())
+                                    }
+                                    (None, None) => None,
+                                },
                                 topic: topic.as_deref().map(webhook::canonical_topic),
                                 status: status.map(|s| s.as_str().to_owned()),
                                 limit,

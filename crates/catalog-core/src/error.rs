@@ -40,7 +40,7 @@ pub enum CatalogError {
         message: String,
     },
     /// The platform answered with data we could not read.
-    #[error("could not decode platform response at `{path}`: {message}")]
+    #[error("could not decode platform response{}: {message}", at_path(.path))]
     Decode {
         /// The JSON path that failed, e.g. `data.products.nodes[3].variants`.
         path: String,
@@ -53,6 +53,16 @@ pub enum CatalogError {
     /// The client was configured wrongly (bad URL, missing credential).
     #[error("invalid configuration: {0}")]
     Configuration(String),
+}
+
+/// ` at `path`` for a decode error that has one: a body that is not
+/// JSON at all has none.
+fn at_path(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{path}`")
+    }
 }
 
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
@@ -92,6 +102,11 @@ const BODY_EXCERPT_MAX: usize = 200;
 /// let page = b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n<body>...</body></html>";
 /// assert_eq!(catalog_core::error::body_excerpt(page), "an HTML page: \"502 Bad Gateway\"");
 /// assert_eq!(catalog_core::error::body_excerpt(b"upstream\n  timed out"), "upstream timed out");
+/// let wordpress = b"<html><head><title>WordPress &rsaquo; Error &#8211; 5 &amp; 6</title></head></html>";
+/// assert_eq!(
+///     catalog_core::error::body_excerpt(wordpress),
+///     "an HTML page: \"WordPress \u{203a} Error \u{2013} 5 & 6\""
+/// );
 /// ```
 #[must_use]
 pub fn body_excerpt(body: &[u8]) -> String {
@@ -104,12 +119,62 @@ pub fn body_excerpt(body: &[u8]) -> String {
             let end = start + lower[start..].find("</title")?;
             Some(one_line(&text[start..end]))
         });
-        return match title.filter(|t| !t.is_empty()) {
+        return match title.map(|t| decode_entities(&t)).filter(|t| !t.is_empty()) {
             Some(title) => format!("an HTML page: \"{}\"", cut(&title, 80)),
             None => "an HTML page".to_owned(),
         };
     }
     cut(&one_line(text), BODY_EXCERPT_MAX)
+}
+
+/// `text` with the character references a page title carries decoded:
+/// numeric ones and the common named ones (`WordPress &rsaquo; Error`).
+/// Others are left as written.
+fn decode_entities(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let decoded = rest.find(';').filter(|end| *end <= 10).and_then(|end| {
+            let name = &rest[1..end];
+            let c = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                "nbsp" => Some(' '),
+                "rsaquo" => Some('\u{203a}'),
+                "lsaquo" => Some('\u{2039}'),
+                "raquo" => Some('\u{bb}'),
+                "laquo" => Some('\u{ab}'),
+                "ndash" => Some('\u{2013}'),
+                "mdash" => Some('\u{2014}'),
+                "hellip" => Some('\u{2026}'),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .map(|hex| u32::from_str_radix(hex, 16))
+                    .or_else(|| name.strip_prefix('#').map(str::parse::<u32>))
+                    .and_then(Result::ok)
+                    .and_then(char::from_u32),
+            }?;
+            Some((c, end))
+        });
+        match decoded {
+            Some((c, end)) => {
+                out.push(c);
+                rest = &rest[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `text` with every run of whitespace (newlines included) as one space.

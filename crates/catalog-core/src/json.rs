@@ -54,8 +54,8 @@ fn not_json(bytes: &[u8]) -> Option<CatalogError> {
     let message = match first.map(|i| &bytes[i..]) {
         None => "the body is empty, not JSON".to_owned(),
         Some(rest) if rest.starts_with(b"<") => format!(
-            "the body is not JSON but markup (an HTML page: a login, maintenance or error page?): {}",
-            crate::excerpt::value(&String::from_utf8_lossy(&rest[..rest.len().min(200)]))
+            "the body is not JSON but {} (a login, maintenance or error page?)",
+            crate::error::body_excerpt(rest)
         ),
         Some(_) => return None,
     };
@@ -156,7 +156,7 @@ mod tests {
         for (body, expected) in [
             (
                 &b"<!DOCTYPE html><html><title>Maintenance</title>"[..],
-                "markup",
+                "not JSON but an HTML page: \"Maintenance\"",
             ),
             (&b"  \n"[..], "empty"),
             (&b""[..], "empty"),

@@ -946,7 +946,7 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "HTTP 500: an HTML page: \"WordPress &rsaquo; Error\""
+            "HTTP 500: an HTML page: \"WordPress \u{203a} Error\""
         );
     }
 

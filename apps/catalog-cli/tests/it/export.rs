@@ -93,6 +93,38 @@ async fn shopify_export_falls_back_to_pages_when_bulk_fails() {
     assert!(server.fake.op_count("ListProducts") >= 2);
 }
 
+/// A Shopify export refused before any product arrived (a wrong token):
+/// an earlier export in the file is left as it was, and the message says
+/// so (an outside audit found the file emptied: it was created before the
+/// bulk export had answered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_shopify_export_leaves_the_earlier_file_as_it_was() {
+    let server = FakeShopify::start(Options {
+        products: shopify_catalog(3),
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.jsonl");
+    std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
+    let mut cmd = catalog(dir.path());
+    cmd.env("SHOPIFY_STORE_URL", server.uri())
+        .env("SHOPIFY_ACCESS_TOKEN", "shpat_wrong_token")
+        .args(["--retries", "0", "export", "-o", "shop.jsonl"])
+        .args(["--poll-interval-ms", "20"]);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    assert!(
+        err(&o).contains("shop.jsonl was left as it was"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "{\"earlier\":true}\n"
+    );
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_leaves_whole_lines_and_says_how_far_it_got() {
