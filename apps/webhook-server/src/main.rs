@@ -397,8 +397,20 @@ async fn continue_unless_too_large(
         // Counted as the handler counts a 413 (by platform; the topic is
         // not read this early).
         if let Some(rest) = req.path().strip_prefix("/webhooks/") {
-            let platform = rest.split('/').next().unwrap_or("other");
-            metrics.record_delivery(platform, None, Outcome::TooLarge, Duration::ZERO);
+            let mut parts = rest.split('/');
+            let platform = parts.next().unwrap_or("other");
+            // The route's topic, as the handler labels it
+            // (`/webhooks/shopify/products/create`).
+            let topic = match (parts.next(), parts.next()) {
+                (Some("products"), Some(action)) => catalog_core::Topic::from_action(action),
+                _ => None,
+            };
+            metrics.record_delivery(
+                platform,
+                topic.as_ref().map(catalog_core::Topic::as_str),
+                Outcome::TooLarge,
+                Duration::ZERO,
+            );
         }
         return Err(Response::build(StatusCode::PAYLOAD_TOO_LARGE)
             .insert_header((header::CONTENT_TYPE, "application/json"))

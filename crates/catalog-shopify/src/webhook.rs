@@ -244,8 +244,12 @@ impl WebhookSource for ShopifyWebhookSource {
         let triggered_at = lookup(headers, TRIGGERED_AT_HEADER).and_then(|t| {
             let parsed = DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc));
             if parsed.is_err() {
-                // Informational only: a format change must not bounce deliveries.
-                tracing::warn!(value = t, "unreadable {TRIGGERED_AT_HEADER}; ignored");
+                // Informational only: a format change must not bounce
+                // deliveries. Debug, and cut: this runs before the signature
+                // is checked, so anyone could fill the log with it (an
+                // outside audit wrote 2 MB with 20 unsigned requests).
+                let shown: String = t.chars().take(40).collect();
+                tracing::debug!(value = %shown, "unreadable {TRIGGERED_AT_HEADER}; ignored");
             }
             parsed.ok()
         });

@@ -86,6 +86,19 @@ async fn by_route(
     handle(&req, &platform, Some(&action), payload, &state).await
 }
 
+/// Why a body could not be read, in words (actix's text for a cut-off body
+/// ends in a Rust `None`).
+fn body_error(e: &actix_web::error::PayloadError) -> String {
+    match e {
+        actix_web::error::PayloadError::Incomplete(_) => {
+            "body: the body ended before it was complete (its Content-Length or chunk sizes \
+             promise more)"
+                .to_owned()
+        }
+        other => format!("body: {other}"),
+    }
+}
+
 /// The most [`read_body`] reserves before the bytes arrive: most product
 /// payloads fit (the documented Shopify sample is 2.2 KB), and a larger one
 /// grows the buffer by doubling as its bytes come in.
@@ -122,7 +135,7 @@ pub async fn read_body(
         let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|e| Error::BadRequest(format!("body: {e}")))?;
+            let chunk = chunk.map_err(|e| Error::BadRequest(body_error(&e)))?;
             let so_far = first.as_ref().map_or(buf.len(), Bytes::len);
             if so_far + chunk.len() > limit {
                 return Err(Error::PayloadTooLarge { limit });

@@ -777,6 +777,7 @@ mod crash {
                 .lines()
                 .any(|l| l.starts_with("webhook_deliveries_total{")
                     && l.contains(r#"platform="shopify""#)
+                    && l.contains(r#"topic="product.created""#)
                     && l.contains(r#"outcome="too_large""#)
                     && l.ends_with(" 1")),
             "{metrics}"

@@ -293,6 +293,18 @@ async fn the_server_never_shows_a_secret() {
         &format!(r#""price": "{}""#, PII.repeat(200)),
         1,
     );
+    // An unreadable trigger time on an unsigned request: read before the
+    // signature is checked, so logged (debug) by an excerpt only (an outside
+    // audit wrote 100 KB a request to the log at warn).
+    assert_eq!(
+        send(
+            shopify(&client, &create, SHOP_A, SAMPLE, "not-the-secret")
+                .header("X-Shopify-Triggered-At", PII.repeat(500)),
+            s
+        )
+        .await,
+        401
+    );
     assert_ne!(pii_price, SAMPLE, "the sample has a price to replace");
     assert_eq!(
         send(shopify(&client, &create, SHOP_A, &pii_price, SHOP_A_NEW), s).await,
