@@ -85,6 +85,11 @@ fn reject(err: &WebhookError, platform: &PlatformEntry, headers: &dyn HeaderLook
     }
 }
 
+/// Deliveries and pings refused for want of a secret: anyone can send
+/// them, so they are warned about at most once a minute, with the count.
+static UNCONFIGURED: crate::log_budget::LogBudget =
+    crate::log_budget::LogBudget::new(std::time::Duration::from_secs(60));
+
 /// Characters of a sender-chosen store name kept in logs and errors.
 const STORE_TEXT_MAX: usize = 80;
 
@@ -117,7 +122,9 @@ pub async fn process(
         // A ping (unsigned by the platform) says the URL works: not so
         // while every delivery would be refused for want of a secret.
         Ok(Inbound::Ping(_)) if matches!(platform.verifiers, Verifiers::Unconfigured) => {
-            tracing::warn!(platform = %platform.id(), "ping refused: no webhook secret configured for this platform");
+            if let Some(refused) = UNCONFIGURED.hit() {
+                tracing::warn!(platform = %platform.id(), refused, "pings refused: no webhook secret configured for this platform (at most one such line a minute; refused = how many since the last)");
+            }
             return Err(Error::NotConfigured(platform.id().as_str().to_owned()));
         }
         Ok(Inbound::Ping(_)) => return Ok(Accepted::Ping),
@@ -127,10 +134,13 @@ pub async fn process(
     let verifier = match platform.verifiers.for_store(&delivery.meta.store) {
         Ok(v) => v,
         Err(VerifierLookup::Unconfigured) => {
-            tracing::warn!(
-                platform = %platform.id(),
-                "delivery refused: no webhook secret configured for this platform"
-            );
+            if let Some(refused) = UNCONFIGURED.hit() {
+                tracing::warn!(
+                    platform = %platform.id(),
+                    refused,
+                    "deliveries refused: no webhook secret configured for this platform (at most one such line a minute; refused = how many since the last)"
+                );
+            }
             return Err(Error::NotConfigured(platform.id().as_str().to_owned()));
         }
         Err(VerifierLookup::UnknownStore) => {
