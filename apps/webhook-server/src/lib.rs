@@ -213,10 +213,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn EventStor
             settings.database.memory_max_keys,
         )),
         StoreKind::Sqlite(path) => Arc::new(
-            SqliteStore::open(
+            SqliteStore::open_for_dispatch(
                 &path,
                 settings.database.durability,
                 settings.database.batch_max,
+                settings.attempt_budget(),
             )
             .with_context(|| {
                 let hint = crate::store::sqlite::open_failure_hint(&path)

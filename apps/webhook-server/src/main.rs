@@ -373,9 +373,7 @@ async fn main() -> anyhow::Result<()> {
 /// sink configured (the HTTP one is in `dispatch`, NATS beside it).
 fn dispatch_config(settings: &Settings) -> DispatchConfig {
     let mut config = DispatchConfig::from_settings(&settings.dispatch);
-    if let Some(nats) = &settings.nats {
-        config.attempt_budget += Duration::from_millis(nats.timeout_ms);
-    }
+    config.attempt_budget = settings.attempt_budget();
     config
 }
 

@@ -696,6 +696,14 @@ impl fmt::Debug for StoreSettings {
 }
 
 impl Settings {
+    /// The longest one dispatch attempt can take: the timeouts of the
+    /// network sinks configured (HTTP, NATS) added up.
+    pub fn attempt_budget(&self) -> std::time::Duration {
+        let http = self.dispatch.http.as_ref().map_or(0, |h| h.timeout_ms);
+        let nats = self.nats.as_ref().map_or(0, |n| n.timeout_ms);
+        std::time::Duration::from_millis(http.saturating_add(nats))
+    }
+
     /// Loads settings: defaults, then `file` (if any), then the environment.
     /// Reads `.env` first when present.
     ///

@@ -577,6 +577,15 @@ impl Dispatcher {
             if !outcomes.is_empty() && (*stop.borrow() || late) {
                 break;
             }
+            // Another server has taken the store over (SQLite: its lock
+            // file was removed and taken): it sends these events now, so
+            // this one sends nothing more, not even the first.
+            if !self.store.may_dispatch() {
+                tracing::error!(
+                    "another server took over the store: this one dispatches nothing more"
+                );
+                break;
+            }
             let outcome = self.attempt(event).await;
             let retry = matches!(outcome, DispatchOutcome::Retry { .. });
             outcomes.push(outcome);

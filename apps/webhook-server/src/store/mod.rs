@@ -552,6 +552,15 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`StoreError`].
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// Whether this process may still hand events to the sinks. `false`
+    /// once another server has taken the store over (SQLite: its lock file
+    /// was removed and a second server locked the path): the dispatcher
+    /// then sends nothing more of what it holds, which the other server
+    /// sends. Checked before every attempt, so it must be cheap.
+    fn may_dispatch(&self) -> bool {
+        true
+    }
+
     /// Finishes queued writes and stops accepting new ones.
     async fn close(&self);
 }

@@ -225,6 +225,10 @@ async fn a_store_whose_lock_another_took_refuses_writes_for_good() {
     }
     let err = first.ping().await.expect_err("ready").to_string();
     assert!(err.contains("another webhook-server holds it"), "{err}");
+    // Nor does it send what its dispatcher already holds (a re-audit saw
+    // both servers send the same runs).
+    assert!(!first.may_dispatch());
+    assert!(second.may_dispatch());
     assert_eq!(
         second.insert(event("both", Some("p"))).await.unwrap(),
         InsertOutcome::Inserted
@@ -259,6 +263,41 @@ async fn leases_left_by_a_dead_server_are_released_at_open() {
         .unwrap();
     assert_eq!(claimed.len(), 1, "the dead server's lease still held");
     assert_eq!(claimed[0].event.event_id.as_str(), "leased");
+    store.close().await;
+}
+
+/// A server that dispatches keeps a dead predecessor's leases only for as
+/// long as one of its attempts could still be open at the receiver (the
+/// sinks' timeouts), not for the whole lease, nor not at all (a re-audit
+/// saw the restarted server send an event the receiver was still handling
+/// from the killed one).
+#[tokio::test]
+async fn leases_left_by_a_dead_server_end_after_one_attempt_budget() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let store = SqliteStore::open(&path, Durability::PowerLoss, 64).unwrap();
+    store.insert(event("leased", Some("p"))).await.unwrap();
+    assert_eq!(
+        store
+            .claim_due("dead", Duration::from_secs(3600), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    drop(store);
+    let budget = Duration::from_millis(600);
+    let opened = Instant::now();
+    let store = SqliteStore::open_for_dispatch(&path, Durability::PowerLoss, 64, budget).unwrap();
+    let claim = || store.claim_due("next", Duration::from_secs(60), 10);
+    let early = claim().await.unwrap();
+    if opened.elapsed() < budget {
+        assert!(early.is_empty(), "claimed within the attempt budget");
+    }
+    tokio::time::sleep(budget).await;
+    let late = claim().await.unwrap();
+    assert_eq!(late.len(), 1, "still held after the attempt budget");
     store.close().await;
 }
 

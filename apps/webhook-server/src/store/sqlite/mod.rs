@@ -296,6 +296,8 @@ pub struct SqliteStore {
     // Locked while the store is open; released by `close` (or on drop, and
     // by the kernel if the process dies).
     owner: std::sync::Mutex<Option<std::fs::File>>,
+    // Checked before each dispatch attempt (`may_dispatch`).
+    lock: ownership::SharedLockWatch,
 }
 
 /// Held by the writer while it runs a batch; the checkpointer takes it for
@@ -315,8 +317,44 @@ impl SqliteStore {
     /// # Errors
     /// When the file cannot be opened or migrated, and [`StoreError::InUse`]
     /// when another store (in this process or another) has it open.
+    ///
+    /// Dispatch leases left in the file by a server that did not stop
+    /// cleanly are released at once (see [`SqliteStore::open_for_dispatch`]
+    /// to keep them for the time an attempt of it could still be open).
     pub fn open(path: &Path, durability: Durability, batch_max: usize) -> Result<Self, StoreError> {
-        Self::open_with_generation(path, durability, batch_max, recent_ids::GENERATION)
+        Self::open_with_generation(
+            path,
+            durability,
+            batch_max,
+            recent_ids::GENERATION,
+            Duration::ZERO,
+        )
+    }
+
+    /// [`SqliteStore::open`] for a server that dispatches with attempts of
+    /// at most `attempt_budget` (the sinks' timeouts added up). The lock
+    /// makes this the file's only server, so the leases a previous one left
+    /// are a dead process's: they are cut to `attempt_budget` from now,
+    /// instead of being waited out for the whole lease after every crash,
+    /// and not dropped at once, since the dead server's last attempt may
+    /// still be open at the receiver: the same wait a live server makes
+    /// before it retries an attempt that timed out.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`].
+    pub fn open_for_dispatch(
+        path: &Path,
+        durability: Durability,
+        batch_max: usize,
+        attempt_budget: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::open_with_generation(
+            path,
+            durability,
+            batch_max,
+            recent_ids::GENERATION,
+            attempt_budget,
+        )
     }
 
     /// [`SqliteStore::open`] with `generation` ids per in-memory generation
@@ -326,6 +364,7 @@ impl SqliteStore {
         durability: Durability,
         batch_max: usize,
         generation: usize,
+        lease_grace: Duration,
     ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -339,9 +378,9 @@ impl SqliteStore {
         refuse_foreign_file(&conn)?;
         configure(&conn, durability)?;
         migrate(&mut conn)?;
-        release_dead_leases(&conn)?;
+        release_dead_leases(&conn, lease_grace)?;
         let mut ids = RecentIds::load(&conn, generation)?;
-        let health = Health::of_file(path)?.with_lock(lock);
+        let health = Health::of_file(path)?.with_lock(Arc::clone(&lock));
         // Closing the store drops `alive`: the checkpointer and any id
         // filter build stop.
         let alive = Arc::new(());
@@ -377,6 +416,7 @@ impl SqliteStore {
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             counters,
             owner: std::sync::Mutex::new(Some(owner)),
+            lock,
         })
     }
 
@@ -428,21 +468,24 @@ pub(crate) fn open_failure_hint(path: &Path) -> Option<String> {
     None
 }
 
-/// Clears the leases left in the file. The lock makes this store the
-/// file's only server, so they are a process's that died holding them (a
-/// crash, SIGKILL): waiting them out would hold their products back for up
-/// to `dispatch.lease_secs` after every crash. Their events go again (at
-/// least once), in order.
-fn release_dead_leases(conn: &Connection) -> Result<(), StoreError> {
+/// Cuts the leases left in the file to `grace` from now (see
+/// [`SqliteStore::open_for_dispatch`]): they are a process's that died
+/// holding them (a crash, SIGKILL). Their events go again (at least once),
+/// in order, once the dead server's last attempts cannot be open any more.
+fn release_dead_leases(conn: &Connection, grace: Duration) -> Result<(), StoreError> {
+    let until =
+        to_millis(Utc::now()).saturating_add(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
     let released = conn.execute(
-        "UPDATE events SET lease_owner = NULL, lease_until = NULL \
-         WHERE status = 'pending' AND lease_owner IS NOT NULL",
-        [],
+        "UPDATE events SET lease_until = ?1 \
+         WHERE status = 'pending' AND lease_owner IS NOT NULL \
+           AND (lease_until IS NULL OR lease_until > ?1)",
+        params![until],
     )?;
     if released > 0 {
         tracing::info!(
             events = released,
-            "released the dispatch leases the previous server left (it did not stop cleanly)"
+            after_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            "the previous server did not stop cleanly: its dispatch leases end once its last attempts cannot be open any more"
         );
     }
     Ok(())
@@ -494,6 +537,21 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StoreError
 fn refuse_foreign_file(conn: &Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version != 0 {
+        // Every version of ours has the events table: a file with a
+        // version and without it is another program's that sets
+        // `user_version` too.
+        let ours: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            [],
+            |r| r.get(0),
+        )?;
+        if ours == 0 {
+            return Err(StoreError::Database(format!(
+                "the file has schema version {version} but no events table: another program's \
+                 database, not a webhook-server one; point database.url (CATALOG_DATABASE_URL) \
+                 at a new or empty file"
+            )));
+        }
         return Ok(());
     }
     // Version 0 is a new file. One that already has tables is another
@@ -1557,6 +1615,11 @@ impl EventStore for SqliteStore {
         true
     }
 
+    /// A stat of the lock file (see `ownership.rs`).
+    fn may_dispatch(&self) -> bool {
+        ownership::check(&self.lock).is_ok()
+    }
+
     fn describe(&self) -> String {
         format!(
             "sqlite {} (WAL, synchronous={})",
@@ -1824,8 +1887,16 @@ mod tests {
     async fn ids_stay_unique_through_merges_restarts_and_cut_merges() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gen.db");
-        let open =
-            || SqliteStore::open_with_generation(&path, Durability::ProcessCrash, 8, 16).unwrap();
+        let open = || {
+            SqliteStore::open_with_generation(
+                &path,
+                Durability::ProcessCrash,
+                8,
+                16,
+                Duration::ZERO,
+            )
+            .unwrap()
+        };
         let store = open();
         for n in 0..100 {
             assert_eq!(
@@ -1929,8 +2000,16 @@ mod tests {
     async fn pruning_forgets_ids_in_the_index_in_merges_and_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prune.db");
-        let open =
-            || SqliteStore::open_with_generation(&path, Durability::ProcessCrash, 8, 16).unwrap();
+        let open = || {
+            SqliteStore::open_with_generation(
+                &path,
+                Durability::ProcessCrash,
+                8,
+                16,
+                Duration::ZERO,
+            )
+            .unwrap()
+        };
         let store = open();
         let now = Utc::now();
         let aged = |n: usize| {
@@ -2709,6 +2788,25 @@ mod tests {
             "the file was changed"
         );
         assert!(!dir.path().join("shop.db-wal").exists());
+
+        // One that keeps a `user_version` of its own (a re-audit saw one at
+        // version 5 migrated, and one at 2 switched to WAL before refused).
+        for version in [2, 5] {
+            let path = dir.path().join(format!("v{version}.db"));
+            {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch("CREATE TABLE customers (id INTEGER);")
+                    .unwrap();
+                conn.pragma_update(None, "user_version", version).unwrap();
+            }
+            let before = std::fs::read(&path).unwrap();
+            let err = SqliteStore::open(&path, Durability::PowerLoss, 8)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("no events table"), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), before, "v{version} changed");
+        }
     }
 
     /// Versions this build cannot have written are refused before any

@@ -26,7 +26,7 @@ use crate::store::StoreError;
 /// # Errors
 /// [`StoreError::InUse`] when another store holds the lock, and
 /// [`StoreError::Database`] when the lock file cannot be opened or locked.
-pub(super) fn take_ownership(path: &Path) -> Result<(File, LockWatch), StoreError> {
+pub(super) fn take_ownership(path: &Path) -> Result<(File, SharedLockWatch), StoreError> {
     let real = resolved(path);
     let mut lock_path = real.as_os_str().to_owned();
     lock_path.push(".lock");
@@ -39,7 +39,7 @@ pub(super) fn take_ownership(path: &Path) -> Result<(File, LockWatch), StoreErro
                 retaken: None,
                 lost: None,
             };
-            Ok((file, watch))
+            Ok((file, std::sync::Arc::new(std::sync::Mutex::new(watch))))
         }
         // Named as resolved: the lock the message names is the one held.
         Err(Refused::Held) => Err(StoreError::InUse(real.display().to_string())),
@@ -74,6 +74,22 @@ fn lock(lock_path: &Path) -> Result<File, Refused> {
             lock_path.display()
         )))),
     }
+}
+
+/// The [`LockWatch`], shared by the writer (before its commits and claims)
+/// and the dispatcher (before each attempt, see
+/// [`crate::store::EventStore::may_dispatch`]).
+pub(super) type SharedLockWatch = std::sync::Arc<std::sync::Mutex<LockWatch>>;
+
+/// [`LockWatch::check`] on the shared watch.
+///
+/// # Errors
+/// As [`LockWatch::check`].
+pub(super) fn check(watch: &SharedLockWatch) -> Result<(), StoreError> {
+    watch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .check()
 }
 
 /// The lock file this store holds, as the writer checks it.
