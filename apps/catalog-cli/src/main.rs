@@ -184,8 +184,8 @@ enum EventsCommand {
         /// Only this platform's events.
         #[arg(long, value_enum)]
         platform: Option<Platform>,
-        /// Only this store's events (its id, however spelt:
-        /// shop.example.com is https://shop.example.com).
+        /// Only this store's events (its id, however spelt: a bare
+        /// shop.example.com names the https site).
         #[arg(long, value_name = "ID")]
         store_id: Option<String>,
         /// Only this topic, in any platform's spelling (products/create is

@@ -392,13 +392,11 @@ async fn continue_unless_too_large(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        // Counted as the handler counts a 413 (by platform; the topic is
-        // not read this early).
+        // Counted as the handler counts a 413: by platform and, on an
+        // action route (`/webhooks/shopify/products/create`), its topic.
         if let Some(rest) = req.path().strip_prefix("/webhooks/") {
             let mut parts = rest.split('/');
             let platform = parts.next().unwrap_or("other");
-            // The route's topic, as the handler labels it
-            // (`/webhooks/shopify/products/create`).
             let topic = match (parts.next(), parts.next()) {
                 (Some("products"), Some(action)) => catalog_core::Topic::from_action(action),
                 _ => None,
