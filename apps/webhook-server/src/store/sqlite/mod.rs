@@ -1883,20 +1883,18 @@ mod tests {
     /// Deduplication and lookups by id hold for ids in memory, in the
     /// generation being merged and in the index, across restarts and across
     /// a merge cut short (a crash between two slices).
+    /// The store on `path` with generations of 16 ids: tests go through
+    /// merges after a few inserts.
+    fn small_generations(path: &Path) -> SqliteStore {
+        SqliteStore::open_with_generation(path, Durability::ProcessCrash, 8, 16, Duration::ZERO)
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn ids_stay_unique_through_merges_restarts_and_cut_merges() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gen.db");
-        let open = || {
-            SqliteStore::open_with_generation(
-                &path,
-                Durability::ProcessCrash,
-                8,
-                16,
-                Duration::ZERO,
-            )
-            .unwrap()
-        };
+        let open = || small_generations(&path);
         let store = open();
         for n in 0..100 {
             assert_eq!(
@@ -2000,16 +1998,7 @@ mod tests {
     async fn pruning_forgets_ids_in_the_index_in_merges_and_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prune.db");
-        let open = || {
-            SqliteStore::open_with_generation(
-                &path,
-                Durability::ProcessCrash,
-                8,
-                16,
-                Duration::ZERO,
-            )
-            .unwrap()
-        };
+        let open = || small_generations(&path);
         let store = open();
         let now = Utc::now();
         let aged = |n: usize| {
