@@ -1,17 +1,19 @@
 //! One server per SQLite file: an exclusive lock on `<file>.lock`, taken
 //! at open and checked again before every commit that acknowledges a
-//! delivery.
+//! delivery, every dispatch claim and every dispatch attempt.
 //!
 //! SQLite alone lets a second server in, and two servers on one file each
 //! keep their own in-memory record of recent ids: both would store a
 //! delivery sent to each, and both would dispatch. The lock keeps the
 //! second one out at start-up. A lock file removed while the server runs
 //! (a clean-up of "stale" lock files) would let the next one in, so the
-//! writer checks that the path still names the file it holds: if the path
+//! store checks that the path still names the file it holds: if the path
 //! is free it takes the lock again; if another server has taken it, this
-//! one refuses every write from then on (503: the platform retries, the
-//! other server stores), as PostgreSQL stops when its `postmaster.pid` is
-//! replaced.
+//! one refuses deliveries (503: the platform retries, the other server
+//! stores), claims and attempts from then on, as PostgreSQL stops when its
+//! `postmaster.pid` is replaced. It still records the outcomes of attempts
+//! that were open, which the other server's start cut the leases of (see
+//! `SqliteStore::open_for_dispatch`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -92,7 +94,8 @@ pub(super) fn check(watch: &SharedLockWatch) -> Result<(), StoreError> {
         .check()
 }
 
-/// The lock file this store holds, as the writer checks it.
+/// The lock file this store holds, as the writer and the dispatcher check
+/// it.
 #[derive(Debug)]
 pub(super) struct LockWatch {
     path: PathBuf,
