@@ -217,6 +217,20 @@ async fn answer(
                 return Err(Error::BadRequest(format!("repeated {name} header")));
             }
         }
+        // An identity header that is not visible ASCII would read as
+        // missing further on: said as what it is. (A signature that is not
+        // text stays a 401, as a missing one.)
+        for name in entry.identity_headers {
+            if req
+                .headers()
+                .get(*name)
+                .is_some_and(|v| v.to_str().is_err())
+            {
+                return Err(Error::BadRequest(format!(
+                    "the {name} header is not text (visible ASCII)"
+                )));
+            }
+        }
         // The signature covers the bytes as sent, and neither platform
         // compresses: a compressed body is refused (415) rather than stored
         // as an unreadable one or checked against the wrong bytes.

@@ -398,6 +398,28 @@ async fn repeated_signature_headers_are_refused() {
     assert!(all(&*store).await.is_empty());
 }
 
+/// An identity header whose value is not text is named as such, not as
+/// missing (an outside audit got "missing header X-Shopify-Shop-Domain"
+/// for a header that was there).
+#[actix_web::test]
+async fn an_identity_header_that_is_not_text_is_named() {
+    let store = memory();
+    let app = app!(state_with(store.clone(), &single_secret()));
+    let b = body(1);
+    let value = actix_web::http::header::HeaderValue::from_bytes(b"caf\xe9.myshopify.com").unwrap();
+    let req = delivery(CREATE, "products/create", "latin1", &b, SECRET)
+        .insert_header(("X-Shopify-Shop-Domain", value))
+        .to_request();
+    let res = test::call_service(&app, req).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = json(res).await;
+    assert_eq!(
+        body["message"], "the x-shopify-shop-domain header is not text (visible ASCII)",
+        "{body}"
+    );
+    assert!(all(&*store).await.is_empty());
+}
+
 #[actix_web::test]
 async fn a_platform_without_secret_refuses_deliveries() {
     let store = memory();
