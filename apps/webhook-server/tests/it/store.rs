@@ -192,11 +192,15 @@ async fn a_removed_lock_file_is_taken_again() {
     let lock = dir.path().join("events.db.lock");
     let first = SqliteStore::open(&path, Durability::ProcessCrash, 64).unwrap();
     std::fs::remove_file(&lock).unwrap();
+    // The dispatcher does not send while the path names no lock...
+    assert!(!first.may_dispatch());
     assert_eq!(
         first.insert(event("after", Some("p"))).await.unwrap(),
         InsertOutcome::Inserted
     );
     assert!(lock.exists());
+    // ... and goes on once the writer has locked it again.
+    assert!(first.may_dispatch());
     match SqliteStore::open(&path, Durability::ProcessCrash, 64) {
         Err(webhook_server::store::StoreError::InUse(_)) => {}
         other => panic!("a second store opened: {other:?}"),

@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ownership::SharedLockWatch;
+use super::ownership::LockWatch;
 use crate::store::StoreError;
 
 /// The writer's view of its file and of its last commits.
@@ -36,7 +36,7 @@ pub(super) struct Health {
     file: Option<FileIdentity>,
     /// The lock that makes this store the file's only server, `None` where
     /// it is not checked (tests on in-memory databases).
-    lock: Option<SharedLockWatch>,
+    lock: Option<LockWatch>,
     /// The last batch that acknowledged something, or probed, failed to
     /// commit, and none has committed since.
     pub(super) failing: bool,
@@ -66,7 +66,7 @@ impl Health {
     }
 
     /// Also checks the store's lock (see `ownership.rs`).
-    pub(super) fn with_lock(mut self, lock: SharedLockWatch) -> Self {
+    pub(super) fn with_lock(mut self, lock: LockWatch) -> Self {
         self.lock = Some(lock);
         self
     }
@@ -100,7 +100,7 @@ impl Health {
     /// [`StoreError::Database`] once another server holds the file's lock.
     pub(super) fn check_owner(&mut self) -> Result<(), StoreError> {
         match &mut self.lock {
-            Some(lock) => super::ownership::check(lock),
+            Some(lock) => lock.check(),
             None => Ok(()),
         }
     }

@@ -296,8 +296,8 @@ pub struct SqliteStore {
     // Locked while the store is open; released by `close` (or on drop, and
     // by the kernel if the process dies).
     owner: std::sync::Mutex<Option<std::fs::File>>,
-    // Checked before each dispatch attempt (`may_dispatch`).
-    lock: ownership::SharedLockWatch,
+    // Read before each dispatch attempt (`may_dispatch`).
+    owner_check: Arc<ownership::Owner>,
 }
 
 /// Held by the writer while it runs a batch; the checkpointer takes it for
@@ -380,7 +380,8 @@ impl SqliteStore {
         migrate(&mut conn)?;
         release_dead_leases(&conn, lease_grace)?;
         let mut ids = RecentIds::load(&conn, generation)?;
-        let health = Health::of_file(path)?.with_lock(Arc::clone(&lock));
+        let owner_check = lock.owner();
+        let health = Health::of_file(path)?.with_lock(lock);
         // Closing the store drops `alive`: the checkpointer and any id
         // filter build stop.
         let alive = Arc::new(());
@@ -416,7 +417,7 @@ impl SqliteStore {
             checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             counters,
             owner: std::sync::Mutex::new(Some(owner)),
-            lock,
+            owner_check,
         })
     }
 
@@ -1615,9 +1616,9 @@ impl EventStore for SqliteStore {
         true
     }
 
-    /// A stat of the lock file (see `ownership.rs`).
+    /// A flag and a stat of the lock file (see `ownership.rs`).
     fn may_dispatch(&self) -> bool {
-        ownership::check(&self.lock).is_ok()
+        self.owner_check.may_dispatch()
     }
 
     fn describe(&self) -> String {

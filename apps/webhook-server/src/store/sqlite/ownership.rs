@@ -17,6 +17,8 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::store::StoreError;
 
@@ -28,20 +30,26 @@ use crate::store::StoreError;
 /// # Errors
 /// [`StoreError::InUse`] when another store holds the lock, and
 /// [`StoreError::Database`] when the lock file cannot be opened or locked.
-pub(super) fn take_ownership(path: &Path) -> Result<(File, SharedLockWatch), StoreError> {
+pub(super) fn take_ownership(path: &Path) -> Result<(File, LockWatch), StoreError> {
     let real = resolved(path);
     let mut lock_path = real.as_os_str().to_owned();
     lock_path.push(".lock");
     let lock_path = PathBuf::from(lock_path);
     match lock(&lock_path) {
         Ok(file) => {
+            let identity = FileId::of_open(&file, &lock_path)?;
             let watch = LockWatch {
-                identity: FileId::of_open(&file, &lock_path)?,
+                owner: Arc::new(Owner {
+                    path: lock_path.clone(),
+                    identity: identity.map(FileId::packed).unwrap_or_default().into(),
+                    lost: AtomicBool::new(false),
+                }),
+                identity,
                 path: lock_path,
                 retaken: None,
                 lost: None,
             };
-            Ok((file, std::sync::Arc::new(std::sync::Mutex::new(watch))))
+            Ok((file, watch))
         }
         // Named as resolved: the lock the message names is the one held.
         Err(Refused::Held) => Err(StoreError::InUse(real.display().to_string())),
@@ -78,26 +86,73 @@ fn lock(lock_path: &Path) -> Result<File, Refused> {
     }
 }
 
-/// The [`LockWatch`], shared by the writer (before its commits and claims)
-/// and the dispatcher (before each attempt, see
-/// [`crate::store::EventStore::may_dispatch`]).
-pub(super) type SharedLockWatch = std::sync::Arc<std::sync::Mutex<LockWatch>>;
-
-/// [`LockWatch::check`] on the shared watch.
-///
-/// # Errors
-/// As [`LockWatch::check`].
-pub(super) fn check(watch: &SharedLockWatch) -> Result<(), StoreError> {
-    watch
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .check()
+/// What the dispatcher reads of the writer's [`LockWatch`], without a lock
+/// shared with the writer: the dispatcher thread runs at a lower priority,
+/// and a mutex it held when the scheduler set it aside would stall the
+/// writer's commits behind it.
+#[derive(Debug)]
+pub(super) struct Owner {
+    path: PathBuf,
+    /// The locked file's device and inode ([`FileId::packed`]), updated by
+    /// the writer when it locks the path again.
+    identity: AtomicU128,
+    /// Set by the writer once another server holds the lock.
+    lost: AtomicBool,
 }
 
-/// The lock file this store holds, as the writer and the dispatcher check
-/// it.
+impl Owner {
+    /// Whether this store may still dispatch (see
+    /// [`crate::store::EventStore::may_dispatch`]): another server has not
+    /// taken the file over, and the lock path names the file locked. A
+    /// path found removed says no until the writer has locked it again (at
+    /// its next commit or claim).
+    pub(super) fn may_dispatch(&self) -> bool {
+        if self.lost.load(Ordering::Acquire) {
+            return false;
+        }
+        let held = self.identity.load();
+        held == 0 || FileId::of_path(&self.path).is_some_and(|now| now.packed() == held)
+    }
+}
+
+/// Two `AtomicU64`s read as one value: the writer stores it rarely (a lock
+/// taken again), and a torn read can only make [`Owner::may_dispatch`] say
+/// no once, which stops one run.
+#[derive(Debug, Default)]
+struct AtomicU128 {
+    high: AtomicU64,
+    low: AtomicU64,
+}
+
+impl From<u128> for AtomicU128 {
+    fn from(value: u128) -> Self {
+        let this = Self::default();
+        this.store(value);
+        this
+    }
+}
+
+impl AtomicU128 {
+    fn load(&self) -> u128 {
+        (u128::from(self.high.load(Ordering::Acquire)) << 64)
+            | u128::from(self.low.load(Ordering::Acquire))
+    }
+
+    fn store(&self, value: u128) {
+        // Truncations on purpose: the two halves.
+        #[allow(clippy::cast_possible_truncation)]
+        {
+            self.high.store((value >> 64) as u64, Ordering::Release);
+            self.low.store(value as u64, Ordering::Release);
+        }
+    }
+}
+
+/// The lock file this store holds, as the writer checks it (the dispatcher
+/// reads its [`Owner`]).
 #[derive(Debug)]
 pub(super) struct LockWatch {
+    owner: Arc<Owner>,
     path: PathBuf,
     /// The file locked, which `path` must still name.
     identity: Option<FileId>,
@@ -109,6 +164,11 @@ pub(super) struct LockWatch {
 }
 
 impl LockWatch {
+    /// What the dispatcher checks.
+    pub(super) fn owner(&self) -> Arc<Owner> {
+        Arc::clone(&self.owner)
+    }
+
     /// Whether this store still owns its file: the lock path names the file
     /// it holds, or names nothing or an unlocked file, which it locks again.
     ///
@@ -128,6 +188,9 @@ impl LockWatch {
         match lock(&self.path) {
             Ok(file) => {
                 self.identity = FileId::of_open(&file, &self.path)?;
+                self.owner
+                    .identity
+                    .store(self.identity.map(FileId::packed).unwrap_or_default());
                 self.retaken = Some(file);
                 tracing::warn!(
                     path = %self.path.display(),
@@ -141,6 +204,7 @@ impl LockWatch {
                     self.path.display()
                 );
                 tracing::error!(error = %lost, "another server took over the database");
+                self.owner.lost.store(true, Ordering::Release);
                 self.lost = Some(lost.clone());
                 Err(StoreError::Database(lost))
             }
@@ -157,6 +221,12 @@ struct FileId {
 }
 
 impl FileId {
+    /// Device and inode as one number, for [`Owner`]; never 0 for a real
+    /// file (inode 0 is not used).
+    fn packed(self) -> u128 {
+        (u128::from(self.device) << 64) | u128::from(self.inode)
+    }
+
     /// The open file's identity; `None` where the platform has none.
     #[cfg(unix)]
     fn of_open(file: &File, path: &Path) -> Result<Option<Self>, StoreError> {
