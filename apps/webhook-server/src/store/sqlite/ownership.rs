@@ -38,12 +38,15 @@ pub(super) fn take_ownership(path: &Path) -> Result<(File, LockWatch), StoreErro
     match lock(&lock_path) {
         Ok(file) => {
             let identity = FileId::of_open(&file, &lock_path)?;
+            let owner = Owner {
+                path: lock_path.clone(),
+                device: AtomicU64::new(0),
+                inode: AtomicU64::new(0),
+                lost: AtomicBool::new(false),
+            };
+            owner.hold(identity);
             let watch = LockWatch {
-                owner: Arc::new(Owner {
-                    path: lock_path.clone(),
-                    identity: identity.map(FileId::packed).unwrap_or_default().into(),
-                    lost: AtomicBool::new(false),
-                }),
+                owner: Arc::new(owner),
                 identity,
                 path: lock_path,
                 retaken: None,
@@ -93,9 +96,12 @@ fn lock(lock_path: &Path) -> Result<File, Refused> {
 #[derive(Debug)]
 pub(super) struct Owner {
     path: PathBuf,
-    /// The locked file's device and inode ([`FileId::packed`]), updated by
-    /// the writer when it locks the path again.
-    identity: AtomicU128,
+    /// The locked file's device and inode (0 and 0 where the platform has
+    /// none), updated by the writer when it locks the path again. Read
+    /// apart from each other: a torn read can only make
+    /// [`Owner::may_dispatch`] say no once, which stops one run.
+    device: AtomicU64,
+    inode: AtomicU64,
     /// Set by the writer once another server holds the lock.
     lost: AtomicBool,
 }
@@ -110,41 +116,21 @@ impl Owner {
         if self.lost.load(Ordering::Acquire) {
             return false;
         }
-        let held = self.identity.load();
-        held == 0 || FileId::of_path(&self.path).is_some_and(|now| now.packed() == held)
-    }
-}
-
-/// Two `AtomicU64`s read as one value: the writer stores it rarely (a lock
-/// taken again), and a torn read can only make [`Owner::may_dispatch`] say
-/// no once, which stops one run.
-#[derive(Debug, Default)]
-struct AtomicU128 {
-    high: AtomicU64,
-    low: AtomicU64,
-}
-
-impl From<u128> for AtomicU128 {
-    fn from(value: u128) -> Self {
-        let this = Self::default();
-        this.store(value);
-        this
-    }
-}
-
-impl AtomicU128 {
-    fn load(&self) -> u128 {
-        (u128::from(self.high.load(Ordering::Acquire)) << 64)
-            | u128::from(self.low.load(Ordering::Acquire))
+        let held = FileId {
+            device: self.device.load(Ordering::Acquire),
+            inode: self.inode.load(Ordering::Acquire),
+        };
+        held.inode == 0 || FileId::of_path(&self.path) == Some(held)
     }
 
-    fn store(&self, value: u128) {
-        // Truncations on purpose: the two halves.
-        #[allow(clippy::cast_possible_truncation)]
-        {
-            self.high.store((value >> 64) as u64, Ordering::Release);
-            self.low.store(value as u64, Ordering::Release);
-        }
+    /// Records the file locked now.
+    fn hold(&self, file: Option<FileId>) {
+        let file = file.unwrap_or(FileId {
+            device: 0,
+            inode: 0,
+        });
+        self.device.store(file.device, Ordering::Release);
+        self.inode.store(file.inode, Ordering::Release);
     }
 }
 
@@ -188,9 +174,7 @@ impl LockWatch {
         match lock(&self.path) {
             Ok(file) => {
                 self.identity = FileId::of_open(&file, &self.path)?;
-                self.owner
-                    .identity
-                    .store(self.identity.map(FileId::packed).unwrap_or_default());
+                self.owner.hold(self.identity);
                 self.retaken = Some(file);
                 tracing::warn!(
                     path = %self.path.display(),
@@ -221,12 +205,6 @@ struct FileId {
 }
 
 impl FileId {
-    /// Device and inode as one number, for [`Owner`]; never 0 for a real
-    /// file (inode 0 is not used).
-    fn packed(self) -> u128 {
-        (u128::from(self.device) << 64) | u128::from(self.inode)
-    }
-
     /// The open file's identity; `None` where the platform has none.
     #[cfg(unix)]
     fn of_open(file: &File, path: &Path) -> Result<Option<Self>, StoreError> {
