@@ -1786,6 +1786,24 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// A store dropped without [`EventStore::close`] shuts down the same way,
+/// blocking: the file's lock is released only once the writer and the
+/// checkpointer have stopped, so a store opened on the file next (in this
+/// process) never meets their open connections ("database is locked").
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        drop(take_locked(&self.alive));
+        if let Some(handle) = take_locked(&self.checkpointer) {
+            let _ = handle.join();
+        }
+        drop(take_locked(&self.sender));
+        if let Some(handle) = take_locked(&self.writer) {
+            let _ = handle.join();
+        }
+        drop(take_locked(&self.owner));
+    }
+}
+
 /// Takes what a shutdown-only slot holds (a poisoned lock still yields it:
 /// closing must proceed whatever panicked before).
 fn take_locked<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
