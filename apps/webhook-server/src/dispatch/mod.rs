@@ -577,12 +577,15 @@ impl Dispatcher {
             if !outcomes.is_empty() && (*stop.borrow() || late) {
                 break;
             }
-            // Another server has taken the store over (SQLite: its lock
-            // file was removed and taken): it sends these events now, so
-            // this one sends nothing more, not even the first.
+            // Another server may have taken the store over (SQLite: its
+            // lock file was removed, and is held by another server or not
+            // yet locked again): nothing more of this run goes now, not
+            // even the first. Taken over, the store says so itself (error);
+            // merely removed, it locks the file again at its next write and
+            // the run is claimed again.
             if !self.store.may_dispatch() {
-                tracing::error!(
-                    "another server took over the store: this one dispatches nothing more"
+                tracing::warn!(
+                    "the store's lock file is missing or held by another server: the rest of this run is not sent now"
                 );
                 break;
             }
