@@ -24,10 +24,7 @@ async fn cost_extensions_feed_the_client_bucket() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = usd(&server).build().unwrap();
     assert!(client.throttle_status().is_none());
     client.list_page(PageRequest::first()).await.unwrap();
     let status = client.throttle_status().unwrap();
@@ -46,10 +43,7 @@ async fn throttled_is_retried_after_the_restore_time() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = usd(&server).build().unwrap();
     let t = Instant::now();
     let page = client
         .list_page(PageRequest::first().with_limit(2))
@@ -80,8 +74,7 @@ async fn pacing_keeps_a_stream_out_of_throttled() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
+    let client = usd(&server)
         .page_size(5)
         .variants_per_product(1)
         .media_per_product(1)
@@ -108,16 +101,9 @@ async fn clones_and_separate_clients_share_one_bucket() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .page_size(5)
-        .build()
-        .unwrap();
+    let client = usd(&server).page_size(5).build().unwrap();
     // A separately built client for the same store sees what the first learnt.
-    let other = builder(&server)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let other = usd(&server).build().unwrap();
     // Another app on the same store has a bucket of its own ("the limit
     // applies per app and store pair").
     let other_app = builder(&server)
@@ -154,11 +140,7 @@ async fn throttling_reaches_the_caller_only_when_the_budget_is_spent() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .max_retries(0)
-        .build()
-        .unwrap();
+    let client = usd(&server).max_retries(0).build().unwrap();
     let err = client
         .list_page(PageRequest::first().with_limit(2))
         .await
@@ -176,6 +158,11 @@ async fn throttling_reaches_the_caller_only_when_the_budget_is_spent() {
 
 /// Every product's platform id, in the order streamed.
 #[allow(clippy::unwrap_used)]
+/// The fake's client, prices in USD (the fake's products carry no currency).
+fn usd(server: &crate::fake::Running) -> catalog_shopify::ShopifyClientBuilder {
+    builder(server).currency("USD".parse().unwrap())
+}
+
 async fn streamed_ids(client: &catalog_shopify::ShopifyClient) -> Vec<String> {
     client
         .stream_products()
@@ -210,18 +197,14 @@ async fn default_pages_fit_the_cost_shopify_computes_from_the_query() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = usd(&server).build().unwrap();
     assert_eq!(client.capabilities().max_page_size, 16);
     assert_eq!(streamed_ids(&client).await.len(), 40);
     let c = server.fake.counters();
     assert!(c.cost_refused.is_empty(), "{c:?}");
     assert!(c.highest_cost <= 1000.0, "{c:?}");
     // As large as variants and media allow: 100 variants a product.
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
+    let client = usd(&server)
         .variants_per_product(100)
         .page_size(250)
         .build()
@@ -242,10 +225,7 @@ async fn a_page_shopify_prices_higher_is_retried_smaller_and_the_listing_complet
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = usd(&server).build().unwrap();
     let ids = streamed_ids(&client).await;
     let expected: Vec<String> = products(40, 1, 0)
         .iter()
@@ -267,10 +247,7 @@ async fn a_single_product_over_the_limit_is_a_configuration_error() {
         ..Options::default()
     })
     .await;
-    let client = builder(&server)
-        .currency("USD".parse().unwrap())
-        .build()
-        .unwrap();
+    let client = usd(&server).build().unwrap();
     let err = client.list_page(PageRequest::first()).await.unwrap_err();
     assert!(
         matches!(&err, CatalogError::Configuration(m) if m.contains("exceeds the single query max cost")),
