@@ -157,12 +157,13 @@ async fn throttling_reaches_the_caller_only_when_the_budget_is_spent() {
 }
 
 /// Every product's platform id, in the order streamed.
-#[allow(clippy::unwrap_used)]
 /// The fake's client, prices in USD (the fake's products carry no currency).
+#[allow(clippy::unwrap_used)]
 fn usd(server: &crate::fake::Running) -> catalog_shopify::ShopifyClientBuilder {
     builder(server).currency("USD".parse().unwrap())
 }
 
+#[allow(clippy::unwrap_used)]
 async fn streamed_ids(client: &catalog_shopify::ShopifyClient) -> Vec<String> {
     client
         .stream_products()
