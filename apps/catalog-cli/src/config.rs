@@ -836,10 +836,7 @@ mod tests {
 
     #[test]
     fn the_server_file_is_read_and_server_keys_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
+        let c = from_file(
             r#"
 [server]
 port = 9123
@@ -856,9 +853,7 @@ id = "b.myshopify.com"
 client_id = "cid"
 client_secret = "csecret"
 "#,
-        )
-        .unwrap();
-        let c = Config::load_from(Some(&path), &[]).unwrap();
+        );
         assert_eq!(c.server_url(), "http://127.0.0.1:9123");
         let err = c.select(None, None).unwrap_err();
         assert!(err.message.contains("--store"), "{}", err.message);
@@ -874,19 +869,14 @@ client_secret = "csecret"
     /// `https://shop.example.com`).
     #[test]
     fn stores_are_picked_by_any_spelling_of_their_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
+        let c = from_file(
             r#"
 [[shopify.stores]]
 id = "a.myshopify.com"
 [[woocommerce.stores]]
 id = "https://shop.example.com"
 "#,
-        )
-        .unwrap();
-        let c = Config::load_from(Some(&path), &[]).unwrap();
+        );
         for spelling in [
             "shop.example.com",
             "http://shop.example.com",
@@ -908,10 +898,7 @@ id = "https://shop.example.com"
     /// ambiguity to resolve by name, not a silent pick of the first.
     #[test]
     fn a_store_url_two_stores_share_is_ambiguous() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        std::fs::write(
-            &path,
+        let c = from_file(
             r#"
 [[woocommerce.stores]]
 id = "https://example.com/shop"
@@ -922,9 +909,7 @@ id = "https://example.com"
 name = "blog"
 store_url = "http://127.0.0.1:9"
 "#,
-        )
-        .unwrap();
-        let c = Config::load_from(Some(&path), &[]).unwrap();
+        );
         let err = c.select(Some("http://127.0.0.1:9"), None).unwrap_err();
         assert!(
             err.message.contains("2 configured stores match"),
@@ -990,6 +975,14 @@ store_url = "http://127.0.0.1:9"
             "https://h.example/x"
         );
         assert_eq!(redact_url("shop.example"), "https://shop.example/");
+    }
+
+    /// The configuration read from a file holding `toml`.
+    fn from_file(toml: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load_from(Some(&path), &[]).unwrap()
     }
 
     fn tuning() -> Tuning {
