@@ -469,7 +469,7 @@ fn seed_store(platform: Platform, var: &dyn Fn(&str) -> Option<String>) -> Optio
         Platform::Shopify => {
             let url = var("SHOPIFY_STORE_URL")?;
             Some(StoreSection {
-                id: store_host(&url).unwrap_or_else(|| url.clone()),
+                id: catalog_shopify::webhook::shop_domain(&url).unwrap_or_else(|_| url.clone()),
                 store_url: Some(url),
                 client_id: var("SHOPIFY_CLIENT_ID"),
                 client_secret: var("SHOPIFY_CLIENT_SECRET").map(SecretString::from),
@@ -494,7 +494,8 @@ fn seed_store(platform: Platform, var: &dyn Fn(&str) -> Option<String>) -> Optio
 /// Whether a configured store id and the seed's store are the same store.
 fn same_store(platform: Platform, configured: &str, seed_id: &str) -> bool {
     let norm = |id: &str| match platform {
-        Platform::Shopify => store_host(id).unwrap_or_else(|| id.trim().to_ascii_lowercase()),
+        Platform::Shopify => catalog_shopify::webhook::shop_domain(id)
+            .unwrap_or_else(|_| id.trim().to_ascii_lowercase()),
         Platform::Woocommerce => catalog_woocommerce::store_identity(id)
             .unwrap_or_else(|_| id.trim().to_ascii_lowercase()),
     };
@@ -518,24 +519,10 @@ fn fill_credentials(store: &mut StoreSection, seed: StoreSection) {
     }
 }
 
-/// The host of a store URL (bare domain or full URL), lower-cased.
-fn store_host(url: &str) -> Option<String> {
-    let with_scheme = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("https://{url}")
-    };
-    url::Url::parse(&with_scheme)
-        .ok()?
-        .host_str()
-        // As the server reads a shop domain: lower case, no trailing dot.
-        .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
-}
-
 /// `id` as the server records a store of `platform`, when it can be read.
-fn recorded(platform: Platform, id: &str) -> Option<String> {
+pub(crate) fn recorded(platform: Platform, id: &str) -> Option<String> {
     match platform {
-        Platform::Shopify => store_host(id),
+        Platform::Shopify => catalog_shopify::webhook::shop_domain(id).ok(),
         Platform::Woocommerce => catalog_woocommerce::store_identity(id).ok(),
     }
 }

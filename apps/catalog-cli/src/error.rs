@@ -150,11 +150,59 @@ impl fmt::Display for CliError {
 /// The error and its sources, one per line.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
+    let mut last = out.clone();
     let mut source = e.source();
     while let Some(s) = source {
-        out.push_str("\n  caused by: ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        // An error that prints its source's message as part of its own
+        // (`transport error: error sending request`, then `error sending
+        // request`): the cause would only repeat the line above.
+        if !last.ends_with(&text) {
+            out.push_str("\n  caused by: ");
+            out.push_str(&text);
+        }
+        last = text;
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use std::fmt;
+
+    /// An error with a message and an optional source.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_printed_by_the_line_above_is_not_repeated() {
+        let e = Layer(
+            "transport error: error sending request",
+            Some(Box::new(Layer(
+                "error sending request",
+                Some(Box::new(Layer(
+                    "tcp connect error",
+                    Some(Box::new(Layer("Connection refused", None))),
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "transport error: error sending request\n  caused by: tcp connect error\n  caused by: Connection refused"
+        );
+    }
 }

@@ -78,8 +78,8 @@ enum ProductsCommand {
     },
     /// The first products of the catalog.
     List {
-        /// How many products to show.
-        #[arg(long, short = 'n', default_value_t = 50)]
+        /// How many products to show (at least 1).
+        #[arg(long, short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
         /// Print the unified model as a JSON array instead of a table.
         #[arg(long)]

@@ -329,9 +329,11 @@ pub(crate) fn resolve(config: &Config, i: &Inputs<'_>) -> Result<Resolved, CliEr
                 )
             })?,
     };
+    // As deliveries name the store (a shop domain, a site's https URL),
+    // however the id is written in the file or on the command line.
     let store_id = match (i.store_id, store) {
-        (Some(id), _) => id.to_owned(),
-        (None, Some(s)) => s.id.clone(),
+        (Some(id), _) => crate::config::recorded(i.platform, id).unwrap_or_else(|| id.to_owned()),
+        (None, Some(s)) => s.recorded_id(),
         (None, None) => match i.platform {
             Platform::Shopify => SHOPIFY_EXAMPLE_STORE.to_owned(),
             Platform::Woocommerce => WOOCOMMERCE_EXAMPLE_STORE.to_owned(),

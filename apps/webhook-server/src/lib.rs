@@ -244,7 +244,14 @@ pub async fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn E
         handlers.push(Arc::new(LogSink));
     }
     if let Some(path) = &d.file {
-        handlers.push(Arc::new(JsonlSink::new(path.clone())));
+        let sink = JsonlSink::new(path.clone());
+        sink.check().with_context(|| {
+            format!(
+                "dispatch.file (CATALOG_DISPATCH__FILE): cannot append to {}",
+                path.display()
+            )
+        })?;
+        handlers.push(Arc::new(sink));
     }
     if let Some(http) = &d.http {
         let signer = Signer::new(&http.secret).context("dispatch.http.secret")?;

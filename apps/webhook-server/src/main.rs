@@ -149,9 +149,32 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[actix_web::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load(config_path()?.as_deref())?;
+/// Exit status: 0 after a clean shutdown, 2 for a command line it cannot
+/// read, 1 for a configuration it refuses or a failure while running. The
+/// error goes to stderr as a message and its causes, never with a
+/// backtrace (`RUST_BACKTRACE` is for panics, not for refused settings).
+fn main() -> std::process::ExitCode {
+    let config = match config_path() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
     init_tracing(&settings)?;
 
     let platforms = Platforms::from_settings(&settings)?;
@@ -284,12 +307,15 @@ async fn main() -> anyhow::Result<()> {
         server = server.workers(settings.server.workers);
     }
     for addr in &addrs {
+        let refused =
+            || format!("cannot listen on {addr} (server.host / server.port, APP_HOST / APP_PORT)");
+        let listener = listen_on(*addr).with_context(refused)?;
+        // The address bound: with port 0, the one the system picked.
+        let bound = listener.local_addr().with_context(refused)?;
         server = server
-            .bind("webhook-server", *addr, http.clone())
-            .with_context(|| {
-                format!("cannot listen on {addr} (server.host / server.port, APP_HOST / APP_PORT)")
-            })?;
-        tracing::info!(%addr, "listening");
+            .listen("webhook-server", listener, http.clone())
+            .with_context(refused)?;
+        tracing::info!(addr = %bound, "listening");
     }
     // Runs until SIGINT/SIGTERM. Then, together: the HTTP server stops
     // accepting and waits up to shutdown_timeout for in-flight requests,
@@ -415,4 +441,16 @@ async fn continue_unless_too_large(
             .map_into_boxed_body());
     }
     Ok(req)
+}
+
+/// A listening socket as actix-server makes one for `bind` (address reuse,
+/// a backlog of 2048), made here so that the address it got can be logged:
+/// with port 0 the system picks one, and `bind` would not say which.
+fn listen_on(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(2048)?;
+    Ok(socket.into())
 }

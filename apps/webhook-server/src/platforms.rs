@@ -292,7 +292,15 @@ impl Platforms {
             SHOPIFY_ACTIONS,
             SHOPIFY_SIGNATURE_HEADERS,
             SHOPIFY_IDENTITY_HEADERS,
-            Verifiers::from_settings("shopify", &settings.shopify)?,
+            {
+                warn_about_whitespace("shopify", &settings.shopify, true);
+                Verifiers::from_settings_with(
+                    "shopify",
+                    &settings.shopify,
+                    catalog_shopify::webhook::shop_domain,
+                    trim_secrets,
+                )?
+            },
         ));
         #[cfg(not(feature = "shopify"))]
         if settings.shopify.is_configured() {
@@ -306,12 +314,15 @@ impl Platforms {
             WOOCOMMERCE_ACTIONS,
             WOOCOMMERCE_SIGNATURE_HEADERS,
             WOOCOMMERCE_IDENTITY_HEADERS,
-            Verifiers::from_settings_with(
-                "woocommerce",
-                &settings.woocommerce,
-                catalog_woocommerce::store_identity,
-                catalog_woocommerce::signing_secrets,
-            )?,
+            {
+                warn_about_whitespace("woocommerce", &settings.woocommerce, false);
+                Verifiers::from_settings_with(
+                    "woocommerce",
+                    &settings.woocommerce,
+                    catalog_woocommerce::store_identity,
+                    catalog_woocommerce::signing_secrets,
+                )?
+            },
         ));
         #[cfg(not(feature = "woocommerce"))]
         if settings.woocommerce.is_configured() {
@@ -331,6 +342,52 @@ impl Platforms {
     /// All platforms.
     pub fn iter(&self) -> impl Iterator<Item = &PlatformEntry> {
         self.entries.iter()
+    }
+}
+
+/// Shopify's secrets without the whitespace a paste can bring along (a
+/// newline from a file, a space): Shopify's client secrets have none, and
+/// with it every delivery would be refused, until Shopify deletes the
+/// subscription after 8 failures.
+#[cfg(feature = "shopify")]
+fn trim_secrets(secrets: Vec<SecretString>) -> Vec<SecretString> {
+    use secrecy::ExposeSecret;
+    secrets
+        .into_iter()
+        .map(|s| SecretString::from(s.expose_secret().trim()))
+        .collect()
+}
+
+/// Warns, naming the key and never the value, of a secret with leading or
+/// trailing whitespace: removed for Shopify (`trimmed`), whose secrets have
+/// none; kept for WooCommerce, where a secret is any text the store owner
+/// typed (and WordPress's generated ones may hold spaces), so a delivery
+/// refused for it is explained.
+#[cfg(any(feature = "shopify", feature = "woocommerce"))]
+fn warn_about_whitespace(name: &str, s: &PlatformSettings, trimmed: bool) {
+    use secrecy::ExposeSecret;
+    let padded = |v: &SecretString| {
+        let v = v.expose_secret();
+        !v.trim().is_empty() && v.trim() != v
+    };
+    let mut keys: Vec<String> = Vec::new();
+    if s.webhook_secret.as_ref().is_some_and(padded) {
+        keys.push(format!("{name}.webhook_secret"));
+    }
+    for (i, store) in s.stores.iter().enumerate() {
+        if store.secrets.iter().any(padded) {
+            keys.push(format!("{name}.stores[{i}].secrets"));
+        }
+        if store.client_secret.as_ref().is_some_and(padded) {
+            keys.push(format!("{name}.stores[{i}].client_secret"));
+        }
+    }
+    for key in keys {
+        if trimmed {
+            tracing::warn!(key = %key, "a secret with leading or trailing whitespace: removed (Shopify secrets have none; a paste error?)");
+        } else {
+            tracing::warn!(key = %key, "a secret with leading or trailing whitespace: kept, as WooCommerce signs with the secret exactly as entered; if deliveries get 401, check the copy");
+        }
     }
 }
 

@@ -24,6 +24,37 @@ fn refuse(key: &str, problem: &str) -> anyhow::Error {
     }
 }
 
+/// Whether a secret is still the placeholder of the example files
+/// (`deploy/webhook-server.env.example`, the docs): copied as is, it would
+/// be a secret anyone can read.
+fn is_placeholder(secret: &str) -> bool {
+    secret.to_ascii_lowercase().contains("replace-me")
+}
+
+/// Refuses a webhook secret that cannot be the platform's: empty (in the
+/// file or a `CATALOG_*` variable; an empty seed variable counts as unset),
+/// blank, or the example files' placeholder. The message names the key,
+/// never the value.
+fn check_secret(key: &str, secret: &SecretString) -> anyhow::Result<()> {
+    let value = secret.expose_secret();
+    if value.is_empty() {
+        return Err(refuse(
+            key,
+            "is empty: set the secret, or remove the key to leave it unset",
+        ));
+    }
+    if value.trim().is_empty() {
+        return Err(refuse(key, "is blank (whitespace only)"));
+    }
+    if is_placeholder(value) {
+        return Err(refuse(
+            key,
+            "still holds the example file's placeholder (replace-me): set the platform's secret",
+        ));
+    }
+    Ok(())
+}
+
 /// Most request workers (`server.workers`): each is a thread with its own
 /// runtime; past this a typo (`10000`) exhausts memory or threads at start.
 const MAX_WORKERS: usize = 512;
@@ -573,10 +604,13 @@ impl fmt::Debug for NatsSettings {
     }
 }
 
-/// `[shopify]` / `[woocommerce]`. Unknown keys are ignored here and in store
-/// entries: the `catalog` CLI reads the same file and adds its own keys
-/// (API credentials) to store entries.
+/// `[shopify]` / `[woocommerce]`. Unknown keys are refused, here and in
+/// store entries: a misspelt `[[shopify.store]]` would otherwise drop the
+/// store list, and with it the refusal of unlisted stores. Store entries
+/// also hold the `catalog` CLI's keys (API credentials), which the CLI
+/// reads from the same file: a key the CLI adds must be added here too.
 #[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PlatformSettings {
     /// The seed's single secret (`SHOPIFY_WEBHOOK_SECRET` / `SHOPIFY_CLIENT_SECRET`,
@@ -618,8 +652,10 @@ impl fmt::Debug for PlatformSettings {
     }
 }
 
-/// One `[[shopify.stores]]` / `[[woocommerce.stores]]` entry.
+/// One `[[shopify.stores]]` / `[[woocommerce.stores]]` entry (unknown keys
+/// refused, see [`PlatformSettings`]).
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreSettings {
     /// The store as the platform names it: Shopify shop domain
@@ -956,21 +992,36 @@ impl Settings {
                 refuse("dispatch.http.secret", "must be whsec_<base64>").context(e.to_string())
             })?;
         }
-        if let Some(token) = &self.admin.token
-            && token.expose_secret().trim().len() < 16
-        {
-            return Err(refuse("admin.token", "must be at least 16 characters"));
+        if let Some(token) = &self.admin.token {
+            if token.expose_secret().trim().len() < 16 {
+                return Err(refuse("admin.token", "must be at least 16 characters"));
+            }
+            if is_placeholder(token.expose_secret()) {
+                return Err(refuse(
+                    "admin.token",
+                    "still holds the example file's placeholder (replace-me...): set a random token, e.g. openssl rand -hex 32",
+                ));
+            }
         }
         for (name, p) in [
             ("shopify", &self.shopify),
             ("woocommerce", &self.woocommerce),
         ] {
+            if let Some(secret) = &p.webhook_secret {
+                check_secret(&format!("{name}.webhook_secret"), secret)?;
+            }
             for (i, store) in p.stores.iter().enumerate() {
                 if store.id.trim().is_empty() {
                     bail!("{name}.stores[{i}].id must not be empty");
                 }
                 if store.secrets.iter().any(|s| s.expose_secret().is_empty()) {
                     bail!("{name}.stores[{i}].secrets must not contain an empty secret");
+                }
+                for secret in &store.secrets {
+                    check_secret(&format!("{name}.stores[{i}].secrets"), secret)?;
+                }
+                if let Some(secret) = &store.client_secret {
+                    check_secret(&format!("{name}.stores[{i}].client_secret"), secret)?;
                 }
                 if let Some(c) = &store.currency {
                     catalog_core::CurrencyCode::new(c).map_err(|_| {
@@ -1530,6 +1581,149 @@ secrets = ["new"]
             "{err}"
         );
         assert!(!err.contains("old") && !err.contains("new"), "{err}");
+    }
+
+    /// A Shopify store written as a URL (`https://a.myshopify.com/`, with
+    /// a port) is the shop domain deliveries carry: it verifies them, and
+    /// two spellings of one shop are two entries for one store. (Taken as
+    /// written, it matched no delivery: every one was refused with 401.)
+    #[test]
+    fn a_shopify_store_written_as_a_url_is_its_shop_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for id in [
+            "https://a.myshopify.com/",
+            "http://A.myshopify.com",
+            "a.myshopify.com:443",
+        ] {
+            std::fs::write(
+                &path,
+                format!("[[shopify.stores]]\nid = \"{id}\"\nsecrets = [\"x1\"]\n"),
+            )
+            .unwrap();
+            let s = Settings::load_from(Some(&path), &[]).unwrap();
+            let platforms = crate::platforms::Platforms::from_settings(&s).unwrap();
+            let shopify = platforms.get("shopify").unwrap();
+            assert!(
+                shopify.verifiers.for_store("a.myshopify.com").is_ok(),
+                "{id}"
+            );
+        }
+        std::fs::write(
+            &path,
+            "[[shopify.stores]]\nid = \"a.myshopify.com\"\nsecrets = [\"x1\"]\n\
+             [[shopify.stores]]\nid = \"https://a.myshopify.com\"\nsecrets = [\"x2\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        let Err(err) = crate::platforms::Platforms::from_settings(&s) else {
+            panic!("two spellings of one shop were accepted");
+        };
+        assert!(
+            format!("{err:#}").contains("shopify.stores[1].id names the same store"),
+            "{err:#}"
+        );
+        std::fs::write(
+            &path,
+            "[[shopify.stores]]\nid = \"ftp://a.myshopify.com\"\nsecrets = [\"x1\"]\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        let Err(err) = crate::platforms::Platforms::from_settings(&s) else {
+            panic!("a store id that is no shop domain was accepted");
+        };
+        assert!(
+            format!("{err:#}").contains("shopify.stores[0].id"),
+            "{err:#}"
+        );
+    }
+
+    /// Shopify's secrets have no whitespace: one pasted with a newline or a
+    /// space verifies with the secret itself (every delivery got 401).
+    #[test]
+    fn a_shopify_secret_is_read_without_surrounding_whitespace() {
+        let body = b"{}";
+        let signature = catalog_core::webhook::sign(b"shop-secret", body);
+        for env_value in ["shop-secret\n", " shop-secret "] {
+            let s =
+                Settings::load_from(None, &env(&[("SHOPIFY_WEBHOOK_SECRET", env_value)])).unwrap();
+            let platforms = crate::platforms::Platforms::from_settings(&s).unwrap();
+            let verifier = platforms
+                .get("shopify")
+                .unwrap()
+                .verifiers
+                .for_store("a.myshopify.com")
+                .unwrap();
+            assert!(verifier.verify(body, &signature).is_ok(), "{env_value:?}");
+        }
+    }
+
+    /// Secrets that cannot be the platform's stop start-up naming the key:
+    /// the example files' placeholder (copied as is, a secret anyone can
+    /// read), empty in the file or a `CATALOG_*` variable, or blank.
+    #[test]
+    fn placeholder_empty_and_blank_secrets_stop_start_up() {
+        for (pairs, key) in [
+            (
+                vec![("SHOPIFY_WEBHOOK_SECRET", "replace-me")],
+                "shopify.webhook_secret",
+            ),
+            (
+                vec![(
+                    "CATALOG_ADMIN_TOKEN",
+                    "replace-me-with-32-random-characters",
+                )],
+                "admin.token",
+            ),
+            (
+                vec![("CATALOG_SHOPIFY__WEBHOOK_SECRET", "")],
+                "shopify.webhook_secret",
+            ),
+            (
+                vec![("WOOCOMMERCE_WEBHOOK_SECRET", "   ")],
+                "woocommerce.webhook_secret",
+            ),
+        ] {
+            let err = Settings::load_from(None, &env(&pairs)).unwrap_err();
+            let err = format!("{err:#}");
+            assert!(err.contains(key), "{pairs:?}: {err}");
+            assert!(!err.contains("random-characters"), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[woocommerce.stores]]\nid = \"shop.example.com\"\nsecrets = [\"ok-secret\", \"Replace-Me\"]\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+        assert!(err.contains("woocommerce.stores[0].secrets"), "{err}");
+        // An empty seed variable is unset, as before.
+        let s = Settings::load_from(None, &env(&[("SHOPIFY_WEBHOOK_SECRET", "")])).unwrap();
+        assert!(s.shopify.webhook_secret.is_none());
+    }
+
+    /// A misspelt key in a platform section or a store entry stops start-up:
+    /// `[[shopify.store]]` silently dropped the store list, and with it the
+    /// refusal of stores not listed.
+    #[test]
+    fn unknown_keys_in_platform_sections_and_store_entries_stop_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        for (text, key) in [
+            (
+                "[shopify]\nwebhook_secret = \"plat\"\n[[shopify.store]]\nid = \"a.myshopify.com\"\n",
+                "store",
+            ),
+            (
+                "[[woocommerce.stores]]\nid = \"shop.example.com\"\nsecret = \"y\"\n",
+                "secret",
+            ),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+            assert!(err.contains(&format!("`{key}`")), "{err}");
+        }
     }
 
     #[test]

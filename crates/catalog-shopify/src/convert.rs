@@ -210,6 +210,39 @@ impl<'de> Deserialize<'de> for RestId {
     }
 }
 
+/// A payload field that is absent, null or set. Absent and null differ
+/// here: every full product payload carries each field the model maps
+/// (null when empty), and one the subscription's `includeFields` left out
+/// is absent. A product built from a payload missing one would blank that
+/// field downstream.
+#[derive(Debug, Default)]
+pub(crate) enum Field<T> {
+    /// Not in the payload.
+    #[default]
+    Absent,
+    /// In the payload: `None` when null.
+    Present(Option<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Option::<T>::deserialize(deserializer).map(Self::Present)
+    }
+}
+
+impl<T> Field<T> {
+    fn is_absent(&self) -> bool {
+        matches!(self, Self::Absent)
+    }
+
+    fn into_option(self) -> Option<T> {
+        match self {
+            Self::Absent => None,
+            Self::Present(v) => v,
+        }
+    }
+}
+
 /// `products/create` and `products/update` payload (the REST product resource).
 #[derive(Debug, Deserialize)]
 pub(crate) struct RestProduct {
@@ -221,31 +254,33 @@ pub(crate) struct RestProduct {
     #[serde(default)]
     title: Option<String>,
     #[serde(default)]
-    handle: Option<String>,
+    handle: Field<String>,
     #[serde(default)]
-    body_html: Option<String>,
+    body_html: Field<String>,
     #[serde(default)]
-    vendor: Option<String>,
+    vendor: Field<String>,
     #[serde(default)]
-    product_type: Option<String>,
+    product_type: Field<String>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
-    tags: Option<String>,
+    tags: Field<String>,
     #[serde(default)]
-    created_at: Option<DateTime<FixedOffset>>,
+    created_at: Field<DateTime<FixedOffset>>,
     #[serde(default)]
-    updated_at: Option<DateTime<FixedOffset>>,
+    updated_at: Field<DateTime<FixedOffset>>,
     #[serde(default)]
     category: Option<RestCategory>,
     #[serde(default)]
-    options: Vec<RestOption>,
+    options: Field<Vec<RestOption>>,
     #[serde(default)]
     variants: Option<Vec<RestVariant>>,
+    /// Newer API versions send `media` beside `images`; older ones
+    /// `images` only.
     #[serde(default)]
-    media: Option<Vec<RestMedia>>,
+    media: Field<Vec<RestMedia>>,
     #[serde(default)]
-    images: Vec<RestImage>,
+    images: Field<Vec<RestImage>>,
     /// Every variant, by GID (webhooks): longer than `variants` when the
     /// payload holds only the first 100 in full.
     #[serde(default)]
@@ -256,19 +291,40 @@ impl RestProduct {
     /// Whether the payload lists more variants (`variant_gids`) than it
     /// carries in full (`variants`): Shopify's product webhooks send the
     /// first 100 only.
+    ///
+    /// Without `variant_gids` (API versions before it, or a payload trimmed
+    /// by `includeFields`), 100 variants may be the first 100 of more: the
+    /// payload cannot say, so it counts as truncated.
     pub(crate) fn variants_truncated(&self) -> bool {
-        self.variant_gids
-            .as_ref()
-            .is_some_and(|all| all.len() > self.variants.as_ref().map_or(0, Vec::len))
+        let carried = self.variants.as_ref().map_or(0, Vec::len);
+        match &self.variant_gids {
+            Some(all) => all.len() > carried,
+            None => carried >= FULL_VARIANTS_IN_PAYLOAD,
+        }
     }
 
-    /// Whether the payload lacks what every full product payload carries
-    /// (`title`, `status`, `variants`): a subscription with `includeFields`
-    /// trims it. A product built from it would overwrite the whole one
-    /// downstream with blanks (no variants, say), so the event only names
-    /// the product.
+    /// Whether the payload lacks a field that every full product payload
+    /// carries (null when empty) and the model maps: a subscription with
+    /// `includeFields` trims it. A product built from it would overwrite
+    /// the whole one downstream with blanks (no images or tags, say), so
+    /// the event only names the product. `title`, `status` and `variants`
+    /// count as missing when null too (a product always has them).
     pub(crate) fn trimmed(&self) -> bool {
-        self.title.is_none() || self.status.is_none() || self.variants.is_none()
+        self.title.is_none()
+            || self.status.is_none()
+            || self.handle.is_absent()
+            || self.body_html.is_absent()
+            || self.vendor.is_absent()
+            || self.product_type.is_absent()
+            || self.tags.is_absent()
+            || self.created_at.is_absent()
+            || self.updated_at.is_absent()
+            || self.options.is_absent()
+            || (self.images.is_absent() && self.media.is_absent())
+            || self
+                .variants
+                .as_ref()
+                .is_none_or(|vs| vs.iter().any(RestVariant::trimmed))
     }
 
     /// Whether the payload holds nothing but the id, which is what a
@@ -278,19 +334,19 @@ impl RestProduct {
     pub(crate) fn only_an_id(&self) -> bool {
         self.admin_graphql_api_id.is_none()
             && self.title.is_none()
-            && self.handle.is_none()
-            && self.body_html.is_none()
-            && self.vendor.is_none()
-            && self.product_type.is_none()
+            && self.handle.is_absent()
+            && self.body_html.is_absent()
+            && self.vendor.is_absent()
+            && self.product_type.is_absent()
             && self.status.is_none()
-            && self.tags.is_none()
-            && self.created_at.is_none()
-            && self.updated_at.is_none()
+            && self.tags.is_absent()
+            && self.created_at.is_absent()
+            && self.updated_at.is_absent()
             && self.category.is_none()
-            && self.options.is_empty()
+            && self.options.is_absent()
             && self.variants.is_none()
-            && self.media.is_none()
-            && self.images.is_empty()
+            && self.media.is_absent()
+            && self.images.is_absent()
             && self.variant_gids.is_none()
     }
 }
@@ -314,23 +370,38 @@ struct RestVariant {
     #[serde(default)]
     admin_graphql_api_id: Option<String>,
     #[serde(default)]
-    title: Option<String>,
+    title: Field<String>,
     #[serde(default)]
-    sku: Option<String>,
+    sku: Field<String>,
     #[serde(default)]
-    barcode: Option<String>,
+    barcode: Field<String>,
     #[serde(default)]
-    price: Option<String>,
+    price: Field<String>,
     #[serde(default)]
-    compare_at_price: Option<String>,
+    compare_at_price: Field<String>,
     #[serde(default)]
-    inventory_quantity: Option<i64>,
+    inventory_quantity: Field<i64>,
     #[serde(default)]
-    option1: Option<String>,
+    option1: Field<String>,
     #[serde(default)]
-    option2: Option<String>,
+    option2: Field<String>,
     #[serde(default)]
-    option3: Option<String>,
+    option3: Field<String>,
+}
+
+impl RestVariant {
+    /// As [`RestProduct::trimmed`], for the variant fields the model maps.
+    fn trimmed(&self) -> bool {
+        self.title.is_absent()
+            || self.sku.is_absent()
+            || self.barcode.is_absent()
+            || self.price.is_absent()
+            || self.compare_at_price.is_absent()
+            || self.inventory_quantity.is_absent()
+            || self.option1.is_absent()
+            || self.option2.is_absent()
+            || self.option3.is_absent()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +436,10 @@ struct RestImage {
     height: Option<u32>,
 }
 
+/// How many variants a product webhook carries in full; `variant_gids`
+/// lists the rest (NOTES §4, "records 101 and higher").
+const FULL_VARIANTS_IN_PAYLOAD: usize = 100;
+
 /// `products/delete` payload: just the id.
 #[derive(Debug, Deserialize)]
 pub(crate) struct RestDeleted {
@@ -385,13 +460,14 @@ pub(crate) fn product_from_rest(
                 .into(),
         });
     };
-    let option_names: Vec<String> = p.options.iter().map(|o| o.name.clone()).collect();
+    let options = p.options.into_option().unwrap_or_default();
+    let option_names: Vec<String> = options.iter().map(|o| o.name.clone()).collect();
     let variants = variants
         .into_iter()
         .enumerate()
         .map(|(i, v)| variant_from_rest(v, &option_names, ctx.currency, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let images = match p.media {
+    let images = match p.media.into_option() {
         Some(media) => media
             .into_iter()
             .filter(|m| {
@@ -412,6 +488,8 @@ pub(crate) fn product_from_rest(
             .collect(),
         None => p
             .images
+            .into_option()
+            .unwrap_or_default()
             .into_iter()
             .map(|i| Image {
                 id: Some(i.id.0),
@@ -431,12 +509,17 @@ pub(crate) fn product_from_rest(
         platform: PlatformId::SHOPIFY,
         store: ctx.store.to_owned(),
         title,
-        handle: non_blank(p.handle),
-        description_html: non_blank(p.body_html),
-        vendor: non_blank(p.vendor),
-        product_type: non_blank(p.product_type),
+        handle: non_blank(p.handle.into_option()),
+        description_html: non_blank(p.body_html.into_option()),
+        vendor: non_blank(p.vendor.into_option()),
+        product_type: non_blank(p.product_type.into_option()),
         status: ProductStatus::from_platform(&status),
-        tags: p.tags.as_deref().map(split_tags).unwrap_or_default(),
+        tags: p
+            .tags
+            .into_option()
+            .as_deref()
+            .map(split_tags)
+            .unwrap_or_default(),
         categories: p
             .category
             .map(|c| Category {
@@ -446,8 +529,7 @@ pub(crate) fn product_from_rest(
             })
             .into_iter()
             .collect(),
-        options: p
-            .options
+        options: options
             .into_iter()
             .map(|o| ProductOption {
                 name: o.name,
@@ -456,8 +538,8 @@ pub(crate) fn product_from_rest(
             .collect(),
         variants,
         images,
-        created_at: p.created_at.map(|t| t.with_timezone(&Utc)),
-        updated_at: p.updated_at.map(|t| t.with_timezone(&Utc)),
+        created_at: p.created_at.into_option().map(|t| t.with_timezone(&Utc)),
+        updated_at: p.updated_at.into_option().map(|t| t.with_timezone(&Utc)),
         raw,
     })
 }
@@ -469,7 +551,11 @@ fn variant_from_rest(
     index: usize,
 ) -> Result<Variant, CatalogError> {
     let path = format!("variants[{index}]");
-    let values = [v.option1, v.option2, v.option3];
+    let values = [
+        v.option1.into_option(),
+        v.option2.into_option(),
+        v.option3.into_option(),
+    ];
     let options = option_names
         .iter()
         .zip(values)
@@ -481,9 +567,13 @@ fn variant_from_rest(
         })
         .collect();
     Ok(Variant {
-        price: money(v.price.as_deref(), currency, &format!("{path}.price"))?,
+        price: money(
+            v.price.into_option().as_deref(),
+            currency,
+            &format!("{path}.price"),
+        )?,
         compare_at_price: money(
-            v.compare_at_price.as_deref(),
+            v.compare_at_price.into_option().as_deref(),
             currency,
             &format!("{path}.compare_at_price"),
         )?,
@@ -491,10 +581,10 @@ fn variant_from_rest(
             .admin_graphql_api_id
             .or_else(|| Some(format!("gid://shopify/ProductVariant/{}", v.id.0))),
         id: v.id.0,
-        sku: non_blank(v.sku),
-        title: non_blank(v.title),
-        barcode: non_blank(v.barcode),
-        inventory_quantity: v.inventory_quantity,
+        sku: non_blank(v.sku.into_option()),
+        title: non_blank(v.title.into_option()),
+        barcode: non_blank(v.barcode.into_option()),
+        inventory_quantity: v.inventory_quantity.into_option(),
         options,
         weight: None,
     })

@@ -2,16 +2,26 @@
 //!
 //! # Deduplication key
 //!
-//! The [`EventId`] of a delivery is `"{topic}:{X-Shopify-Event-Id}"`, for
-//! example `products/update:7d5b…`. `X-Shopify-Event-Id` identifies the
+//! The [`EventId`] of a delivery is `"{topic}:{X-Shopify-Event-Id}:{digest}"`,
+//! for example `products/update:7d5b…:3f1c…`, where `digest` is the first 64
+//! bits of the body's SHA-256, in hex. `X-Shopify-Event-Id` identifies the
 //! merchant action: Shopify repeats it on every retry of a delivery *and* on
 //! the deliveries of the same event to other subscriptions of the same app,
-//! whereas `X-Shopify-Webhook-Id` differs between those subscriptions. Keying
-//! on the Event-Id therefore collapses both retries and duplicate
-//! subscriptions into one event. The topic is part of the key because one
-//! merchant action can produce several topics (creating a product can trigger
-//! `products/create` and `products/update`), and those are distinct events.
-//! Deliveries without an Event-Id (older API versions) fall back to
+//! whereas `X-Shopify-Webhook-Id` differs between those subscriptions.
+//!
+//! Why the body too: a retry sends "the original payload from trigger time",
+//! byte for byte, and so does a second subscription configured like the
+//! first; both collapse into one event. But subscriptions that shape the
+//! payload differently (one trimmed by `includeFields`, one whole) send
+//! different bodies under one Event-Id, and Shopify's delivery docs say to
+//! deduplicate deliveries by Webhook-Id and only *correlate* by Event-Id:
+//! keyed on the Event-Id alone, whichever arrived first (the trimmed one,
+//! say) would be kept and the whole product dropped as a duplicate.
+//!
+//! The topic is part of the key because one merchant action can produce
+//! several topics (creating a product can trigger `products/create` and
+//! `products/update`), and those are distinct events. Deliveries without an
+//! Event-Id (older API versions) fall back to
 //! `"{topic}:webhook-id:{X-Shopify-Webhook-Id}"`, which still catches retries.
 //!
 //! # Currency
@@ -87,7 +97,8 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// else { unreachable!() };
 /// assert_eq!(event.topic, Topic::ProductDeleted);
 /// assert_eq!(event.store, "example.myshopify.com");
-/// assert_eq!(event.event_id.as_str(), "products/delete:e-1");
+/// // The topic, the Event-Id and 64 bits of the body's SHA-256.
+/// assert_eq!(event.event_id.as_str(), "products/delete:e-1:fe7653ed55bdd4bb");
 /// assert_eq!(event.product_id.as_deref(), Some("788032119674292922"));
 /// # Ok::<(), catalog_core::webhook::WebhookError>(())
 /// ```
@@ -127,8 +138,8 @@ impl ShopifyWebhookSource {
     /// # Errors
     /// [`MoneyError::InvalidCurrency`] when `code` is not three letters.
     pub fn with_store_currency(mut self, store: &str, code: &str) -> Result<Self, MoneyError> {
-        self.currencies
-            .insert(normalise_domain(store), CurrencyCode::new(code)?);
+        let store = shop_domain(store).unwrap_or_else(|_| normalise_domain(store));
+        self.currencies.insert(store, CurrencyCode::new(code)?);
         Ok(self)
     }
 
@@ -200,8 +211,61 @@ fn require<'h>(
     }
 }
 
+/// The first 64 bits of the body's SHA-256, in hex: what tells apart the
+/// differently shaped deliveries of one event (see the module docs). 64
+/// bits is plenty among the few bodies one Event-Id and topic can have.
+fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha2::Sha256::digest(body);
+    let mut out = String::with_capacity(16);
+    for &b in &digest[..8] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 fn normalise_domain(domain: &str) -> String {
     domain.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// A configured store as deliveries name it: the shop domain of
+/// `X-Shopify-Shop-Domain`, in lower case, from a domain or a URL written
+/// any way (`Example.myshopify.com`, `https://example.myshopify.com/`,
+/// `example.myshopify.com:443`).
+///
+/// ```
+/// use catalog_shopify::webhook::shop_domain;
+/// assert_eq!(shop_domain("https://Example.myshopify.com/").unwrap(), "example.myshopify.com");
+/// assert_eq!(shop_domain("example.myshopify.com:443").unwrap(), "example.myshopify.com");
+/// assert!(shop_domain("ftp://example.myshopify.com").is_err());
+/// ```
+///
+/// # Errors
+/// When the input names no host that a delivery could carry (empty, another
+/// scheme, characters other than letters, digits, `.` and `-`); the message
+/// does not quote it.
+pub fn shop_domain(input: &str) -> Result<String, String> {
+    let trimmed = input.trim();
+    let with_scheme = if trimmed.contains("://") {
+        trimmed.to_owned()
+    } else {
+        format!("https://{trimmed}")
+    };
+    let url = url::Url::parse(&with_scheme).map_err(|_| "not a shop domain".to_owned())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("not a shop domain: the scheme, if any, must be https".into());
+    }
+    let host = normalise_domain(url.host_str().unwrap_or_default());
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return Err("not a shop domain (such as example.myshopify.com)".into());
+    }
+    Ok(host)
 }
 
 /// Maps a Shopify topic.
@@ -219,7 +283,7 @@ impl WebhookSource for ShopifyWebhookSource {
         PlatformId::SHOPIFY
     }
 
-    fn inspect(&self, headers: &dyn HeaderLookup, _body: &[u8]) -> Result<Inbound, WebhookError> {
+    fn inspect(&self, headers: &dyn HeaderLookup, body: &[u8]) -> Result<Inbound, WebhookError> {
         let events = optional_header(headers, EVENTS_HMAC_HEADER).is_some();
         let signature = require(headers, HMAC_HEADER, events)?;
         let raw_topic = require(headers, TOPIC_HEADER, events)?;
@@ -237,7 +301,7 @@ impl WebhookSource for ShopifyWebhookSource {
         }
         let webhook_id = lookup_agreed(headers, WEBHOOK_ID_HEADER, events)?;
         let event_id = match (lookup_agreed(headers, EVENT_ID_HEADER, events)?, webhook_id) {
-            (Some(event), _) => EventId::new(format!("{raw_topic}:{event}")),
+            (Some(event), _) => EventId::new(format!("{raw_topic}:{event}:{}", body_digest(body))),
             (None, Some(delivery)) => EventId::new(format!("{raw_topic}:webhook-id:{delivery}")),
             (None, None) => return Err(WebhookError::MissingHeader(EVENT_ID_HEADER)),
         };

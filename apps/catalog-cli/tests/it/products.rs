@@ -154,3 +154,18 @@ secrets = ["woo-webhook-secret"]
     assert_eq!(p["platform"], "woocommerce");
     assert_eq!(p["store"], "https://blog.example.com");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_limit_is_a_usage_error_before_any_request() {
+    let store = FakeStore::new(Accept::OAuth1);
+    store.add_simple(1, "1.00");
+    let (server, _store) = woo(store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = catalog(dir.path());
+    woo_env(&mut cmd, &server.uri(), KEY, SECRET);
+    cmd.args(["products", "list", "--limit", "0"]);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--limit"), "{}", err(&o));
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

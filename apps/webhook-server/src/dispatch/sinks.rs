@@ -142,6 +142,32 @@ impl JsonlSink {
             lock: Arc::new(Mutex::new(())),
         }
     }
+
+    /// Checks that the file can be appended to, creating it (and its
+    /// folder) if missing: called at start-up, so that a path under a
+    /// regular file, a folder or a read-only place stops the server with
+    /// a message instead of failing, then dead-lettering, every event.
+    ///
+    /// # Errors
+    /// The I/O error of creating the folder or opening the file.
+    pub fn check(&self) -> std::io::Result<()> {
+        append_to(&self.path).map(drop)
+    }
+}
+
+/// Opens `path` for appending, creating it and its folder if missing. The
+/// file is opened for each event, so a rotated (moved) file is followed by
+/// a new one at `path`.
+fn append_to(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 #[async_trait::async_trait]
@@ -159,21 +185,13 @@ impl EventHandler for JsonlSink {
             let _guard = lock
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(dir) = path.parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
+            let mut f = append_to(&path)?;
             f.write_all(&line)?;
             f.flush()
         })
         .await
         .map_err(|err| HandlerError::new(format!("file sink task failed: {err}")))?
-        .map_err(|err| HandlerError::new(format!("file sink: {err}")))
+        .map_err(|err| HandlerError::new(format!("file sink {}: {err}", self.path.display())))
     }
 }
 

@@ -28,7 +28,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     // JSON error too, not actix's plain text.
     cfg.app_data(
         web::QueryConfig::default()
-            .error_handler(|err, _req| Error::BadRequest(format!("query: {err}")).into()),
+            .error_handler(|err, _req| Error::BadRequest(query_error_message(&err)).into()),
     )
     .service(readable("/events", list))
     .service(readable("/events/{id}", get))
@@ -37,6 +37,20 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(replay))
             .default_service(web::to(post_only)),
     );
+}
+
+/// A query string this API cannot read, in its own words: serde speaks of
+/// fields (`unknown field `staus`, expected one of ...`), a caller of an
+/// HTTP API of query parameters.
+fn query_error_message(err: &actix_web::error::QueryPayloadError) -> String {
+    let detail = match err {
+        actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let detail = detail
+        .replace("unknown field", "unknown query parameter")
+        .replace("duplicate field", "query parameter given twice:");
+    format!("query: {detail}")
 }
 
 /// Compares the bearer token in constant time (over SHA-256 digests, so the

@@ -12,6 +12,7 @@ use actix_web::{HttpResponse, web};
 use utoipa_swagger_ui::Config;
 
 use super::readable;
+use crate::platforms::Platforms;
 
 /// The OpenAPI document, written by hand next to this file.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -19,25 +20,55 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// Where the UI reads the document from.
 const OPENAPI_PATH: &str = "/openapi.json";
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, admin_enabled: bool, platforms: &Platforms) {
     // Swagger UI's default would send the document's address to
     // validator.swagger.io from any page not on localhost.
     let ui = Arc::new(Config::new([OPENAPI_PATH]).validator_url("none"));
-    cfg.service(readable(OPENAPI_PATH, openapi))
-        .service(readable("/docs", redirect))
-        .service(readable(
-            "/docs/{file:.*}",
-            move |file: web::Path<String>| {
-                let ui = Arc::clone(&ui);
-                async move { ui_file(&file, ui) }
-            },
-        ));
+    let document: Arc<str> = Arc::from(served_document(admin_enabled, platforms));
+    cfg.service(readable(OPENAPI_PATH, move || {
+        let document = Arc::clone(&document);
+        async move {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(document.to_string())
+        }
+    }))
+    .service(readable("/docs", redirect))
+    .service(readable(
+        "/docs/{file:.*}",
+        move |file: web::Path<String>| {
+            let ui = Arc::clone(&ui);
+            async move { ui_file(&file, ui) }
+        },
+    ));
 }
 
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(OPENAPI)
+/// [`OPENAPI`] without the routes this server does not serve: the admin API
+/// when no token is set, and the webhook routes of platforms not compiled
+/// in. A client generated from the document (or a contract tester) would
+/// otherwise call routes that answer 404.
+fn served_document(admin_enabled: bool, platforms: &Platforms) -> String {
+    let served = |path: &str| match path.strip_prefix("/webhooks/") {
+        Some(rest) => platforms
+            .get(rest.split('/').next().unwrap_or_default())
+            .is_some(),
+        None => admin_enabled || !path.starts_with("/admin"),
+    };
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(OPENAPI) else {
+        return OPENAPI.to_owned();
+    };
+    let Some(paths) = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return OPENAPI.to_owned();
+    };
+    if paths.keys().all(|p| served(p)) {
+        // As written (key order kept).
+        return OPENAPI.to_owned();
+    }
+    paths.retain(|path, _| served(path));
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| OPENAPI.to_owned())
 }
 
 async fn redirect() -> HttpResponse {

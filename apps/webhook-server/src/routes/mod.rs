@@ -33,7 +33,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>
     );
     health::configure(cfg);
     metrics::configure(cfg);
-    docs::configure(cfg);
+    docs::configure(cfg, admin_enabled, &platforms);
     if admin_enabled {
         cfg.service(
             web::scope("/admin")

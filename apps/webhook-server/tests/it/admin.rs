@@ -263,6 +263,7 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
         assert_eq!(body["error"], "bad_request", "{q}: {body}");
         let message = body["message"].as_str().unwrap_or_default();
         assert!(message.contains(names), "{q}: {body}");
+        assert!(!message.contains("field"), "{q}: serde's wording: {body}");
     }
     // Empty values are as good as absent (a form's empty field).
     for q in [

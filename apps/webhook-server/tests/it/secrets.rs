@@ -719,6 +719,51 @@ fn start_up_refusals_name_the_place_not_the_value() {
     );
 }
 
+/// Exit status 2 for a command line the server cannot read, 1 for refused
+/// settings, and no backtrace on either when `RUST_BACKTRACE` is set (an
+/// outside audit got a full stack trace after every start-up message). A
+/// `dispatch.file` that cannot be appended to stops start-up naming the key
+/// (it used to start, then dead-letter every event).
+#[test]
+fn start_up_errors_exit_with_their_code_and_no_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-file"), "").unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_BACKTRACE", "1")
+            .env("APP_PORT", "0")
+            .env("CATALOG_DATABASE_URL", "memory://")
+            .args(args)
+            .envs(envs.iter().copied())
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, text) = run(&["--bogus"], &[]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("--bogus") && text.contains("usage"), "{text}");
+    let under_a_file = dir.path().join("a-file/events.jsonl");
+    let under_a_file = under_a_file.to_str().unwrap();
+    let (code, text) = run(&[], &[("CATALOG_DISPATCH__FILE", under_a_file)]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("dispatch.file (CATALOG_DISPATCH__FILE)") && text.contains(under_a_file),
+        "{text}"
+    );
+    for text in [run(&["--bogus"], &[]).1, text] {
+        assert!(
+            !text.contains("stack backtrace") && !text.contains("Stack backtrace"),
+            "{text}"
+        );
+    }
+}
+
 /// Regression (found by an outside audit): async-nats logged the server
 /// address with its user and password at debug, on every connection
 /// attempt; the server caps that dependency's logging whatever the filter.
@@ -808,4 +853,38 @@ fn malformed_requests_do_not_write_error_lines() {
             assert!(errors.is_empty(), "{filter}: {errors:?}");
         }
     }
+}
+
+/// With port 0 the system picks the port: the `listening` line says which
+/// (it said `127.0.0.1:0`), and the server answers there.
+#[tokio::test]
+async fn port_0_logs_the_port_the_system_picked() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let _server = logging_server(dir.path(), &log_path, 0, "info", &[]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port: u16 = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter(|l| l.contains("listening"))
+            .find_map(|l| l.split("127.0.0.1:").nth(1))
+            .and_then(|rest| {
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            });
+        if let Some(port) = found {
+            break port;
+        }
+        assert!(Instant::now() < deadline, "no listening line: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(port, 0);
+    let res = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }

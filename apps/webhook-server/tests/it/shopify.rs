@@ -79,7 +79,11 @@ async fn shopify_create_and_delete_are_normalised_and_stored() {
     let (delete, create) = (&events[0], &events[1]);
     assert_eq!(create.event.store, "example-shop.myshopify.com");
     assert_eq!(create.event.topic, "product.created");
-    assert_eq!(create.event.event_id, "products/create:e-1");
+    // The topic, the Event-Id and 64 bits of the body's SHA-256.
+    assert_eq!(
+        create.event.event_id,
+        "products/create:e-1:61ee6a41be6df7dc"
+    );
     assert_eq!(
         create.event.product_id.as_deref(),
         Some("788032119674292922")

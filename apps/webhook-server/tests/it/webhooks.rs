@@ -593,6 +593,29 @@ async fn status_health_metrics_and_docs() {
     .await;
     let v = json(res).await;
     assert!(v["paths"]["/webhooks/shopify/products/create"].is_object());
+    assert!(v["paths"]["/healthz"].is_object());
+    // Only what this server serves: no admin API without a token, no
+    // routes of a platform it does not have (a contract tester called
+    // them and got 404s).
+    let paths: Vec<&String> = v["paths"].as_object().unwrap().keys().collect();
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.starts_with("/admin") && !p.starts_with("/webhooks/woocommerce")),
+        "{paths:?}"
+    );
+    let mut with_admin = settings();
+    with_admin.admin.token = Some(secrecy::SecretString::from(
+        "an-admin-token-of-32-characters!",
+    ));
+    let admin_app = app!(state_from(&with_admin, memory(), &single_secret()));
+    let res = test::call_service(
+        &admin_app,
+        test::TestRequest::get().uri("/openapi.json").to_request(),
+    )
+    .await;
+    let v = json(res).await;
+    assert!(v["paths"]["/admin/events"].is_object(), "{v}");
     let res = test::call_service(&app, test::TestRequest::get().uri("/docs/").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let html = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();

@@ -57,7 +57,7 @@ fn create_sample_parses() {
     assert_eq!(e.store, "example.myshopify.com");
     assert_eq!(
         e.event_id.as_str(),
-        "products/create:98880550-7158-44d4-b7cd-2c97c8a091b5"
+        "products/create:98880550-7158-44d4-b7cd-2c97c8a091b5:61ee6a41be6df7dc"
     );
     assert_eq!(
         e.delivery_id.as_deref(),
@@ -103,7 +103,7 @@ fn update_topic_and_other_topics() {
     assert_eq!(e.topic, Topic::ProductUpdated);
     assert_eq!(
         e.event_id.as_str(),
-        "products/update:98880550-7158-44d4-b7cd-2c97c8a091b5"
+        "products/update:98880550-7158-44d4-b7cd-2c97c8a091b5:61ee6a41be6df7dc"
     );
     let body = br#"{"id": 1}"#;
     let e = event(&headers("orders/create", body), body);
@@ -191,6 +191,34 @@ fn two_subscriptions_of_one_event_share_the_key() {
     assert_eq!(event(&a, CREATE).dedup_key(), event(&b, CREATE).dedup_key());
 }
 
+/// Shopify's delivery docs: deduplicate deliveries by Webhook-Id, only
+/// correlate by Event-Id. Two subscriptions that shape the payload
+/// differently (`includeFields`) send different bodies under one Event-Id:
+/// both are kept, or the whole product would be dropped as a duplicate of
+/// a trimmed one that arrived first (an outside audit's case).
+#[test]
+fn differently_shaped_deliveries_of_one_event_are_distinct() {
+    let sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
+    let trimmed = serde_json::to_vec(&serde_json::json!({
+        "id": sample["id"], "updated_at": sample["updated_at"]
+    }))
+    .unwrap();
+    let whole = event(&headers("products/update", CREATE), CREATE);
+    let mut h = Headers::new();
+    for (name, value) in headers("products/update", &trimmed).iter() {
+        let value = if name.eq_ignore_ascii_case(WEBHOOK_ID_HEADER) {
+            "another-subscription"
+        } else {
+            value
+        };
+        h.insert(name, value);
+    }
+    let part = event(&h, &trimmed);
+    assert!(part.product.is_none() && whole.product.is_some());
+    assert_eq!(part.product_id, whole.product_id);
+    assert_ne!(part.dedup_key(), whole.dedup_key());
+}
+
 #[test]
 fn signatures_are_checked_with_rotation() {
     let h = Headers::new()
@@ -267,7 +295,7 @@ fn events_deliveries_with_unprefixed_headers_are_read() {
         .with("shopify-shop-domain", "example.myshopify.com")
         .with("shopify-event-id", "ev-9");
     let e = event(&h, DELETE);
-    assert_eq!(e.event_id.as_str(), "products/delete:ev-9");
+    assert_eq!(e.event_id.as_str(), "products/delete:ev-9:f83a107994df0791");
     assert_eq!(e.product_id.as_deref(), Some("788032119674292922"));
 }
 
@@ -303,7 +331,7 @@ fn prefixed_and_unprefixed_headers_must_agree() {
     let both = || with("", "");
     // Agreeing (the domain in another case): read as usual.
     let e = event(&both(), DELETE);
-    assert_eq!(e.event_id.as_str(), "products/delete:ev-9");
+    assert_eq!(e.event_id.as_str(), "products/delete:ev-9:f83a107994df0791");
     for (name, value) in [
         ("shopify-hmac-sha256", "AAAA"),
         ("shopify-topic", "products/update"),
@@ -488,10 +516,12 @@ fn a_product_past_100_variants_is_named_not_truncated() {
     assert!(e.product.is_some());
 }
 
-/// "`include_fields` trims the payload": a subscription that leaves out the
-/// title, the status or the variants delivers a body that names the product
-/// but cannot stand for it. The event names the product (no product, not
-/// unparseable), so downstream refetches instead of storing blanks.
+/// "`include_fields` trims the payload": a subscription that leaves out any
+/// field the model maps delivers a body that names the product but cannot
+/// stand for it (a product built from it would carry blank images, tags or
+/// options over the whole one downstream). The event names the product (no
+/// product, not unparseable), so downstream refetches instead of storing
+/// blanks. A full payload carries every such field, null when empty.
 #[test]
 fn a_payload_trimmed_by_include_fields_names_the_product() {
     let sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
@@ -502,25 +532,95 @@ fn a_payload_trimmed_by_include_fields_names_the_product() {
         }
         serde_json::to_vec(&trimmed).unwrap()
     };
+    let without = |field: &str| {
+        let mut v = sample.clone();
+        v.as_object_mut().unwrap().remove(field);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let named_only = |body: &[u8], case: &str| {
+        let e = event(&headers("products/update", body), body);
+        assert_eq!(
+            e.product_id.as_deref(),
+            Some("788032119674292922"),
+            "{case}"
+        );
+        assert!(e.product.is_none(), "{case}: {:?}", e.product);
+    };
     for fields in [
         &["id", "updated_at", "variants"][..],
         &["id", "title", "updated_at", "variants"],
         &["id", "title", "status", "updated_at"],
         &["id", "admin_graphql_api_id"],
+        // A price-sync subscription (an outside audit's case): it used to
+        // become a product with no images, tags, options or description.
+        &["id", "title", "status", "variants", "updated_at"],
     ] {
-        let body = keep(fields);
-        let e = event(&headers("products/update", &body), &body);
-        assert_eq!(
-            e.product_id.as_deref(),
-            Some("788032119674292922"),
-            "{fields:?}"
-        );
-        assert!(e.product.is_none(), "{fields:?}");
+        named_only(&keep(fields), &format!("{fields:?}"));
     }
-    // Title, status and variants are enough for a product.
-    let body = keep(&["id", "title", "status", "variants"]);
-    let e = event(&headers("products/update", &body), &body);
-    let product = e.product.expect("a product");
+    // Any one mapped field left out of an otherwise full payload.
+    for field in [
+        "title",
+        "status",
+        "variants",
+        "handle",
+        "body_html",
+        "vendor",
+        "product_type",
+        "tags",
+        "created_at",
+        "updated_at",
+        "options",
+    ] {
+        named_only(&without(field), &format!("without {field}"));
+    }
+    let mut no_images = sample.clone();
+    no_images.as_object_mut().unwrap().remove("images");
+    no_images.as_object_mut().unwrap().remove("media");
+    named_only(
+        &serde_json::to_vec(&no_images).unwrap(),
+        "without images and media",
+    );
+    // A variant field left out (`includeFields` with a nested path).
+    for field in [
+        "price",
+        "compare_at_price",
+        "sku",
+        "barcode",
+        "inventory_quantity",
+        "option1",
+    ] {
+        let mut v = sample.clone();
+        for variant in v["variants"].as_array_mut().unwrap() {
+            variant.as_object_mut().unwrap().remove(field);
+        }
+        named_only(
+            &serde_json::to_vec(&v).unwrap(),
+            &format!("variants without {field}"),
+        );
+    }
+    // Fields the model does not map may be missing (older API versions
+    // send `images` without `media`, and no `category`); null is a value.
+    for field in [
+        "media",
+        "category",
+        "template_suffix",
+        "published_scope",
+        "image",
+    ] {
+        let body = without(field);
+        let e = event(&headers("products/update", &body), &body);
+        assert!(e.product.is_some(), "without {field}");
+    }
+    let mut nulls = sample.clone();
+    for field in ["body_html", "vendor", "product_type", "handle"] {
+        nulls[field] = serde_json::Value::Null;
+    }
+    nulls["variants"][0]["barcode"] = serde_json::Value::Null;
+    let body = serde_json::to_vec(&nulls).unwrap();
+    let product = event(&headers("products/update", &body), &body)
+        .product
+        .expect("null fields are values: a product");
+    assert_eq!(product.vendor, None);
     assert_eq!(
         product.variants.len(),
         sample["variants"].as_array().unwrap().len()
@@ -530,6 +630,31 @@ fn a_payload_trimmed_by_include_fields_names_the_product() {
     assert!(unparseable(&keep(&["id"])).contains("delete"));
     // Without an id it names nothing: kept as unparseable.
     assert!(unparseable(&keep(&["title", "status", "variants"])).contains("id"));
+}
+
+/// Without `variant_gids` (older API versions, or trimmed), a payload of
+/// 100 variants may be the first 100 of more: it names the product only.
+/// Fewer than 100 is the whole product.
+#[test]
+fn a_hundred_variants_without_variant_gids_may_be_cut_and_name_the_product() {
+    let mut sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
+    sample.as_object_mut().unwrap().remove("variant_gids");
+    let variant = sample["variants"][0].clone();
+    for (count, whole) in [(100_u64, false), (99, true)] {
+        sample["variants"] = serde_json::Value::Array(
+            (0..count)
+                .map(|i| {
+                    let mut v = variant.clone();
+                    v["id"] = (1_000 + i).into();
+                    v
+                })
+                .collect(),
+        );
+        let body = serde_json::to_vec(&sample).unwrap();
+        let e = event(&headers("products/update", &body), &body);
+        assert_eq!(e.product_id.as_deref(), Some("788032119674292922"));
+        assert_eq!(e.product.is_some(), whole, "{count} variants");
+    }
 }
 
 /// Why a verified `products/update` delivery of `body` is unparseable.
