@@ -219,6 +219,20 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
             "shopify: webhook prices carry no currency and some stores have none configured: their prices are labelled USD (set shopify.default_currency or shopify.stores[].currency)"
         );
     }
+    // WooCommerce's payloads carry no currency either, and without one
+    // configured its events carry no normalised product at all: said once
+    // here rather than discovered as `product: null` downstream.
+    let woocommerce = &settings.woocommerce;
+    if platforms.get("woocommerce").is_some()
+        && woocommerce.is_configured()
+        && woocommerce.default_currency.is_none()
+        && (woocommerce.stores.is_empty()
+            || woocommerce.stores.iter().any(|s| s.currency.is_none()))
+    {
+        tracing::warn!(
+            "woocommerce: webhook prices carry no currency and some stores have none configured: their events carry no normalised product (product null, product_id set) until woocommerce.default_currency or woocommerce.stores[].currency is set"
+        );
+    }
     if platforms.iter().next().is_none() {
         tracing::warn!("no platform compiled in: every webhook route answers 404");
     }

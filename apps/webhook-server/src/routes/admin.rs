@@ -211,7 +211,7 @@ async fn list(
     let filter = EventFilter {
         platform: q.platform,
         store,
-        topic: q.topic,
+        topic: q.topic.as_deref().map(topic_filter),
         status,
     };
     let page = state.store.list(&filter, before, limit).await?;
@@ -237,6 +237,26 @@ fn store_filter(platform: Option<&str>, store: &str) -> String {
     }
     let _ = platform;
     store
+}
+
+/// A topic filter as events record topics: product topics by their
+/// canonical names, in any case and in Shopify's spelling too
+/// (`products/update` is `product.updated`: it matched nothing, an outside
+/// audit found); any other topic as the platform sent it.
+fn topic_filter(topic: &str) -> String {
+    let lower = topic.trim().to_ascii_lowercase();
+    let canonical = catalog_core::Topic::from_canonical(&lower);
+    if !matches!(canonical, catalog_core::Topic::Other(_)) {
+        return canonical.as_str().to_owned();
+    }
+    #[cfg(feature = "shopify")]
+    {
+        let shopify = catalog_shopify::webhook::topic(&lower);
+        if !matches!(shopify, catalog_core::Topic::Other(_)) {
+            return shopify.as_str().to_owned();
+        }
+    }
+    topic.trim().to_owned()
 }
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, Error> {

@@ -122,6 +122,20 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
     .await;
     let upd: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
     assert_eq!(upd["events"].as_array().unwrap().len(), 2);
+    // A product topic in Shopify's spelling or another case is the same
+    // filter (it matched nothing).
+    for topic in ["products/update", "Product.Updated", " product.updated "] {
+        let res = test::call_service(
+            &app,
+            get(
+                &format!("/admin/events?topic={}", topic.replace(' ', "%20")),
+                auth,
+            ),
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_eq!(v["events"].as_array().unwrap().len(), 2, "{topic}: {v}");
+    }
     let res = test::call_service(&app, get("/admin/events?status=bogus", auth)).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = test::call_service(
