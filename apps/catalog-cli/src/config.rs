@@ -113,6 +113,8 @@ struct PlatformSection {
     stores: Vec<StoreSection>,
     #[serde(default)]
     default_currency: Option<String>,
+    #[serde(default)]
+    default_weight_unit: Option<String>,
 }
 
 impl fmt::Debug for PlatformSection {
@@ -137,6 +139,8 @@ struct StoreSection {
     secrets: Vec<SecretString>,
     #[serde(default)]
     currency: Option<String>,
+    #[serde(default)]
+    weight_unit: Option<String>,
     #[serde(default)]
     api_version: Option<String>,
     #[serde(default)]
@@ -179,6 +183,7 @@ pub(crate) struct Store {
     section: StoreSection,
     platform_secret: Option<SecretString>,
     default_currency: Option<String>,
+    default_weight_unit: Option<String>,
 }
 
 impl fmt::Debug for Store {
@@ -591,6 +596,7 @@ impl Store {
             origin,
             platform_secret: platform_section.webhook_secret.clone(),
             default_currency: platform_section.default_currency.clone(),
+            default_weight_unit: platform_section.default_weight_unit.clone(),
             section,
         }
     }
@@ -757,6 +763,28 @@ impl Store {
                     .user_agent(concat!("catalog-cli/", env!("CARGO_PKG_VERSION")));
                 if let Some(code) = self.currency_code()? {
                     b = b.currency(code);
+                }
+                // As the server reads weights (its settings check the unit).
+                if let Some(unit) = self
+                    .section
+                    .weight_unit
+                    .as_deref()
+                    .or(self.default_weight_unit.as_deref())
+                {
+                    let unit = match catalog_core::WeightUnit::from_platform(unit.trim()) {
+                        catalog_core::WeightUnit::Other(_) => None,
+                        known => Some(known),
+                    };
+                    b = b.weight_unit(unit.ok_or_else(|| {
+                        CliError::new(
+                            Kind::Config,
+                            format!(
+                                "store {}: weight_unit must be kg, g, lbs or oz ({})",
+                                self.name,
+                                self.where_configured()
+                            ),
+                        )
+                    })?);
                 }
                 b.build()
                     .map(Client::Woocommerce)

@@ -422,12 +422,27 @@ fn woocommerce_source(
         source =
             source.with_default_currency(currency("woocommerce.default_currency".into(), code)?);
     }
+    // Units are checked by `Settings::validate`.
+    if let Some(unit) = s
+        .default_weight_unit
+        .as_deref()
+        .and_then(crate::settings::weight_unit)
+    {
+        source = source.with_weight_unit(unit);
+    }
     for (i, store) in s.stores.iter().enumerate() {
         if let Some(code) = &store.currency {
             source = source.with_store_currency(
                 &store.id,
                 currency(format!("woocommerce.stores[{i}].currency"), code)?,
             );
+        }
+        if let Some(unit) = store
+            .weight_unit
+            .as_deref()
+            .and_then(crate::settings::weight_unit)
+        {
+            source = source.with_store_weight_unit(&store.id, unit);
         }
     }
     Ok(source)

@@ -24,6 +24,15 @@ fn refuse(key: &str, problem: &str) -> anyhow::Error {
     }
 }
 
+/// A weight unit as WooCommerce's settings name it (`kg`, `g`, `lbs`, `oz`,
+/// in any case), or `None` for anything else.
+pub fn weight_unit(unit: &str) -> Option<catalog_core::WeightUnit> {
+    match catalog_core::WeightUnit::from_platform(unit.trim()) {
+        catalog_core::WeightUnit::Other(_) => None,
+        known => Some(known),
+    }
+}
+
 /// Whether a secret is still the placeholder of the example files
 /// (`deploy/webhook-server.env.example`, the docs): copied as is, it would
 /// be a secret anyone can read.
@@ -627,6 +636,12 @@ pub struct PlatformSettings {
     /// no normalised product without a currency.
     #[serde(default)]
     pub default_currency: Option<String>,
+    /// WooCommerce: the weight unit of stores without their own
+    /// (`kg`, `g`, `lbs`, `oz`: the store's `woocommerce_weight_unit`).
+    /// Payload weights are bare numbers; without a unit, variants carry no
+    /// weight.
+    #[serde(default)]
+    pub default_weight_unit: Option<String>,
 }
 
 impl PlatformSettings {
@@ -648,6 +663,7 @@ impl fmt::Debug for PlatformSettings {
             )
             .field("stores", &self.stores)
             .field("default_currency", &self.default_currency)
+            .field("default_weight_unit", &self.default_weight_unit)
             .finish()
     }
 }
@@ -669,6 +685,10 @@ pub struct StoreSettings {
     /// (Shopify's and WooCommerce's webhook payloads carry none).
     #[serde(default)]
     pub currency: Option<String>,
+    /// WooCommerce: the store's weight unit (`kg`, `g`, `lbs`, `oz`), for
+    /// the weights of its products (payloads carry bare numbers).
+    #[serde(default)]
+    pub weight_unit: Option<String>,
     /// Catalog API access, read by the `catalog` CLI and ignored by the
     /// server (see `docs/cli.md`): the name `--store` picks.
     #[serde(default)]
@@ -706,6 +726,7 @@ impl StoreSettings {
             id: id.into(),
             secrets,
             currency: None,
+            weight_unit: None,
             name: None,
             store_url: None,
             api_version: None,
@@ -1030,6 +1051,34 @@ impl Settings {
                             "must be a three-letter ISO 4217 code such as EUR",
                         )
                     })?;
+                }
+            }
+            let weight_units = p
+                .stores
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    s.weight_unit
+                        .as_deref()
+                        .map(|u| (format!("{name}.stores[{i}].weight_unit"), u))
+                })
+                .chain(
+                    p.default_weight_unit
+                        .as_deref()
+                        .map(|u| (format!("{name}.default_weight_unit"), u)),
+                );
+            for (key, unit) in weight_units {
+                if name != "woocommerce" {
+                    return Err(refuse(
+                        &key,
+                        "is for WooCommerce stores only (Shopify's payloads carry no weight the model reads)",
+                    ));
+                }
+                if weight_unit(unit).is_none() {
+                    return Err(refuse(
+                        &key,
+                        "must be kg, g, lbs or oz (WooCommerce's weight units)",
+                    ));
                 }
             }
             if let Some(c) = &p.default_currency {

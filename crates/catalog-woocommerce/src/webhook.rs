@@ -80,6 +80,7 @@ pub struct WooCommerceWebhookSource {
     currencies: HashMap<String, CurrencyCode>,
     default_currency: Option<CurrencyCode>,
     weight_unit: Option<WeightUnit>,
+    weight_units: HashMap<String, WeightUnit>,
 }
 
 impl WooCommerceWebhookSource {
@@ -103,10 +104,21 @@ impl WooCommerceWebhookSource {
         self
     }
 
-    /// Sets the weight unit of product payloads (without it, no weights).
+    /// Sets the weight unit of product payloads of stores without their own
+    /// (without one, no weights: payloads carry bare numbers).
     #[must_use]
     pub fn with_weight_unit(mut self, unit: WeightUnit) -> Self {
         self.weight_unit = Some(unit);
+        self
+    }
+
+    /// Sets the weight unit of one store (identity as
+    /// [`crate::store_identity`] gives it): WooCommerce's
+    /// `woocommerce_weight_unit` setting, which payloads do not carry.
+    #[must_use]
+    pub fn with_store_weight_unit(mut self, store: &str, unit: WeightUnit) -> Self {
+        let key = store_identity(store).unwrap_or_else(|_| store.to_owned());
+        self.weight_units.insert(key, unit);
         self
     }
 
@@ -114,6 +126,10 @@ impl WooCommerceWebhookSource {
         self.currencies
             .get(store)
             .or(self.default_currency.as_ref())
+    }
+
+    fn weight_unit_for(&self, store: &str) -> Option<&WeightUnit> {
+        self.weight_units.get(store).or(self.weight_unit.as_ref())
     }
 }
 
@@ -319,7 +335,7 @@ impl WebhookSource for WooCommerceWebhookSource {
         if let Some(currency) = self.currency_for(&meta.store) {
             let units = Units {
                 currency: *currency,
-                weight: self.weight_unit.clone(),
+                weight: self.weight_unit_for(&meta.store).cloned(),
             };
             event.product = Some(
                 product_from_wire(&meta.store, &units, wire, value, None)

@@ -230,3 +230,75 @@ async fn a_secret_configured_in_its_stored_html_encoded_form_still_verifies() {
         assert_eq!(page.events.len(), 2);
     }
 }
+
+/// WooCommerce payload weights are bare numbers in the store's unit: a
+/// store's `weight_unit` (or the platform's `default_weight_unit`) gives
+/// the events' variants their weight; without one they have none. Units
+/// WooCommerce does not have, or on a Shopify store, stop start-up.
+#[actix_web::test]
+async fn weights_take_the_configured_unit() {
+    let mut body: serde_json::Value = serde_json::from_str(PRODUCT).unwrap();
+    body["weight"] = "1.5".into();
+    let body = body.to_string();
+    let weight = |s: Settings| {
+        let body = body.clone();
+        async move {
+            let store = memory();
+            let platforms = Platforms::from_settings(&s).unwrap();
+            let state = webhook_server::AppState::new(&s, platforms, store.clone());
+            let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+            let res = test::call_service(
+                &app,
+                woo(
+                    "/webhooks/woocommerce",
+                    "product.updated",
+                    &body,
+                    "woo-new",
+                    SITE,
+                )
+                .to_request(),
+            )
+            .await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let stored = store.list(&EventFilter::default(), None, 1).await.unwrap();
+            let event = &stored.events[0].event;
+            let product = webhook_server::normalise::product_json(
+                &Platforms::from_settings(&s).unwrap(),
+                event,
+            )
+            .unwrap()
+            .unwrap();
+            let product: serde_json::Value = serde_json::from_str(&product).unwrap();
+            product["variants"][0]["weight"].clone()
+        }
+    };
+    assert!(weight(settings_with_stores()).await.is_null());
+    let mut s = settings_with_stores();
+    s.woocommerce.stores[0].weight_unit = Some("KG".into());
+    s.woocommerce.default_weight_unit = Some("g".into());
+    let w = weight(s).await;
+    assert_eq!(
+        (w["value"].as_str(), w["unit"].as_str()),
+        (Some("1.5"), Some("kg")),
+        "{w}"
+    );
+    let mut s = settings_with_stores();
+    s.woocommerce.default_weight_unit = Some("oz".into());
+    assert_eq!(weight(s).await["unit"], "oz");
+
+    for (platform, key) in [
+        ("woocommerce", "woocommerce.default_weight_unit"),
+        ("shopify", "shopify.default_weight_unit"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let unit = if platform == "shopify" { "kg" } else { "stone" };
+        std::fs::write(
+            &path,
+            format!("[{platform}]\ndefault_weight_unit = \"{unit}\"\n"),
+        )
+        .unwrap();
+        let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+        assert!(err.contains(key), "{err}");
+    }
+}

@@ -433,3 +433,44 @@ fn variable_products_are_named_not_built_without_variants() {
             .is_some()
     );
 }
+
+/// Payload weights are bare numbers in the store's `woocommerce_weight_unit`:
+/// a store's own unit wins over the source's default; with neither, no
+/// weight (rather than a number of unknown unit).
+#[test]
+fn weights_take_the_store_unit_then_the_default() {
+    use catalog_core::WeightUnit;
+    let mut sample: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/product-794.docs-sample.json")).unwrap();
+    sample["weight"] = "1.5".into();
+    let body = serde_json::to_vec(&sample).unwrap();
+    let v = verifier();
+    let weight_with = |src: WooCommerceWebhookSource| {
+        let r = receive(
+            &src,
+            &headers("product.updated", "w1", &body),
+            &body,
+            &|_| Some(&v),
+            Utc::now(),
+        )
+        .unwrap();
+        event(r).product.unwrap().variants[0].weight.clone()
+    };
+    assert_eq!(weight_with(source()), None);
+    let w = weight_with(source().with_weight_unit(WeightUnit::Grams)).unwrap();
+    assert_eq!(
+        (w.value.to_string().as_str(), w.unit),
+        ("1.5", WeightUnit::Grams)
+    );
+    let w = weight_with(
+        source()
+            .with_weight_unit(WeightUnit::Grams)
+            .with_store_weight_unit("http://shop.example.com/", WeightUnit::Kilograms),
+    )
+    .unwrap();
+    assert_eq!(w.unit, WeightUnit::Kilograms);
+    let w = weight_with(
+        source().with_store_weight_unit("https://other.example.com", WeightUnit::Pounds),
+    );
+    assert_eq!(w, None);
+}
