@@ -3,8 +3,8 @@
 //! # Deduplication key
 //!
 //! The [`EventId`] of a delivery is `"{topic}:{X-Shopify-Event-Id}:{digest}"`,
-//! for example `products/update:7d5b…:3f1c…`, where `digest` is the first 64
-//! bits of the body's SHA-256, in hex. `X-Shopify-Event-Id` identifies the
+//! for example `products/update:7d5b…:3f1c…`, where `digest` is the body's
+//! XXH3-64 in hex. `X-Shopify-Event-Id` identifies the
 //! merchant action: Shopify repeats it on every retry of a delivery *and* on
 //! the deliveries of the same event to other subscriptions of the same app,
 //! whereas `X-Shopify-Webhook-Id` differs between those subscriptions.
@@ -97,8 +97,8 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// else { unreachable!() };
 /// assert_eq!(event.topic, Topic::ProductDeleted);
 /// assert_eq!(event.store, "example.myshopify.com");
-/// // The topic, the Event-Id and 64 bits of the body's SHA-256.
-/// assert_eq!(event.event_id.as_str(), "products/delete:e-1:fe7653ed55bdd4bb");
+/// // The topic, the Event-Id and the body's XXH3-64.
+/// assert_eq!(event.event_id.as_str(), "products/delete:e-1:8d2818d5a129a51b");
 /// assert_eq!(event.product_id.as_deref(), Some("788032119674292922"));
 /// # Ok::<(), catalog_core::webhook::WebhookError>(())
 /// ```
@@ -211,19 +211,18 @@ fn require<'h>(
     }
 }
 
-/// The first 64 bits of the body's SHA-256, in hex: what tells apart the
-/// differently shaped deliveries of one event (see the module docs). 64
-/// bits is plenty among the few bodies one Event-Id and topic can have.
+/// The body's XXH3-64 (seed 0), in hex: what tells apart the differently
+/// shaped deliveries of one event (see the module docs).
+///
+/// Why not a cryptographic digest: the key matters only once the delivery's
+/// signature has been checked, so the bodies it tells apart are Shopify's,
+/// a handful per Event-Id and topic, never an attacker's chosen ones;
+/// XXH3 is a published, stable algorithm (stored keys do not change between
+/// versions) and costs a fraction of a SHA-256 (measured with callgrind on
+/// the 4.6 KB sample: SHA-256 without the CPU's SHA instructions added 127 k
+/// instructions to a delivery, half again the request path).
 fn body_digest(body: &[u8]) -> String {
-    use sha2::Digest as _;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digest = sha2::Sha256::digest(body);
-    let mut out = String::with_capacity(16);
-    for &b in &digest[..8] {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
+    format!("{:016x}", twox_hash::XxHash3_64::oneshot_with_seed(0, body))
 }
 
 fn normalise_domain(domain: &str) -> String {
