@@ -244,7 +244,8 @@ pub async fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn E
         handlers.push(Arc::new(LogSink));
     }
     if let Some(path) = &d.file {
-        let sink = JsonlSink::new(path.clone());
+        let sink = JsonlSink::new(path.clone())
+            .synced(settings.database.durability == crate::settings::Durability::PowerLoss);
         sink.check().with_context(|| {
             format!(
                 "dispatch.file (CATALOG_DISPATCH__FILE): cannot append to {}",
@@ -266,11 +267,21 @@ pub async fn build_handlers(settings: &Settings) -> anyhow::Result<Vec<Arc<dyn E
     }
     #[cfg(feature = "nats")]
     if let Some(nats) = &settings.nats {
-        handlers.push(Arc::new(
-            crate::dispatch::nats::NatsSink::connect(nats)
-                .await
-                .context("nats")?,
-        ));
+        let sink = crate::dispatch::nats::NatsSink::connect(nats)
+            .await
+            .context("nats")?;
+        // An event is its body plus about a kilobyte of fields: one near
+        // the body limit would never fit a message, and go dead.
+        if let Some(max) = sink.max_payload()
+            && settings.server.body_limit.saturating_add(4096) > max
+        {
+            tracing::warn!(
+                max_payload = max,
+                body_limit = settings.server.body_limit,
+                "the NATS server's max_payload is under server.body_limit plus room for the event's fields: events of the largest accepted deliveries cannot be published (raise max_payload in the NATS server's configuration, or lower server.body_limit)"
+            );
+        }
+        handlers.push(Arc::new(sink));
     }
     #[cfg(not(feature = "nats"))]
     if settings.nats.is_some() {

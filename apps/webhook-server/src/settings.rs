@@ -33,6 +33,10 @@ pub fn weight_unit(unit: &str) -> Option<catalog_core::WeightUnit> {
     }
 }
 
+/// The Standard Webhooks specification's test vector secret, which example
+/// files tend to carry: a signing key anyone can read.
+const PUBLISHED_WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 /// Whether a secret is still the placeholder of the example files
 /// (`deploy/webhook-server.env.example`, the docs): copied as is, it would
 /// be a secret anyone can read.
@@ -1009,6 +1013,14 @@ impl Settings {
             if http.timeout_ms == 0 {
                 return Err(refuse("dispatch.http.timeout_ms", "must be greater than 0"));
             }
+            if is_placeholder(http.secret.expose_secret())
+                || http.secret.expose_secret().trim() == PUBLISHED_WHSEC
+            {
+                return Err(refuse(
+                    "dispatch.http.secret",
+                    "is a published example (the example file's, the Standard Webhooks test vector): anyone could sign events your consumers accept; generate your own, e.g. whsec_$(openssl rand -base64 32)",
+                ));
+            }
             crate::dispatch::standard_webhooks::Signer::new(&http.secret).map_err(|e| {
                 refuse("dispatch.http.secret", "must be whsec_<base64>").context(e.to_string())
             })?;
@@ -1175,7 +1187,14 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
-        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        // Its signing secret is a placeholder, refused as it stands.
+        let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
+        assert!(err.contains("dispatch.http.secret"), "{err}");
+        let own = env(&[(
+            "CATALOG_DISPATCH__HTTP__SECRET",
+            "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
+        )]);
+        let s = Settings::load_from(Some(&path), &own).unwrap();
         assert_eq!(s.shopify.stores.len(), 2);
         assert_eq!(s.woocommerce.stores.len(), 1);
         assert!(s.dispatch.http.is_some());
@@ -1380,7 +1399,7 @@ mod tests {
             ("CATALOG_DISPATCH__HTTP__URL", "http://127.0.0.1:9/hook"),
             (
                 "CATALOG_DISPATCH__HTTP__SECRET",
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
             ),
         ];
         let nats = ("CATALOG_NATS__URL", "nats://127.0.0.1:4222");
@@ -1578,7 +1597,7 @@ mod tests {
             ("CATALOG_DISPATCH__HTTP__URL", "http://127.0.0.1:9/hook"),
             (
                 "CATALOG_DISPATCH__HTTP__SECRET",
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
             ),
         ];
         let with = |extra: &[(&'static str, &'static str)]| {
@@ -1731,6 +1750,25 @@ secrets = ["new"]
             (
                 vec![("WOOCOMMERCE_WEBHOOK_SECRET", "   ")],
                 "woocommerce.webhook_secret",
+            ),
+            // The example file's signing secret, and the Standard Webhooks
+            // test vector it used to be: keys anyone can read.
+            (
+                vec![
+                    ("CATALOG_DISPATCH__HTTP__URL", "http://127.0.0.1:9/hook"),
+                    ("CATALOG_DISPATCH__HTTP__SECRET", "whsec_replace-me"),
+                ],
+                "dispatch.http.secret",
+            ),
+            (
+                vec![
+                    ("CATALOG_DISPATCH__HTTP__URL", "http://127.0.0.1:9/hook"),
+                    (
+                        "CATALOG_DISPATCH__HTTP__SECRET",
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    ),
+                ],
+                "dispatch.http.secret",
             ),
         ] {
             let err = Settings::load_from(None, &env(&pairs)).unwrap_err();

@@ -510,7 +510,15 @@ impl ShopifyWebhookSource {
                 let wire: RestDeleted = catalog_core::json::decode_value(raw)?;
                 (Some(wire.id.0), None)
             }
-            _ => (None, None),
+            _ => {
+                // Another topic (a compliance request, an order): no
+                // product, and the body goes on as sent; it must be JSON
+                // all the same, or the event is kept as unparseable rather
+                // than passed on empty (an outside audit saw `not json`
+                // marked delivered with no payload).
+                catalog_core::json::decode::<serde::de::IgnoredAny>(body)?;
+                (None, None)
+            }
         };
         Ok(CatalogEvent {
             platform: PlatformId::SHOPIFY,

@@ -280,6 +280,11 @@ impl WebhookSource for WooCommerceWebhookSource {
         };
         let is_product = meta.raw_topic.starts_with("product.");
         if !is_product {
+            // No product (an order, an action), and the body goes on as
+            // sent; it must be JSON all the same, or the event is kept as
+            // unparseable rather than passed on empty.
+            catalog_core::json::decode::<serde::de::IgnoredAny>(body)
+                .map_err(PayloadError::from)?;
             return Ok(event);
         }
         let value: serde_json::Value =

@@ -46,14 +46,34 @@ const SLOW_ROUND: Duration = Duration::from_millis(200);
 
 /// A sink's failure; the event will be retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct HandlerError(String);
+#[error("{message}")]
+pub struct HandlerError {
+    message: String,
+    retry_after: Option<Duration>,
+}
 
 impl HandlerError {
     /// An error with a message (never put secrets or bodies in it: it is
     /// stored as the event's `last_error` and logged).
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Asks for the retry to wait at least this long (a downstream's
+    /// `Retry-After`): the retry waits for the longer of it and the backoff,
+    /// within `dispatch.backoff_max_secs`.
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// The wait asked for with [`HandlerError::with_retry_after`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -123,6 +143,20 @@ impl DispatchConfig {
         self.backoff_base
             .saturating_mul(factor)
             .min(self.backoff_max)
+    }
+
+    /// The wait before the retry after `attempts` failed: the backoff, or a
+    /// downstream's `retry_after` when longer, within `backoff_max`; then
+    /// up to a fifth more at random. Why the jitter: after an outage every
+    /// product's waiting event fails at once, and without it all of them
+    /// would retry in the same instant, attempt after attempt. Only ever
+    /// added, so no retry comes before its backoff.
+    pub fn retry_delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let wait = self
+            .backoff(attempts)
+            .max(retry_after.unwrap_or_default())
+            .min(self.backoff_max);
+        wait.mul_f64(1.0 + rand::random::<f64>() / 5.0)
     }
 }
 
@@ -662,9 +696,11 @@ impl Dispatcher {
             }
         }
         let mut failure = None;
+        let mut retry_after = None;
         for handler in self.handlers.iter() {
             if let Err(e) = handler.handle(event).await {
                 failure = Some(format!("{}: {e}", handler.name()));
+                retry_after = e.retry_after();
                 break;
             }
         }
@@ -676,7 +712,7 @@ impl Dispatcher {
                 (DispatchOutcome::Dead { error }, DispatchResult::Dead)
             }
             Some(error) => {
-                let delay = self.config.backoff(attempt);
+                let delay = self.config.retry_delay(attempt, retry_after);
                 self.note_retry(delay);
                 tracing::warn!(id = %event.event.id, attempt, retry_in_ms = delay.as_millis() as u64, error = %error, "dispatch failed; will retry");
                 let at = crate::timestamp::after(Utc::now(), delay);
@@ -819,5 +855,34 @@ mod tests {
         assert_eq!(c.backoff(3), Duration::from_millis(400));
         assert_eq!(c.backoff(5), Duration::from_millis(1000));
         assert_eq!(c.backoff(100), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn retry_delays_keep_their_backoff_honour_retry_after_and_spread() {
+        let mut c = DispatchConfig::from_settings(&crate::settings::Settings::defaults().dispatch);
+        c.backoff_base = Duration::from_millis(100);
+        c.backoff_max = Duration::from_secs(10);
+        let delays: Vec<Duration> = (0..200).map(|_| c.retry_delay(2, None)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_millis(200) && *d <= Duration::from_millis(240))
+        );
+        // Spread: not all the same.
+        assert!(delays.iter().any(|d| *d != delays[0]));
+        // A downstream's Retry-After longer than the backoff wins...
+        let d = c.retry_delay(1, Some(Duration::from_secs(3)));
+        assert!(
+            d >= Duration::from_secs(3) && d <= Duration::from_millis(3600),
+            "{d:?}"
+        );
+        // ...a shorter one does not shorten it...
+        assert!(c.retry_delay(3, Some(Duration::from_millis(1))) >= Duration::from_millis(400));
+        // ...and neither goes past backoff_max (plus its jitter).
+        let d = c.retry_delay(1, Some(Duration::from_secs(3600)));
+        assert!(
+            d >= Duration::from_secs(10) && d <= Duration::from_secs(12),
+            "{d:?}"
+        );
     }
 }

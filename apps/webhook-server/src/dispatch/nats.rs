@@ -170,6 +170,14 @@ impl NatsSink {
         Ok(sink)
     }
 
+    /// The NATS server's `max_payload`, once its first `INFO` arrived.
+    pub fn max_payload(&self) -> Option<usize> {
+        self.js
+            .client()
+            .try_server_info()
+            .map(|info| info.max_payload)
+    }
+
     /// The subject an event is published to.
     pub fn subject(&self, e: &StoredEvent) -> String {
         subject_for(
@@ -263,8 +271,34 @@ impl EventHandler for NatsSink {
     }
 
     async fn handle(&self, e: &StoredEvent) -> Result<(), HandlerError> {
+        self.publish(e).await.map_err(|err| {
+            // Said as such: a stream lookup timing out is what an
+            // unreachable server otherwise looks like ("cannot create or
+            // find stream ...: timed out").
+            if self.js.client().connection_state() == async_nats::connection::State::Connected {
+                err
+            } else {
+                HandlerError::new(format!(
+                    "nats: not connected to {} (the client keeps reconnecting): {err}",
+                    self.shown_url
+                ))
+            }
+        })
+    }
+}
+
+impl NatsSink {
+    /// Publishes one event and waits for JetStream's acknowledgement.
+    async fn publish(&self, e: &StoredEvent) -> Result<(), HandlerError> {
         self.ensure_stream().await?;
         let payload = EventPayload::to_json(e)?;
+        let max_payload = self.js.client().max_payload();
+        if payload.len() > max_payload {
+            return Err(HandlerError::new(format!(
+                "nats: the event is {} bytes, over the NATS server's max_payload of {max_payload} bytes: raise max_payload in the NATS server's configuration (deliveries up to server.body_limit are accepted)",
+                payload.len()
+            )));
+        }
         let subject = self.subject(e);
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID_HEADER, e.event.id.as_str());

@@ -78,12 +78,14 @@ impl<'a> EventPayload<'a> {
                 .action()
                 .is_none()
             {
-                // Verified, and JSON by triage; a body that is not JSON
-                // was stored as failed and is not dispatched. Surrounding
-                // whitespace is not part of the value.
-                std::str::from_utf8(&ev.raw_body)
-                    .ok()
-                    .and_then(|text| serde_json::from_str(text.trim()).ok())
+                // Verified, and JSON by triage (a body that is not JSON
+                // was stored as failed and is not dispatched). A byte
+                // order mark and JSON's whitespace around the value are
+                // not part of it; triage read past them too.
+                std::str::from_utf8(&ev.raw_body).ok().and_then(|text| {
+                    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+                    serde_json::from_str(text.trim_matches([' ', '\t', '\n', '\r'])).ok()
+                })
             } else {
                 None
             },
@@ -132,15 +134,27 @@ pub struct JsonlSink {
     path: PathBuf,
     // One writer at a time so lines never interleave.
     lock: Arc<Mutex<()>>,
+    sync: bool,
 }
 
 impl JsonlSink {
-    /// A sink appending to `path` (created if missing).
+    /// A sink appending to `path` (created if missing), without syncing.
     pub fn new(path: PathBuf) -> Self {
         Self {
             path,
             lock: Arc::new(Mutex::new(())),
+            sync: false,
         }
+    }
+
+    /// Syncs each line to the disk before the event counts as handed over
+    /// (`fdatasync`): the store marks the event delivered after that, and a
+    /// line lost to a power cut would be an acknowledged event lost. The
+    /// server syncs under `database.durability = "power_loss"`.
+    #[must_use]
+    pub fn synced(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
     }
 
     /// Checks that the file can be appended to, creating it (and its
@@ -181,13 +195,24 @@ impl EventHandler for JsonlSink {
         line.push(b'\n');
         let path = self.path.clone();
         let lock = Arc::clone(&self.lock);
+        let sync = self.sync;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let _guard = lock
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut f = append_to(&path)?;
-            f.write_all(&line)?;
-            f.flush()
+            let before = f.metadata()?.len();
+            let written = f
+                .write_all(&line)
+                .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
+            if written.is_err() {
+                // A line cut short (a full disk, a file size limit) would
+                // leave a fragment, and the retry's whole line would follow
+                // it on the same line: not JSON, and the only copy. Take
+                // back what this attempt wrote; the retry writes it all.
+                let _ = f.set_len(before);
+            }
+            written
         })
         .await
         .map_err(|err| HandlerError::new(format!("file sink task failed: {err}")))?
@@ -271,11 +296,53 @@ impl EventHandler for HttpSink {
             })?;
         let status = res.status();
         if status.is_success() {
-            Ok(())
-        } else {
-            Err(HandlerError::new(format!(
-                "http sink: downstream answered {status}"
-            )))
+            return Ok(());
         }
+        let error = HandlerError::new(format!("http sink: downstream answered {status}"));
+        // A downstream shedding load says when to come back (429, 503):
+        // retrying sooner would only be refused again.
+        let retry_after = res
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, Utc::now()));
+        Err(match retry_after {
+            Some(wait) => error.with_retry_after(wait),
+            None => error,
+        })
+    }
+}
+
+/// A `Retry-After` value (RFC 9110: seconds, or an HTTP date) as a wait
+/// from `now`; `None` when unreadable.
+fn retry_after(value: &str, now: chrono::DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&Utc) - now).to_std().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        // A date past, or nonsense: no wait asked for.
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), None);
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
     }
 }

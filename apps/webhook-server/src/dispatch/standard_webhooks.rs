@@ -9,7 +9,8 @@
 use std::fmt;
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
@@ -17,14 +18,23 @@ use sha2::Sha256;
 /// The secret is not `whsec_<base64>` of at least [`MIN_KEY_BYTES`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "Standard Webhooks secret must be whsec_ followed by the base64 of 24 to 64 random bytes (e.g. whsec_$(openssl rand -base64 32))"
+    "Standard Webhooks secret must be whsec_ followed by the base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32))"
 )]
 pub struct InvalidSecret;
 
 /// The shortest key accepted: "Secret keys should be between 24 bytes and
 /// 64 bytes" (Standard Webhooks). A short key is guessable offline from one
-/// signed delivery.
+/// signed delivery. Longer keys are taken, as the reference libraries take
+/// them (HMAC hashes a key past its block size first).
 pub const MIN_KEY_BYTES: usize = 24;
+
+/// Base64 with or without its `=` padding: the reference libraries accept
+/// secrets either way (Python's appends the padding), so a secret that
+/// verifies there is taken here.
+const SECRET_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Signs outgoing deliveries. `Debug` never shows the key.
 #[derive(Clone)]
@@ -46,7 +56,7 @@ impl Signer {
     pub fn new(secret: &SecretString) -> Result<Self, InvalidSecret> {
         let s = secret.expose_secret().trim();
         let b64 = s.strip_prefix("whsec_").ok_or(InvalidSecret)?;
-        let key = STANDARD.decode(b64).map_err(|_| InvalidSecret)?;
+        let key = SECRET_BASE64.decode(b64).map_err(|_| InvalidSecret)?;
         if key.len() < MIN_KEY_BYTES {
             return Err(InvalidSecret);
         }
@@ -108,5 +118,18 @@ mod tests {
         ))
         .unwrap();
         assert!(!format!("{s:?}").contains("MDEy"));
+        // Without its padding, and longer than 64 bytes: taken, as the
+        // reference libraries take them, and signing alike.
+        let padded = Signer::new(&SecretString::from(
+            "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
+        ))
+        .unwrap();
+        let bare = Signer::new(&SecretString::from(
+            "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM",
+        ))
+        .unwrap();
+        assert_eq!(padded.sign("id", 1, b"{}"), bare.sign("id", 1, b"{}"));
+        let long = format!("whsec_{}", STANDARD.encode([7u8; 100]));
+        assert!(Signer::new(&SecretString::from(long)).is_ok());
     }
 }

@@ -968,3 +968,46 @@ async fn a_run_starts_no_attempt_that_could_outlive_its_lease() {
         );
     }
 }
+
+/// A downstream shedding load with `429` and `Retry-After` gets its wait:
+/// the retry comes after it, not after the (20 ms) backoff. (An outside
+/// audit saw a 429 with `Retry-After: 30` retried after 1 s and 2 s, and
+/// the event dead-lettered within minutes.)
+#[actix_web::test]
+async fn a_downstream_retry_after_delays_the_retry() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sink"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "2"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/sink"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let store = memory();
+    ingest(store.clone(), 1).await;
+    let mut c = config(5);
+    c.backoff_max = Duration::from_secs(60);
+    let state = state_with(store.clone(), &single_secret());
+    let started = std::time::Instant::now();
+    let handle = state
+        .dispatcher(c, vec![http_sink(&server, Duration::from_secs(2))])
+        .spawn();
+    wait_for(&*store, EventStatus::Delivered, 1).await;
+    let took = started.elapsed();
+    handle.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert!(took >= Duration::from_secs(2), "retried after {took:?}");
+    let e = store.list(&EventFilter::default(), None, 1).await.unwrap();
+    assert!(
+        e.events[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|l| l.contains("429")),
+        "{:?}",
+        e.events[0].last_error
+    );
+}

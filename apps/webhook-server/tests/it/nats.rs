@@ -181,3 +181,43 @@ async fn a_stream_that_does_not_capture_the_prefix_is_named() {
     }
     assert_eq!(ts.messages().await, 0);
 }
+
+/// An event over the NATS server's `max_payload` can never be published:
+/// the error says so, naming the setting, instead of the client's bare
+/// "max payload size exceeded".
+#[tokio::test]
+async fn an_event_over_max_payload_is_named_as_such() {
+    let Some(ts) = TestStream::new("big") else {
+        return;
+    };
+    let sink = NatsSink::connect(&ts.settings).await.unwrap();
+    let max = sink.max_payload().expect("the server's INFO arrived");
+    let store = MemoryStore::new(10, 10);
+    let mut e = event("nats-big", None);
+    e.topic = "customers/redact".into();
+    e.raw_topic = "customers/redact".into();
+    e.raw_body = bytes::Bytes::from(format!("{{\"x\":\"{}\"}}", "a".repeat(max)));
+    store.insert(e.clone()).await.unwrap();
+    let e = store.get(&e.id).await.unwrap().unwrap();
+    let err = sink.handle(&e).await.unwrap_err().to_string();
+    assert!(err.contains("max_payload"), "{err}");
+}
+
+/// With the server unreachable, the error says so (it read "cannot create
+/// or find stream ...: timed out", pointing at the stream).
+#[tokio::test]
+async fn an_unreachable_server_is_named_as_such() {
+    let port = crate::support::free_port();
+    let mut settings = NatsSettings::new(format!("nats://127.0.0.1:{port}"));
+    settings.timeout_ms = 300;
+    let sink = NatsSink::connect(&settings).await.unwrap();
+    let err = sink
+        .handle(&stored("nats-down", "p").await)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("not connected to nats://127.0.0.1:{port}")),
+        "{err}"
+    );
+}

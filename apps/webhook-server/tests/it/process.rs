@@ -615,7 +615,7 @@ mod crash {
                 ),
                 (
                     "CATALOG_DISPATCH__HTTP__SECRET",
-                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+                    "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=".into(),
                 ),
             ],
             Stdio::null(),
@@ -810,5 +810,86 @@ mod crash {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("stored"), "{answer}");
+    }
+
+    /// A file sink write cut short (a full disk; here a file size limit)
+    /// leaves no fragment: the attempt takes back what it wrote, and the
+    /// retry's line is whole. (An outside audit found the retry's line
+    /// glued to the fragment: not JSON, and the event's only copy.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_sink_line_cut_short_is_taken_back_and_written_whole() {
+        if Command::new("prlimit").arg("--version").output().is_err() {
+            eprintln!("skipped: prlimit (util-linux) is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("events.jsonl");
+        let earlier = "{\"id\":\"earlier\"}\n".repeat(10);
+        std::fs::write(&file, &earlier).unwrap();
+        let port = free_port();
+        // SIGXFSZ ignored, as a service manager's limit would leave it: a
+        // write past the limit then fails with EFBIG, after writing what fits.
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                "trap '' XFSZ; exec \"$0\"",
+                env!("CARGO_BIN_EXE_webhook-server"),
+            ])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("APP_PORT", port.to_string())
+            .env("SHOPIFY_WEBHOOK_SECRET", SECRET)
+            .env("CATALOG_DATABASE_URL", "memory://")
+            .env("CATALOG_RATE_LIMIT__ENABLED", "false")
+            .env("CATALOG_DISPATCH__LOG", "false")
+            .env("CATALOG_DISPATCH__FILE", &file)
+            .env("CATALOG_DISPATCH__BACKOFF_BASE_MS", "300")
+            .env("CATALOG_DISPATCH__POLL_INTERVAL_MS", "100")
+            .env("CATALOG_LOG__LEVEL", "error")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let _server = Server(child);
+        wait_ready(port).await;
+        // Room for 200 more bytes: the event's line is longer.
+        let limit = (earlier.len() + 200).to_string();
+        let prlimit = |value: &str| {
+            let status = Command::new("prlimit")
+                .args(["--pid", &pid, &format!("--fsize={value}")])
+                .status()
+                .unwrap();
+            assert!(status.success(), "prlimit {value}");
+        };
+        prlimit(&format!("{limit}:unlimited"));
+        let client = reqwest::Client::new();
+        let mut req = client.post(format!(
+            "http://127.0.0.1:{port}/webhooks/shopify/products/create"
+        ));
+        for (k, v) in shopify_headers("cut-1", SAMPLE.as_bytes(), SECRET) {
+            req = req.header(k, v);
+        }
+        let res = req.body(SAMPLE).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        // Attempts fail at the limit; after each, the file is as before.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), earlier);
+        prlimit("unlimited");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let text = loop {
+            let text = std::fs::read_to_string(&file).unwrap();
+            if text.len() > earlier.len() || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 11, "{text}");
+        assert_eq!(lines[10]["topic"], "product.created");
     }
 }

@@ -229,7 +229,7 @@ mod killed {
     const SITE: &str = "https://shop.example.com";
     const WOO_SECRET: &str = "woo-secret";
     // A fake Standard Webhooks secret for the HTTP sink.
-    const SINK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const SINK_SECRET: &str = "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=";
     const LEASE_SECS: u64 = 4;
 
     fn spawn(db: &TestDb, port: u16, sink: &str) -> Child {

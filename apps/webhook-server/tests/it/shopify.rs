@@ -253,6 +253,31 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Signed but not JSON: kept as unparseable (failed, not dispatched),
+    // not passed on as an event without its payload. A byte order mark
+    // before JSON is no reason to refuse it, nor to drop its payload.
+    let bom_redact = format!("\u{feff}{redact}");
+    for (id, body, status) in [
+        ("c-6", "not json", "stored_unparseable"),
+        ("c-7", "{\"shop_id\":1,}", "stored_unparseable"),
+        ("c-8", bom_redact.as_str(), "stored"),
+    ] {
+        let res = test::call_service(
+            &app,
+            shopify(
+                "/webhooks/shopify",
+                "customers/redact",
+                id,
+                body,
+                "new-secret",
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "{id}");
+        let v: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_eq!(v["status"], status, "{id}: {v}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.jsonl");
@@ -265,7 +290,7 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
     let mut delivered = EventFilter::default();
     delivered.status = Some(EventStatus::Delivered);
     for _ in 0..300 {
-        if store.list(&delivered, None, 10).await.unwrap().events.len() == 4 {
+        if store.list(&delivered, None, 10).await.unwrap().events.len() == 5 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -278,7 +303,18 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let with_bom = lines
+        .iter()
+        .find(|l| l["event_id"].as_str().is_some_and(|e| e.contains(":c-8:")))
+        .unwrap();
+    assert_eq!(
+        with_bom["payload"],
+        serde_json::from_str::<serde_json::Value>(redact).unwrap()
+    );
+    let mut failed = EventFilter::default();
+    failed.status = Some(EventStatus::Failed);
+    assert_eq!(store.list(&failed, None, 10).await.unwrap().events.len(), 2);
     for (topic, _, body) in &deliveries[..3] {
         let line = lines.iter().find(|l| l["topic"] == *topic).unwrap();
         assert_eq!(line["product"], serde_json::Value::Null);

@@ -673,3 +673,31 @@ fn unparseable(body: &[u8]) -> String {
         other => panic!("expected unparseable, got {other:?}"),
     }
 }
+
+/// Another topic's body goes on as sent, so it must be JSON: a signed body
+/// that is not is unparseable (kept, not passed on without its content).
+#[test]
+fn another_topic_with_a_body_that_is_not_json_is_unparseable() {
+    let v = verifier();
+    let outcome = |body: &[u8]| {
+        receive(
+            &ShopifyWebhookSource::new(),
+            &headers("customers/redact", body),
+            body,
+            &|_| Some(&v),
+            Utc::now(),
+        )
+        .expect("verified")
+    };
+    for body in [&b"not json"[..], b"{\"shop_id\":1,}", b"", b"NaN"] {
+        assert!(
+            matches!(outcome(body), Received::Unparseable { .. }),
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    assert!(matches!(
+        outcome(b"\xEF\xBB\xBF{\"shop_id\":1}"),
+        Received::Event(_)
+    ));
+}

@@ -474,3 +474,25 @@ fn weights_take_the_store_unit_then_the_default() {
     );
     assert_eq!(w, None);
 }
+
+/// Another topic's body goes on as sent, so it must be JSON: a signed body
+/// that is not is unparseable (kept, not passed on without its content).
+#[test]
+fn another_topic_with_a_body_that_is_not_json_is_unparseable() {
+    for body in [
+        &b"not json"[..],
+        b"{\"id\":5,}",
+        b"",
+        b"{\"id\":1}{\"id\":2}",
+    ] {
+        match deliver("order.created", "d9", body).unwrap() {
+            Received::Unparseable { .. } => {}
+            other => panic!(
+                "{:?}: expected unparseable, got {other:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+    let e = event(deliver("order.created", "d9", b"\xEF\xBB\xBF{\"id\":5}").unwrap());
+    assert_eq!(e.topic, Topic::Other("order.created".into()));
+}
