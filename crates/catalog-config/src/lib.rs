@@ -171,14 +171,19 @@ pub fn load<T: DeserializeOwned>(layers: &Layers<'_>) -> Result<T, LoadError> {
             let mut msg =
                 redact::redact_quoted_values(&redact::strip_source_excerpt(&e.to_string()));
             // `toml` reports some value errors (integers beyond i64,
-            // overflowing floats) without a position: find the line.
-            if !msg.contains("line ")
+            // overflowing floats) without a position, others with a line
+            // but no key: find the line, and name its key.
+            if !msg.contains("key `")
                 && let Some((line, key)) = layers
                     .file
                     .and_then(|p| std::fs::read(p).ok())
                     .and_then(|bytes| first_failing_line(&String::from_utf8_lossy(&bytes)))
             {
-                msg = format!("{msg} (line {line}, key `{key}`)");
+                msg = if msg.contains("line ") {
+                    format!("{msg} (key `{key}`)")
+                } else {
+                    format!("{msg} (line {line}, key `{key}`)")
+                };
             }
             LoadError::Syntax(msg)
         })?

@@ -12,13 +12,14 @@ use webhook_server::settings::Settings;
 fn an_oversized_integer_error_says_where() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    for (text, line) in [
+    for (text, line, key) in [
         (
             format!(
                 "[server]\nhost = \"0.0.0.0\"\nport = 8050{}\n",
                 "2".repeat(80)
             ),
             3,
+            "server.port",
         ),
         (
             format!(
@@ -27,11 +28,24 @@ fn an_oversized_integer_error_says_where() {
                 "9".repeat(50)
             ),
             4,
+            "dispatch.max_attempts",
+        ),
+        // An outside audit's cases: beyond u64, and beyond i64 only.
+        (
+            "[server]\nhost = \"0.0.0.0\"\nbody_limit = 99999999999999999999\n".to_owned(),
+            3,
+            "server.body_limit",
+        ),
+        (
+            "[server]\nshutdown_timeout_secs = 18446744073709551615\n".to_owned(),
+            2,
+            "server.shutdown_timeout_secs",
         ),
     ] {
         std::fs::write(&path, text).unwrap();
         let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
         assert!(err.contains(&format!("line {line}")), "{err}");
+        assert!(err.contains(&format!("`{key}`")), "{err}");
     }
 }
 

@@ -456,7 +456,10 @@ pub(crate) fn open_failure_hint(path: &Path) -> Option<String> {
             .unwrap_or_else(|| Path::new("."));
         let stat = rustix::fs::statvfs(dir).ok()?;
         let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-        if free < LOW {
+        // A file system with no blocks at all (/sys, /proc) is not full:
+        // it holds no files of ours, and the cause is another (an outside
+        // audit got "0 KiB free" for a permission error under /sys).
+        if stat.f_blocks > 0 && free < LOW {
             return Some(format!(
                 "the disk holding {} has {} KiB free",
                 dir.display(),
@@ -1815,6 +1818,23 @@ fn take_locked<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pseudo file system (no blocks at all) is not a full disk: no
+    /// "0 KiB free" hint for a path under /sys or /proc, where the cause is
+    /// another (permissions).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn no_full_disk_hint_for_a_file_system_without_blocks() {
+        for dir in ["/sys", "/proc"] {
+            if Path::new(dir).is_dir() {
+                assert_eq!(
+                    open_failure_hint(&Path::new(dir).join("x.db")),
+                    None,
+                    "{dir}"
+                );
+            }
+        }
+    }
 
     #[tokio::test]
     async fn bodies_are_stored_compressed_and_read_back_exactly() {
