@@ -219,7 +219,7 @@ fn require<'h>(
 /// a handful per Event-Id and topic, never an attacker's chosen ones;
 /// XXH3 is a published, stable algorithm (stored keys do not change between
 /// versions) and costs a fraction of a SHA-256 (measured with callgrind on
-/// the 4.6 KB sample: SHA-256 without the CPU's SHA instructions added 127 k
+/// the 2.2 KB sample: SHA-256 without the CPU's SHA instructions added 127 k
 /// instructions to a delivery, half again the request path).
 fn body_digest(body: &[u8]) -> String {
     format!("{:016x}", twox_hash::XxHash3_64::oneshot_with_seed(0, body))
