@@ -779,8 +779,9 @@ impl Store {
                         CliError::new(
                             Kind::Config,
                             format!(
-                                "store {}: weight_unit must be kg, g, lbs or oz ({})",
+                                "store {}: weight_unit (or {}.default_weight_unit) must be kg, g, lbs or oz ({})",
                                 self.name,
+                                self.platform,
                                 self.where_configured()
                             ),
                         )

@@ -179,7 +179,15 @@ fn fresh_uuid() -> String {
 
 /// The headers the platform would send for this delivery, with fresh ids.
 pub(crate) fn headers(d: &Delivery, secret: &SecretString) -> Vec<(String, String)> {
-    let signature = sign(secret.expose_secret().as_bytes(), &d.body);
+    // As the server reads Shopify's secrets: without surrounding whitespace
+    // (Shopify's have none; a pasted newline would sign what Shopify never
+    // does). A WooCommerce secret is signed with as written: the server
+    // takes it both ways.
+    let key = match d.platform {
+        Platform::Shopify => secret.expose_secret().trim(),
+        Platform::Woocommerce => secret.expose_secret(),
+    };
+    let signature = sign(key.as_bytes(), &d.body);
     let h = |k: &str, v: String| (k.to_owned(), v);
     match d.platform {
         Platform::Shopify => {

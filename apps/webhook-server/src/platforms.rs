@@ -360,9 +360,8 @@ fn trim_secrets(secrets: Vec<SecretString>) -> Vec<SecretString> {
 
 /// Warns, naming the key and never the value, of a secret with leading or
 /// trailing whitespace: removed for Shopify (`trimmed`), whose secrets have
-/// none; kept for WooCommerce, where a secret is any text the store owner
-/// typed (and WordPress's generated ones may hold spaces), so a delivery
-/// refused for it is explained.
+/// none; for WooCommerce taken both as written and trimmed
+/// (`catalog_woocommerce::signing_secrets`).
 #[cfg(any(feature = "shopify", feature = "woocommerce"))]
 fn warn_about_whitespace(name: &str, s: &PlatformSettings, trimmed: bool) {
     use secrecy::ExposeSecret;
@@ -386,7 +385,7 @@ fn warn_about_whitespace(name: &str, s: &PlatformSettings, trimmed: bool) {
         if trimmed {
             tracing::warn!(key = %key, "a secret with leading or trailing whitespace: removed (Shopify secrets have none; a paste error?)");
         } else {
-            tracing::warn!(key = %key, "a secret with leading or trailing whitespace: kept, as WooCommerce signs with the secret exactly as entered; if deliveries get 401, check the copy");
+            tracing::warn!(key = %key, "a secret with leading or trailing whitespace: deliveries signed with it as written or trimmed are both accepted (WooCommerce's admin screen trims secrets; one generated over its REST API may begin or end with a space)");
         }
     }
 }

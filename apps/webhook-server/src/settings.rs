@@ -964,9 +964,12 @@ impl Settings {
             .dispatch
             .file
             .as_ref()
-            .is_some_and(|f| f.as_os_str().is_empty())
+            .is_some_and(|f| f.to_string_lossy().trim().is_empty())
         {
-            return Err(refuse("dispatch.file", "must be a file path when set"));
+            return Err(refuse(
+                "dispatch.file",
+                "must be a file path when set (not blank)",
+            ));
         }
         // A delivery attempt (every network sink in turn) must end well
         // within its lease: a run starts an attempt only when the whole
@@ -1027,7 +1030,10 @@ impl Settings {
         }
         if let Some(token) = &self.admin.token {
             if token.expose_secret().trim().len() < 16 {
-                return Err(refuse("admin.token", "must be at least 16 characters"));
+                return Err(refuse(
+                    "admin.token",
+                    "must be at least 16 characters (surrounding spaces not counted)",
+                ));
             }
             if is_placeholder(token.expose_secret()) {
                 return Err(refuse(
@@ -1187,14 +1193,21 @@ mod tests {
     #[test]
     fn the_example_file_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
-        // Its signing secret is a placeholder, refused as it stands.
+        // Its secrets are placeholders, refused as they stand.
         let err = format!("{:#}", Settings::load_from(Some(&path), &[]).unwrap_err());
-        assert!(err.contains("dispatch.http.secret"), "{err}");
-        let own = env(&[(
-            "CATALOG_DISPATCH__HTTP__SECRET",
-            "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
-        )]);
-        let s = Settings::load_from(Some(&path), &own).unwrap();
+        assert!(err.contains("secret"), "{err}");
+        // With them replaced, it loads.
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("replace-me-", "real-")
+            .replace(
+                "whsec_replace-me",
+                "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
+            );
+        let dir = tempfile::tempdir().unwrap();
+        let replaced = dir.path().join("example.toml");
+        std::fs::write(&replaced, text).unwrap();
+        let s = Settings::load_from(Some(&replaced), &[]).unwrap();
         assert_eq!(s.shopify.stores.len(), 2);
         assert_eq!(s.woocommerce.stores.len(), 1);
         assert!(s.dispatch.http.is_some());

@@ -239,12 +239,14 @@ fn normalise_domain(domain: &str) -> String {
 /// assert_eq!(shop_domain("https://Example.myshopify.com/").unwrap(), "example.myshopify.com");
 /// assert_eq!(shop_domain("example.myshopify.com:443").unwrap(), "example.myshopify.com");
 /// assert!(shop_domain("ftp://example.myshopify.com").is_err());
+/// // The admin's address names a shop by its path: not a shop domain.
+/// assert!(shop_domain("https://admin.shopify.com/store/example").is_err());
 /// ```
 ///
 /// # Errors
 /// When the input names no host that a delivery could carry (empty, another
-/// scheme, characters other than letters, digits, `.` and `-`); the message
-/// does not quote it.
+/// scheme, a path, query or user, characters other than letters, digits,
+/// `.` and `-`, Shopify's admin address); the message does not quote it.
 pub fn shop_domain(input: &str) -> Result<String, String> {
     let trimmed = input.trim();
     let with_scheme = if trimmed.contains("://") {
@@ -256,7 +258,24 @@ pub fn shop_domain(input: &str) -> Result<String, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err("not a shop domain: the scheme, if any, must be https".into());
     }
+    if !matches!(url.path(), "" | "/")
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(
+            "not a shop domain: give the host alone (such as example.myshopify.com), without a path"
+                .into(),
+        );
+    }
     let host = normalise_domain(url.host_str().unwrap_or_default());
+    if host == "admin.shopify.com" {
+        return Err(
+            "admin.shopify.com is Shopify's admin, not a shop: admin.shopify.com/store/NAME is NAME.myshopify.com"
+                .into(),
+        );
+    }
     if host.is_empty()
         || !host
             .bytes()

@@ -7,20 +7,37 @@
 //! or a REST read of the webhook) configures a secret WooCommerce never
 //! signs with, and every delivery fails verification. [`signing_secrets`]
 //! accepts both forms.
+//!
+//! Surrounding whitespace likewise: the admin screen saves a secret through
+//! `sanitize_text_field`, which trims it, so a secret pasted into the
+//! environment with a newline would fail every delivery; but a secret
+//! generated over REST (`wp_generate_password(50, true, true)`, whose
+//! characters include the space) is used as generated, and may begin or end
+//! with one. Both the secret as configured and its trimmed form are taken.
 
 use secrecy::{ExposeSecret, SecretString};
 
-/// Each configured secret, followed by its decoded form when that differs
+/// Each configured secret, followed by its decoded form, its trimmed form
+/// and the trimmed form decoded, each when it differs from those before
 /// (see the module docs): a verifier built from these accepts deliveries
-/// signed with either.
+/// signed with any of them.
 pub fn signing_secrets(configured: impl IntoIterator<Item = SecretString>) -> Vec<SecretString> {
-    let mut out = Vec::new();
+    let mut out: Vec<SecretString> = Vec::new();
     for secret in configured {
-        let decoded = wp_specialchars_decode(secret.expose_secret());
-        let differs = decoded != secret.expose_secret();
+        let text = secret.expose_secret();
+        let trimmed = text.trim();
+        let forms = [
+            wp_specialchars_decode(text),
+            trimmed.to_owned(),
+            wp_specialchars_decode(trimmed),
+        ];
+        let mut seen: Vec<String> = vec![text.to_owned()];
         out.push(secret);
-        if differs {
-            out.push(SecretString::from(decoded));
+        for form in forms {
+            if !form.is_empty() && !seen.contains(&form) {
+                seen.push(form.clone());
+                out.push(SecretString::from(form));
+            }
         }
     }
     out
@@ -118,5 +135,25 @@ mod tests {
             signing_secrets([SecretString::from("ab&lt;cd"), SecretString::from("plain")]);
         let exposed: Vec<&str> = secrets.iter().map(ExposeSecret::expose_secret).collect();
         assert_eq!(exposed, ["ab&lt;cd", "ab<cd", "plain"]);
+    }
+
+    #[test]
+    fn a_secret_with_surrounding_whitespace_is_also_taken_trimmed() {
+        let secrets = signing_secrets([
+            SecretString::from("woo-secret\n"),
+            SecretString::from(" a&amp;b "),
+        ]);
+        let exposed: Vec<&str> = secrets.iter().map(ExposeSecret::expose_secret).collect();
+        assert_eq!(
+            exposed,
+            [
+                "woo-secret\n",
+                "woo-secret",
+                " a&amp;b ",
+                " a&b ",
+                "a&amp;b",
+                "a&b"
+            ]
+        );
     }
 }

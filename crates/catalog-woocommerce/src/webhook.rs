@@ -320,6 +320,23 @@ impl WebhookSource for WooCommerceWebhookSource {
             event.product_id = Some(d.id.to_string());
             return Ok(event);
         }
+        // Headers are not signed either way: a captured `product.deleted`
+        // body (`{"id": N}`) replayed under an update topic must not become
+        // a product with no name, status or price, which upserted
+        // downstream would blank the real one. Every product payload has
+        // these.
+        if ["name", "type", "date_created"]
+            .iter()
+            .all(|k| value.get(k).is_none())
+        {
+            return Err(PayloadError::new(
+                "",
+                format!(
+                    "a {} delivery with no name, type or date_created (a product.deleted body?): the topic header does not match the body",
+                    meta.raw_topic
+                ),
+            ));
+        }
         let wire: WireProduct =
             catalog_core::json::decode_value(value.clone()).map_err(PayloadError::from)?;
         if wire.kind == "variation" {
@@ -370,7 +387,9 @@ impl WebhookSource for WooCommerceWebhookSource {
                 (Some("variation"), Some(parent)) if parent != 0 => {
                     return Ok(Some(parent.to_string()));
                 }
-                (Some("variation"), _) => {}
+                // Without a `type` (every product payload has one), the
+                // full parse decides: an id alone is a delete's body.
+                (Some("variation"), _) | (None, _) => {}
                 _ => return Ok(Some(skim.id.to_string())),
             }
         }

@@ -39,6 +39,21 @@ async fn sign_prints_the_platform_headers_and_never_the_secret() {
     assert!(text.contains("X-Shopify-Event-Id: "), "{text}");
     assert!(!text.contains(SHOPIFY_SECRET));
 
+    // A Shopify secret pasted with a newline signs as the server reads it:
+    // trimmed (the signature used to be of the untrimmed secret, 401).
+    let mut cmd = catalog(dir.path());
+    cmd.env("WH_SECRET", format!("{SHOPIFY_SECRET}\n")).args([
+        "webhook",
+        "sign",
+        "--platform",
+        "shopify",
+        "--secret-env",
+        "WH_SECRET",
+        "body.json",
+    ]);
+    let o = run(cmd).await;
+    assert!(out(&o).contains(&expected), "{}", out(&o));
+
     let mut cmd = catalog(dir.path());
     cmd.env("WH_SECRET", WOO_SECRET).args([
         "webhook",

@@ -165,7 +165,11 @@ impl NatsSink {
             shown_url,
         };
         if let Err(e) = sink.ensure_stream().await {
-            tracing::warn!(error = %e, "NATS stream not ready yet; will check again before publishing");
+            if sink.js.client().connection_state() == async_nats::connection::State::Connected {
+                tracing::warn!(error = %e, "NATS stream not ready yet; will check again before publishing");
+            } else {
+                tracing::warn!(url = %sink.shown_url, error = %e, "NATS server not reachable yet: deliveries are stored, and dispatch retries until it is");
+            }
         }
         Ok(sink)
     }

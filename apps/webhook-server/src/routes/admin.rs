@@ -173,12 +173,25 @@ async fn list(
                 .ok_or_else(|| Error::BadRequest(format!("unknown status {s:?}")))?,
         ),
     };
-    // Cursors are the `next` of an earlier page: positive sequence numbers.
+    // Cursors are the `next` of an earlier page: positive sequence numbers,
+    // written as the OpenAPI document's pattern says (1 to 19 digits, no
+    // leading zero). One past the largest sequence number lists from the
+    // newest, as no cursor would.
     let before = match q.cursor.as_deref() {
         None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().ok().filter(|c| *c > 0).ok_or_else(|| {
-            Error::BadRequest("invalid cursor: pass the `next` of the previous page".into())
-        })?),
+        Some(c) => Some(
+            Some(c)
+                .filter(|c| {
+                    (1..=19).contains(&c.len())
+                        && !c.starts_with('0')
+                        && c.bytes().all(|b| b.is_ascii_digit())
+                })
+                .and_then(|c| c.parse::<u64>().ok())
+                .map(|c| i64::try_from(c).unwrap_or(i64::MAX))
+                .ok_or_else(|| {
+                    Error::BadRequest("invalid cursor: pass the `next` of the previous page".into())
+                })?,
+        ),
     };
     let limit = match q.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
@@ -222,12 +235,20 @@ async fn list(
 }
 
 /// A store filter as stores are recorded: host in lower case, no trailing
-/// slash (a path keeps its case), and a WooCommerce site as its identity
+/// slash (a path keeps its case), a Shopify shop as its domain (written as
+/// a URL too, as the configuration takes it, with `platform=shopify` or a
+/// `.myshopify.com` host), and a WooCommerce site as its identity
 /// (`https://`, whether given as `http://`, `https://` or, with
-/// `platform=woocommerce`, a bare domain). Without a platform, a URL is
-/// taken for a WooCommerce site (the only platform whose store ids are
+/// `platform=woocommerce`, a bare domain). Without a platform, another URL
+/// is taken for a WooCommerce site (the only platform whose store ids are
 /// URLs); with another platform it is left as given.
 fn store_filter(platform: Option<&str>, store: &str) -> String {
+    #[cfg(feature = "shopify")]
+    if let Ok(shop) = catalog_shopify::webhook::shop_domain(store)
+        && (platform == Some("shopify") || (platform.is_none() && shop.ends_with(".myshopify.com")))
+    {
+        return shop;
+    }
     let store = crate::platforms::normalise_store(store);
     #[cfg(feature = "woocommerce")]
     if (platform == Some("woocommerce") || (platform.is_none() && store.contains("://")))
@@ -335,11 +356,22 @@ mod tests {
                 store_filter(None, "http://Sub.Example.com/Shop/"),
                 "https://sub.example.com/Shop"
             );
-            // Another platform's URL is not taken for a WooCommerce site.
-            assert_eq!(
-                store_filter(Some("shopify"), "http://Shop.Example.com/"),
-                "http://shop.example.com"
-            );
         }
+        // A Shopify shop written as a URL, as the configuration takes it:
+        // its shop domain (with `platform=shopify`, or a myshopify.com host).
+        #[cfg(feature = "shopify")]
+        for (platform, given) in [
+            (None, "https://A.myshopify.com/"),
+            (Some("shopify"), "https://a.myshopify.com:443"),
+            (Some("shopify"), "a.myshopify.com"),
+        ] {
+            assert_eq!(store_filter(platform, given), "a.myshopify.com", "{given}");
+        }
+        // ...and not taken for a WooCommerce site.
+        #[cfg(feature = "shopify")]
+        assert_eq!(
+            store_filter(Some("shopify"), "http://Shop.Example.com/"),
+            "shop.example.com"
+        );
     }
 }

@@ -264,6 +264,9 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
         ("cursor=0", "cursor"),
         ("cursor=-5", "cursor"),
         ("cursor=x", "cursor"),
+        ("cursor=01", "cursor"),
+        ("cursor=%2B5", "cursor"),
+        ("cursor=10000000000000000000", "cursor"),
         ("limit=1&limit=2", "limit"),
         ("platform=bogus", "platform"),
         ("status=bogus", "status"),
@@ -284,6 +287,8 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
         "limit=1",
         "limit=500",
         "cursor=1",
+        // Past the largest sequence number: from the newest.
+        "cursor=9999999999999999999",
         "platform=shopify",
         "limit=&cursor=",
     ] {

@@ -496,3 +496,29 @@ fn another_topic_with_a_body_that_is_not_json_is_unparseable() {
     let e = event(deliver("order.created", "d9", b"\xEF\xBB\xBF{\"id\":5}").unwrap());
     assert_eq!(e.topic, Topic::Other("order.created".into()));
 }
+
+/// A delete's body (`{"id": N}`) under another product topic is refused
+/// (kept as unparseable), never a blank product: headers are not signed,
+/// so a captured delete replayed as an update would otherwise wipe the
+/// product downstream (an outside audit's case).
+#[test]
+fn an_id_alone_under_a_product_topic_other_than_delete_is_unparseable() {
+    for topic in [
+        "product.created",
+        "product.updated",
+        "product.restored",
+        "product.price_drop",
+    ] {
+        match deliver(topic, "d7", br#"{"id":794}"#).unwrap() {
+            Received::Unparseable { error, .. } => {
+                assert!(
+                    error.to_string().contains("product.deleted body"),
+                    "{topic}: {error}"
+                );
+            }
+            other => panic!("{topic}: expected unparseable, got {other:?}"),
+        }
+    }
+    let e = event(deliver("product.deleted", "d7", br#"{"id":794}"#).unwrap());
+    assert_eq!(e.product_id.as_deref(), Some("794"));
+}
