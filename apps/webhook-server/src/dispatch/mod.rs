@@ -700,7 +700,14 @@ impl Dispatcher {
         let mut retry_after = None;
         for handler in self.handlers.iter() {
             if let Err(e) = handler.handle(event).await {
-                failure = Some(format!("{}: {e}", handler.name()));
+                // Named by the sink, once: the built-in sinks' messages
+                // already start with their name ("nats: ...").
+                let message = e.to_string();
+                failure = Some(if message.starts_with(handler.name()) {
+                    message
+                } else {
+                    format!("{}: {message}", handler.name())
+                });
                 retry_after = e.retry_after();
                 break;
             }

@@ -313,12 +313,18 @@ impl EventHandler for HttpSink {
     }
 }
 
-/// A `Retry-After` value (RFC 9110: seconds, or an HTTP date) as a wait
-/// from `now`; `None` when unreadable.
+/// A `Retry-After` value (RFC 9110: seconds, or an HTTP date; decimal
+/// seconds taken too, as the platform clients take them) as a wait from
+/// `now`; `None` when unreadable.
 fn retry_after(value: &str, now: chrono::DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
+    }
+    if value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && let Ok(secs) = value.parse::<f64>()
+    {
+        return Duration::try_from_secs_f64(secs).ok();
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     (at.with_timezone(&Utc) - now).to_std().ok()
@@ -336,6 +342,9 @@ mod tests {
             .with_timezone(&chrono::Utc);
         assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
         assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("2.5", now), Some(Duration::from_millis(2500)));
+        assert_eq!(retry_after("1e400", now), None);
+        assert_eq!(retry_after("NaN", now), None);
         assert_eq!(
             retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
             Some(Duration::from_secs(120))

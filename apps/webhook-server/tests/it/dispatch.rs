@@ -1011,3 +1011,28 @@ async fn a_downstream_retry_after_delays_the_retry() {
         e.events[0].last_error
     );
 }
+
+/// A failing sink is named once in `last_error` (it read "nats: nats: not
+/// connected ...", the built-in sinks naming themselves too).
+#[actix_web::test]
+async fn a_failing_sink_is_named_once_in_last_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let store = memory();
+    ingest(store.clone(), 1).await;
+    let state = state_with(store.clone(), &single_secret());
+    let handle = state
+        .dispatcher(config(1), vec![http_sink(&server, Duration::from_secs(2))])
+        .spawn();
+    wait_for(&*store, EventStatus::Dead, 1).await;
+    handle.shutdown(Duration::from_secs(2)).await;
+    let e = store.list(&EventFilter::default(), None, 1).await.unwrap();
+    let last = e.events[0].last_error.clone().unwrap();
+    assert!(
+        last.starts_with("http sink: downstream answered 500"),
+        "{last}"
+    );
+}
