@@ -830,6 +830,19 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         check_log_filter(&self.log.level)
             .with_context(|| "log.level (CATALOG_LOG__LEVEL) is not a log filter")?;
+        // A number in TOML reaches here as text (`host = 5` is "5"), and
+        // the resolver reads "5" as the address 0.0.0.5: digits and dots
+        // must make an IP address. A name is resolved at start-up.
+        let host = self.server.host.trim();
+        if host.is_empty()
+            || (host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && host.parse::<std::net::IpAddr>().is_err())
+        {
+            return Err(refuse(
+                "server.host",
+                "must be an IP address (such as 127.0.0.1 or ::) or a host name",
+            ));
+        }
         if self.server.body_limit == 0 {
             return Err(refuse("server.body_limit", "must be greater than 0"));
         }
@@ -1419,6 +1432,10 @@ mod tests {
         // (variables set, key named, variable named)
         type Case<'a> = (Vec<(&'a str, &'a str)>, &'a str, &'a str);
         let cases: Vec<Case<'_>> = vec![
+            // `host = 5` in TOML reaches here as "5": the resolver took it
+            // for 0.0.0.5 (an outside audit's case).
+            (vec![("APP_HOST", "5")], "server.host", "APP_HOST"),
+            (vec![("APP_HOST", "10.0.0.300")], "server.host", "APP_HOST"),
             (
                 vec![("CATALOG_SERVER__BODY_LIMIT", "0")],
                 "server.body_limit",
