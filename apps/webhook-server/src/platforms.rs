@@ -88,11 +88,16 @@ impl Verifiers {
         }
         let mut map = HashMap::new();
         let mut first_entry: HashMap<String, usize> = HashMap::new();
+        // Shopify signs webhooks with the app's client secret, so a Shopify
+        // store's `client_secret` (the CLI's credential) verifies them too.
+        // No other platform's: a credential of its API is not its webhook
+        // secret, and must not open the webhook routes.
+        let client_secret_signs = name == "shopify";
         for (i, store) in s.stores.iter().enumerate() {
             let secrets = if store.secrets.is_empty() {
                 shared
                     .into_iter()
-                    .chain(store.client_secret.iter())
+                    .chain(store.client_secret.iter().filter(|_| client_secret_signs))
                     .filter(|v| !v.expose_secret().is_empty())
                     .cloned()
                     .collect::<Vec<_>>()
@@ -101,7 +106,8 @@ impl Verifiers {
             };
             let verifier = HmacVerifier::new(signing(secrets)).map_err(|e| {
                 anyhow::anyhow!(
-                    "{name}.stores[{i}].secrets: {e} (give the store `secrets`, a `client_secret`, or set {name}.webhook_secret)"
+                    "{name}.stores[{i}].secrets: {e} (give the store `secrets`{}, or set {name}.webhook_secret)",
+                    if client_secret_signs { ", a `client_secret`" } else { "" }
                 )
             })?;
             let id =

@@ -1102,7 +1102,7 @@ impl Settings {
                 if name != "woocommerce" {
                     return Err(refuse(
                         &key,
-                        "is for WooCommerce stores only (Shopify's payloads carry no weight the model reads)",
+                        "is for WooCommerce stores only (their payloads carry weights without a unit)",
                     ));
                 }
                 if weight_unit(unit).is_none() {
@@ -1818,6 +1818,34 @@ secrets = ["new"]
         // An empty seed variable is unset, as before.
         let s = Settings::load_from(None, &env(&[("SHOPIFY_WEBHOOK_SECRET", "")])).unwrap();
         assert!(s.shopify.webhook_secret.is_none());
+    }
+
+    /// Only a Shopify store's `client_secret` verifies its webhooks (Shopify
+    /// signs with the app's client secret): another platform's API
+    /// credential must not open its webhook routes.
+    #[test]
+    fn only_shopify_takes_a_client_secret_as_webhook_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[[woocommerce.stores]]\nid = \"shop.example.com\"\nclient_secret = \"api-credential\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        let Err(err) = crate::platforms::Platforms::from_settings(&s) else {
+            panic!("a WooCommerce store verified with its client_secret");
+        };
+        let err = format!("{err:#}");
+        assert!(err.contains("woocommerce.stores[0].secrets"), "{err}");
+        assert!(!err.contains("client_secret"), "{err}");
+        std::fs::write(
+            &path,
+            "[[shopify.stores]]\nid = \"a.myshopify.com\"\nclient_secret = \"app-secret\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &[]).unwrap();
+        assert!(crate::platforms::Platforms::from_settings(&s).is_ok());
     }
 
     /// A misspelt key in a platform section or a store entry stops start-up:

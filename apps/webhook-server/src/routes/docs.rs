@@ -63,11 +63,33 @@ fn served_document(admin_enabled: bool, platforms: &Platforms) -> String {
     else {
         return OPENAPI.to_owned();
     };
-    if paths.keys().all(|p| served(p)) {
+    let all_platforms = ["shopify", "woocommerce"]
+        .iter()
+        .all(|p| platforms.get(p).is_some());
+    if all_platforms && paths.keys().all(|p| served(p)) {
         // As written (key order kept).
         return OPENAPI.to_owned();
     }
     paths.retain(|path, _| served(path));
+    // The admin list's `platform` filter: the platforms compiled in.
+    if let Some(parameters) = paths
+        .get_mut("/admin/events")
+        .and_then(|p| p.pointer_mut("/get/parameters"))
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for parameter in parameters {
+            if parameter["name"] == "platform"
+                && let Some(values) = parameter
+                    .pointer_mut("/schema/enum")
+                    .and_then(serde_json::Value::as_array_mut)
+            {
+                values.retain(|v| {
+                    v.as_str()
+                        .is_some_and(|v| v.is_empty() || platforms.get(v).is_some())
+                });
+            }
+        }
+    }
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| OPENAPI.to_owned())
 }
 

@@ -616,6 +616,18 @@ async fn status_health_metrics_and_docs() {
     .await;
     let v = json(res).await;
     assert!(v["paths"]["/admin/events"].is_object(), "{v}");
+    // Its platform filter lists the platforms this server has.
+    let platform = v["paths"]["/admin/events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "platform")
+        .unwrap();
+    assert_eq!(
+        platform["schema"]["enum"],
+        serde_json::json!(["", "shopify"]),
+        "{platform}"
+    );
     let res = test::call_service(&app, test::TestRequest::get().uri("/docs/").to_request()).await;
     assert_eq!(res.status(), StatusCode::OK);
     let html = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
