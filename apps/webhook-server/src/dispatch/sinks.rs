@@ -169,6 +169,20 @@ impl JsonlSink {
     }
 }
 
+/// The event's JSON on one line: a `payload` passed on as sent keeps the
+/// line breaks of a pretty-printed body, which would split the event over
+/// several lines of the file. JSON allows a raw line break only between
+/// tokens (inside a string it is always escaped), so each becomes a space
+/// and every other byte stays as sent.
+fn one_line(mut json: Vec<u8>) -> Vec<u8> {
+    for b in &mut json {
+        if matches!(*b, b'\n' | b'\r') {
+            *b = b' ';
+        }
+    }
+    json
+}
+
 /// Opens `path` for appending, creating it and its folder if missing. The
 /// file is opened for each event, so a rotated (moved) file is followed by
 /// a new one at `path`.
@@ -191,7 +205,7 @@ impl EventHandler for JsonlSink {
     }
 
     async fn handle(&self, e: &StoredEvent) -> Result<(), HandlerError> {
-        let mut line = EventPayload::to_json(e)?;
+        let mut line = one_line(EventPayload::to_json(e)?);
         line.push(b'\n');
         let path = self.path.clone();
         let lock = Arc::clone(&self.lock);
@@ -334,6 +348,20 @@ fn retry_after(value: &str, now: chrono::DateTime<Utc>) -> Option<Duration> {
 mod tests {
     use super::retry_after;
     use std::time::Duration;
+
+    #[test]
+    fn a_pretty_printed_payload_makes_one_line() {
+        let json = br#"{"payload":{
+  "id": 6,
+  "note": "a\nb"
+}}"#
+        .to_vec();
+        let line = super::one_line(json);
+        assert!(!line.contains(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["payload"]["note"], "a\nb");
+        assert_eq!(v["payload"]["id"], 6);
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {

@@ -257,10 +257,13 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
     // not passed on as an event without its payload. A byte order mark
     // before JSON is no reason to refuse it, nor to drop its payload.
     let bom_redact = format!("\u{feff}{redact}");
+    // Pretty-printed, as a platform may send it: still one line in the file.
+    let pretty_redact = "{\n  \"shop_id\": 954889,\r\n  \"note\": \"a\\nb\"\n}\n";
     for (id, body, status) in [
         ("c-6", "not json", "stored_unparseable"),
         ("c-7", "{\"shop_id\":1,}", "stored_unparseable"),
         ("c-8", bom_redact.as_str(), "stored"),
+        ("c-9", pretty_redact, "stored"),
     ] {
         let res = test::call_service(
             &app,
@@ -290,7 +293,7 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
     let mut delivered = EventFilter::default();
     delivered.status = Some(EventStatus::Delivered);
     for _ in 0..300 {
-        if store.list(&delivered, None, 10).await.unwrap().events.len() == 5 {
+        if store.list(&delivered, None, 10).await.unwrap().events.len() == 6 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -303,7 +306,12 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    let pretty = lines
+        .iter()
+        .find(|l| l["event_id"].as_str().is_some_and(|e| e.contains(":c-9:")))
+        .unwrap();
+    assert_eq!(pretty["payload"]["note"], "a\nb");
     let with_bom = lines
         .iter()
         .find(|l| l["event_id"].as_str().is_some_and(|e| e.contains(":c-8:")))
