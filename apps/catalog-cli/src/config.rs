@@ -771,11 +771,7 @@ impl Store {
                     .as_deref()
                     .or(self.default_weight_unit.as_deref())
                 {
-                    let unit = match catalog_core::WeightUnit::from_platform(unit.trim()) {
-                        catalog_core::WeightUnit::Other(_) => None,
-                        known => Some(known),
-                    };
-                    b = b.weight_unit(unit.ok_or_else(|| {
+                    b = b.weight_unit(catalog_core::WeightUnit::known(unit).ok_or_else(|| {
                         CliError::new(
                             Kind::Config,
                             format!(

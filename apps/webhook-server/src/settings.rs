@@ -27,10 +27,7 @@ fn refuse(key: &str, problem: &str) -> anyhow::Error {
 /// A weight unit as WooCommerce's settings name it (`kg`, `g`, `lbs`, `oz`,
 /// in any case), or `None` for anything else.
 pub fn weight_unit(unit: &str) -> Option<catalog_core::WeightUnit> {
-    match catalog_core::WeightUnit::from_platform(unit.trim()) {
-        catalog_core::WeightUnit::Other(_) => None,
-        known => Some(known),
-    }
+    catalog_core::WeightUnit::known(unit)
 }
 
 /// The Standard Webhooks specification's test vector secret, which example

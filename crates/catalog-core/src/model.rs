@@ -294,6 +294,16 @@ pub enum WeightUnit {
 }
 
 impl WeightUnit {
+    /// A unit this model knows (`"kg"`, `" Pounds "`...), surrounding
+    /// whitespace ignored; `None` for any other: for settings, where an
+    /// unknown unit is a mistake rather than a platform's value to keep.
+    pub fn known(unit: &str) -> Option<Self> {
+        match Self::from_platform(unit.trim()) {
+            Self::Other(_) => None,
+            known => Some(known),
+        }
+    }
+
     /// Maps a platform unit (`"kg"`, `"KILOGRAMS"`, `"lbs"`...), keeping unknown ones.
     pub fn from_platform(unit: &str) -> Self {
         match unit.to_ascii_lowercase().as_str() {
