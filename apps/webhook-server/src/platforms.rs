@@ -139,6 +139,18 @@ impl Verifiers {
         }
     }
 
+    /// How stores are authenticated, for anyone who asks (`GET /`): no
+    /// store ids and no secret counts (which would list the tenants and
+    /// show a rotation in progress); those are in the start-up log.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Unconfigured => "no secret configured: deliveries refused".to_owned(),
+            Self::AnyStore(_) => "any store signed with the platform secret".to_owned(),
+            Self::Stores(map) if map.len() == 1 => "1 configured store".to_owned(),
+            Self::Stores(map) => format!("{} configured stores", map.len()),
+        }
+    }
+
     /// A description for the start-up log (store ids, never secrets).
     pub fn describe(&self) -> String {
         match self {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasher as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -114,16 +115,57 @@ impl<'de> Deserialize<'de> for TrustedProxies {
 }
 
 const SHARDS: usize = 16;
-/// Above this many tracked addresses in a shard, full buckets are forgotten.
+/// A shard forgets its full buckets once it tracks this many clients, and
+/// again each time it has doubled since (see [`Shard`]).
 const SHARD_SOFT_LIMIT: usize = 4096;
 
-/// A token bucket per address: `per_second` sustained, `burst` at once.
+/// What a bucket is kept for: an IPv4 address, or an IPv6 /64.
+///
+/// Why /64 for IPv6: a single host (a residential line, a cloud VM) is
+/// routinely given a whole /64 and can send each request from another of
+/// its 2^64 addresses; keyed per address it would never be limited. A /64
+/// is the smallest block one subscriber gets. An IPv4 peer seen through an
+/// IPv6 socket (`::ffff:a.b.c.d`) is that IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    V4([u8; 4]),
+    V6Net([u8; 8]),
+}
+
+impl Client {
+    fn of(addr: IpAddr) -> Self {
+        match addr.to_canonical() {
+            IpAddr::V4(a) => Self::V4(a.octets()),
+            IpAddr::V6(a) => {
+                let o = a.octets();
+                Self::V6Net([o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]])
+            }
+        }
+    }
+}
+
+/// One shard's buckets, tokens left and when last counted.
+#[derive(Debug)]
+struct Shard {
+    buckets: HashMap<Client, (f64, Instant)>,
+    /// Forget full buckets when the map grows past this. Doubled from what
+    /// a sweep leaves, so that a shard full of clients still sending (a
+    /// flood from many addresses) is swept once per doubling, not on every
+    /// request: each request's share of sweeping stays constant.
+    sweep_at: usize,
+}
+
+/// A token bucket per client (an IPv4 address or an IPv6 /64):
+/// `per_second` sustained, `burst` at once.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
     proxies: TrustedProxies,
-    shards: Vec<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
+    /// Picks a client's shard. Keyed at random per process, so that no
+    /// sender can choose addresses that all land in one shard.
+    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<Mutex<Shard>>,
 }
 
 impl RateLimiter {
@@ -133,7 +175,15 @@ impl RateLimiter {
             per_second,
             burst: burst.max(1.0),
             proxies: TrustedProxies::default(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        buckets: HashMap::new(),
+                        sweep_at: SHARD_SOFT_LIMIT,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -156,25 +206,25 @@ impl RateLimiter {
         !self.proxies.is_empty()
     }
 
-    /// Takes a token for `addr` at `now`; `false` when none is left.
+    /// Takes a token for `addr`'s client (the address, or its IPv6 /64) at
+    /// `now`; `false` when none is left.
     pub fn check_at(&self, addr: IpAddr, now: Instant) -> bool {
-        let shard = match addr {
-            IpAddr::V4(a) => usize::from(a.octets()[3]),
-            IpAddr::V6(a) => usize::from(a.octets()[15]),
-        } % SHARDS;
-        let Some(shard) = self.shards.get(shard) else {
+        let client = Client::of(addr);
+        let index = usize::try_from(self.hasher.hash_one(client) % SHARDS as u64).unwrap_or(0);
+        let Some(shard) = self.shards.get(index) else {
             return true;
         };
-        let mut map = shard
+        let mut shard = shard
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() > SHARD_SOFT_LIMIT {
+        if shard.buckets.len() >= shard.sweep_at {
             let (rate, burst) = (self.per_second, self.burst);
-            map.retain(|_, (tokens, at)| {
+            shard.buckets.retain(|_, (tokens, at)| {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < burst
             });
+            shard.sweep_at = shard.buckets.len().saturating_mul(2).max(SHARD_SOFT_LIMIT);
         }
-        let (tokens, at) = map.entry(addr).or_insert((self.burst, now));
+        let (tokens, at) = shard.buckets.entry(client).or_insert((self.burst, now));
         let refill = now.saturating_duration_since(*at).as_secs_f64() * self.per_second;
         *tokens = (*tokens + refill).min(self.burst);
         *at = now;
@@ -292,5 +342,61 @@ mod tests {
         assert!(l.check_at(b, t0), "another address has its own bucket");
         assert!(l.check_at(a, t0 + Duration::from_millis(100)));
         assert!(!l.check_at(a, t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client_and_mapped_ipv4_is_ipv4() {
+        let l = RateLimiter::new(1.0, 2.0);
+        let t0 = Instant::now();
+        // A host with a /64 sending from a new address each time.
+        assert!(l.check_at(ip("2001:db8:1:2::1"), t0));
+        assert!(l.check_at(ip("2001:db8:1:2:ffff::9"), t0));
+        assert!(!l.check_at(ip("2001:db8:1:2:dead:beef:0:1"), t0));
+        // The next /64 is another subscriber.
+        assert!(l.check_at(ip("2001:db8:1:3::1"), t0));
+        // The same IPv4 client, whatever the socket family.
+        assert!(l.check_at(ip("192.0.2.7"), t0));
+        assert!(l.check_at(ip("::ffff:192.0.2.7"), t0));
+        assert!(!l.check_at(ip("192.0.2.7"), t0));
+        assert!(l.check_at(ip("192.0.2.8"), t0));
+    }
+
+    #[test]
+    fn a_shard_full_of_active_clients_is_swept_once_per_doubling() {
+        let l = RateLimiter::new(1.0, 5.0);
+        let t0 = Instant::now();
+        // Every client takes a token and stays below a full bucket: none
+        // can be forgotten.
+        let clients = (SHARD_SOFT_LIMIT * SHARDS * 3) as u32;
+        for n in 0..clients {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            assert!(l.check_at(a, t0));
+        }
+        let tracked: usize = l
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().buckets.len())
+            .sum();
+        assert_eq!(tracked, clients as usize, "no active bucket forgotten");
+        for s in &l.shards {
+            let s = s.lock().unwrap();
+            // The next sweep waits for the shard to double.
+            assert!(
+                s.sweep_at > s.buckets.len(),
+                "{} {}",
+                s.sweep_at,
+                s.buckets.len()
+            );
+        }
+        // Later, every bucket is full again: the next sweep forgets them.
+        let later = t0 + Duration::from_secs(10);
+        for s in &l.shards {
+            let mut s = s.lock().unwrap();
+            s.sweep_at = 1;
+        }
+        let c = ip("192.0.2.1");
+        assert!(l.check_at(c, later));
+        let index = (l.hasher.hash_one(Client::of(c)) % SHARDS as u64) as usize;
+        assert_eq!(l.shards[index].lock().unwrap().buckets.len(), 1);
     }
 }

@@ -481,7 +481,9 @@ fn default_http_timeout_ms() -> u64 {
 impl fmt::Debug for HttpSinkSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpSinkSettings")
-            .field("url", &self.url)
+            // A downstream URL may carry credentials (`user:pass@`,
+            // `?token=`), as database and NATS URLs do.
+            .field("url", &catalog_config::redact::redact_url(&self.url))
             .field("secret", &"[redacted]")
             .field("timeout_ms", &self.timeout_ms)
             .finish()

@@ -23,7 +23,11 @@ pub enum Topic {
     ProductDeleted,
     /// A product was restored from the trash.
     ProductRestored,
-    /// Any other topic, verbatim.
+    /// Any other topic, verbatim. Never one of the canonical names above:
+    /// the text is what gets stored and serialised, and it reads back
+    /// (with [`Topic::from_canonical`] and serde) as the canonical topic.
+    /// Build it from a platform's header with [`Topic::from_canonical`],
+    /// which keeps that true.
     Other(String),
 }
 

@@ -292,7 +292,12 @@ pub fn topic(raw: &str) -> Topic {
         "products/create" => Topic::ProductCreated,
         "products/update" => Topic::ProductUpdated,
         "products/delete" => Topic::ProductDeleted,
-        other => Topic::Other(other.to_owned()),
+        // Not `Topic::Other(other)`: a header spelled like a canonical topic
+        // (`product.updated`, which Shopify never sends, but the header is
+        // not signed) would be stored as that text and read back as the
+        // canonical topic, a product event that bypassed per-product
+        // ordering. Read as the canonical topic here too, it is one.
+        other => Topic::from_canonical(other),
     }
 }
 

@@ -170,7 +170,7 @@ impl Stitcher {
                 if *room == 0 {
                     // More follows: the next window starts `overlap`
                     // products before this one, so that it connects.
-                    self.next_offset = (w.offset + i as u64).saturating_sub(overlap);
+                    self.next_offset = w.offset.saturating_add(i as u64).saturating_sub(overlap);
                     self.last_full = true;
                     self.ended = false;
                     self.cut = true;

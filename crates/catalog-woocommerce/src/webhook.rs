@@ -191,7 +191,8 @@ fn map_topic(raw: &str) -> Topic {
         "product.updated" => Topic::ProductUpdated,
         "product.deleted" => Topic::ProductDeleted,
         "product.restored" => Topic::ProductRestored,
-        other => Topic::Other(other.to_owned()),
+        // Never a canonical name in `Other` (see `Topic::Other`).
+        other => Topic::from_canonical(other),
     }
 }
 

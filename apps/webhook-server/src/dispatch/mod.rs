@@ -16,6 +16,7 @@ pub mod standard_webhooks;
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +24,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::FutureExt as _;
 use futures::future::join_all;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
@@ -33,6 +35,17 @@ use crate::normalise;
 use crate::platforms::Platforms;
 use crate::settings::DispatchSettings;
 use crate::store::{DispatchOutcome, EventStore, StoreError, StoredEvent};
+
+/// The text of a caught panic (`panic!` with a literal or a format).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    // Stored as the event's last error: a panic may quote anything.
+    text.chars().take(300).collect()
+}
 
 /// How long the dispatcher waits after being woken by an insert, to claim
 /// the inserts that follow it in the same round.
@@ -154,8 +167,12 @@ impl DispatchConfig {
     /// delays are equal, but by then each event carries the offsets its
     /// earlier delays drew.
     pub fn retry_delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        // Capped before the jitter too: a downstream's `Retry-After` is
+        // anything it likes (u64::MAX seconds), and `mul_f64` panics on a
+        // product past `Duration::MAX`.
         self.backoff(attempts)
             .max(retry_after.unwrap_or_default())
+            .min(self.backoff_max)
             .mul_f64(1.0 + rand::random::<f64>() / 5.0)
             .min(self.backoff_max)
     }
@@ -687,7 +704,18 @@ impl Dispatcher {
     async fn attempt(&self, event: &mut StoredEvent) -> DispatchOutcome {
         // The product from the stored body (crate::normalise); a body that
         // cannot be normalised is kept as `failed` and not sent.
-        match normalise::product_json(&self.platforms, &event.event) {
+        // A panic in a normaliser (a bug) counts as an unreadable body:
+        // the event is kept, raw, as `failed`, not retried for ever.
+        let normalised = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            normalise::product_json(&self.platforms, &event.event)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(catalog_core::webhook::PayloadError::new(
+                "",
+                format!("the normaliser panicked: {}", panic_message(&*panic)),
+            ))
+        });
+        match normalised {
             Ok(product) => event.event.product = product,
             Err(e) => {
                 let error = e.to_string();
@@ -699,7 +727,22 @@ impl Dispatcher {
         let mut failure = None;
         let mut retry_after = None;
         for handler in self.handlers.iter() {
-            if let Err(e) = handler.handle(event).await {
+            // A handler that panics (yours, or a bug in ours) fails this
+            // attempt like an error: the event is retried, then
+            // dead-lettered, and its product's later events go on. Left to
+            // unwind, it took the run's task down with the outcome unrecorded,
+            // so the event went again after every lease, never counting an
+            // attempt, and held its product's queue for good.
+            let handled = AssertUnwindSafe(handler.handle(event))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    Err(HandlerError::new(format!(
+                        "panicked: {}",
+                        panic_message(&*panic)
+                    )))
+                });
+            if let Err(e) = handled {
                 // Named by the sink, once: the built-in sinks' messages
                 // already start with their name ("nats: ...").
                 let message = e.to_string();
@@ -886,9 +929,18 @@ mod tests {
         );
         // ...a shorter one does not shorten it...
         assert!(c.retry_delay(3, Some(Duration::from_millis(1))) >= Duration::from_millis(400));
-        // ...and nothing goes past backoff_max, jitter included.
+        // ...and nothing goes past backoff_max, jitter included, not even
+        // the longest wait a header can ask for (it used to panic).
         let d = c.retry_delay(1, Some(Duration::from_secs(3600)));
         assert_eq!(d, Duration::from_secs(10));
+        assert_eq!(
+            c.retry_delay(1, Some(Duration::from_secs(u64::MAX))),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            c.retry_delay(1, Some(Duration::MAX)),
+            Duration::from_secs(10)
+        );
         assert!((0..200).all(|_| c.retry_delay(7, None) <= Duration::from_secs(10)));
     }
 }

@@ -245,7 +245,7 @@ pub struct HttpSink {
 impl fmt::Debug for HttpSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpSink")
-            .field("url", &self.url)
+            .field("url", &crate::redact::redact_url(&self.url))
             .finish_non_exhaustive()
     }
 }
@@ -361,6 +361,36 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["payload"]["note"], "a\nb");
         assert_eq!(v["payload"]["id"], 6);
+    }
+
+    #[test]
+    fn credentials_in_the_sink_url_stay_out_of_debug() {
+        let signer = super::Signer::new(&secrecy::SecretString::from(
+            "whsec_dGVzdC1zZWNyZXQtb2YtdGhlLXRlc3RzLTMyYnl0ZXM=",
+        ))
+        .unwrap();
+        let sink = super::HttpSink::new(
+            "https://hook:LEAK_pw@example.com/in?token=LEAK_tk&v=1".into(),
+            signer,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let shown = format!("{sink:?}");
+        assert!(!shown.contains("LEAK"), "{shown}");
+        assert!(
+            shown.contains("example.com/in?token=[redacted]&v=1"),
+            "{shown}"
+        );
+        let mut settings = crate::settings::Settings::defaults();
+        settings.dispatch.http = Some(
+            serde_json::from_value(serde_json::json!({
+                "url": "https://hook:LEAK_pw@example.com/in?secret=LEAK_s",
+                "secret": "whsec_LEAK",
+            }))
+            .unwrap(),
+        );
+        let shown = format!("{:?}", settings.dispatch);
+        assert!(!shown.contains("LEAK"), "{shown}");
     }
 
     #[test]

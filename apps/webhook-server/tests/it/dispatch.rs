@@ -1017,3 +1017,75 @@ async fn a_downstream_retry_after_delays_the_retry() {
         e.events[0].last_error
     );
 }
+
+/// The longest `Retry-After` a header can carry is capped at
+/// `backoff_max` like any other: it used to overflow the jitter's
+/// multiplication and panic the dispatch task, so the event went again
+/// after every lease, never counting an attempt, never dead-lettered.
+#[actix_web::test]
+async fn a_retry_after_of_u64_max_seconds_is_capped_not_a_panic() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/sink"))
+        .respond_with(
+            ResponseTemplate::new(503).insert_header("Retry-After", "18446744073709551615"),
+        )
+        .mount(&server)
+        .await;
+    let (store, id) = dispatched_until_dead(&server, 3).await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    let e = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(e.attempts, 3);
+    assert!(
+        e.last_error.as_deref().is_some_and(|l| l.contains("503")),
+        "{:?}",
+        e.last_error
+    );
+}
+
+/// A library user's handler that panics.
+#[derive(Debug, Default)]
+struct Panicking {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl EventHandler for Panicking {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+
+    async fn handle(
+        &self,
+        _: &webhook_server::store::StoredEvent,
+    ) -> Result<(), webhook_server::dispatch::HandlerError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        panic!("a bug in a handler");
+    }
+}
+
+/// A handler's panic fails the attempt like an error: counted, retried,
+/// dead-lettered with the panic's message, and the dispatcher goes on
+/// with the other events.
+#[actix_web::test]
+async fn a_panicking_handler_fails_its_attempts_and_the_event_is_dead_lettered() {
+    let store = memory();
+    ingest(store.clone(), 2).await;
+    let handler = Arc::new(Panicking::default());
+    let state = state_with(store.clone(), &single_secret());
+    let handle = state
+        .dispatcher(config(2), vec![handler.clone() as Arc<dyn EventHandler>])
+        .spawn();
+    wait_for(&*store, EventStatus::Dead, 2).await;
+    handle.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(handler.calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let mut f = EventFilter::default();
+    f.status = Some(EventStatus::Dead);
+    for e in store.list(&f, None, 10).await.unwrap().events {
+        assert_eq!(e.attempts, 2);
+        assert_eq!(
+            e.last_error.as_deref(),
+            Some("panicking: panicked: a bug in a handler")
+        );
+    }
+}

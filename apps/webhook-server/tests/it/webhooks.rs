@@ -570,6 +570,11 @@ async fn status_health_metrics_and_docs() {
     let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
     let v = json(res).await;
     assert_eq!(v["platforms"][0]["id"], "shopify");
+    assert_eq!(
+        v["platforms"][0]["stores"],
+        "any store signed with the platform secret"
+    );
+    assert_eq!(v["store"], "memory");
     assert!(!v.to_string().contains(SECRET));
     let res = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
     let text = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
@@ -701,4 +706,36 @@ async fn status_health_metrics_and_docs() {
     .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(json(res).await["error"], "not_found");
+}
+
+/// `GET /` is public: it says how stores are authenticated, never which
+/// stores there are (the tenants), how many secrets each has (a rotation
+/// in progress) or where the database is.
+#[actix_web::test]
+async fn the_public_status_names_no_store_secret_count_or_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.db");
+    let store: Arc<dyn EventStore> = Arc::new(
+        webhook_server::store::SqliteStore::open(
+            &path,
+            webhook_server::settings::Durability::PowerLoss,
+            64,
+        )
+        .unwrap(),
+    );
+    let platform = stores(&[
+        ("acme-tenant.myshopify.com", &[SECRET, "old-secret"]),
+        ("beta-tenant.myshopify.com", &[SECRET]),
+    ]);
+    let state = state_with(store, &platform);
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    let res = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let v = json(res).await;
+    assert_eq!(v["platforms"][0]["stores"], "2 configured stores");
+    assert_eq!(v["store"], "sqlite");
+    let text = v.to_string();
+    for hidden in ["tenant", "secret", "tenants.db", SECRET] {
+        assert!(!text.contains(hidden), "{hidden} in {text}");
+    }
 }

@@ -109,6 +109,17 @@ fn update_topic_and_other_topics() {
     let e = event(&headers("orders/create", body), body);
     assert_eq!(e.topic, Topic::Other("orders/create".into()));
     assert_eq!((e.product_id, e.product), (None, None));
+    // A header spelled like a canonical topic is that topic, never an
+    // `Other` holding its text: stored, that text reads back as the
+    // canonical topic, and the event had bypassed its product's order.
+    let e = event(&headers("product.updated", CREATE), CREATE);
+    assert_eq!(e.topic, Topic::ProductUpdated);
+    assert_eq!(e.product_id.as_deref(), Some("788032119674292922"));
+    assert_eq!(
+        Topic::from_canonical(e.topic.as_str()),
+        e.topic,
+        "the stored text reads back as the same topic"
+    );
 }
 
 #[test]

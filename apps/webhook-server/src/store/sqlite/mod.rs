@@ -184,9 +184,24 @@ impl StoredBody {
     fn decode(codec: i64, bytes: Vec<u8>) -> rusqlite::Result<Bytes> {
         match codec {
             0 => Ok(Bytes::from(bytes)),
-            CODEC_LZ4 => lz4_flex::decompress_size_prepended(&bytes)
-                .map(Bytes::from)
-                .map_err(|e| corrupt(format!("compressed body: {e}"))),
+            CODEC_LZ4 => {
+                // The size in front is allocated before anything is read:
+                // a damaged row must not ask for 4 GiB. LZ4 cannot expand
+                // a block more than 255 times.
+                let claimed = bytes
+                    .first_chunk::<4>()
+                    .map_or(0, |n| u64::from(u32::from_le_bytes(*n)));
+                let most = (bytes.len() as u64).saturating_mul(255);
+                if claimed > most {
+                    return Err(corrupt(format!(
+                        "compressed body: claims {claimed} bytes from {}",
+                        bytes.len()
+                    )));
+                }
+                lz4_flex::decompress_size_prepended(&bytes)
+                    .map(Bytes::from)
+                    .map_err(|e| corrupt(format!("compressed body: {e}")))
+            }
             other => Err(corrupt(format!("unknown body codec {other}"))),
         }
     }
@@ -1834,6 +1849,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_compressed_body_claiming_more_than_lz4_can_hold_is_corrupt() {
+        // The most compressible body there is reads back whole...
+        let zeros = vec![0u8; 4 * 1024 * 1024];
+        let stored = StoredBody::encode(&zeros).unwrap();
+        let back = StoredBody::decode(CODEC_LZ4, stored.bytes.clone()).unwrap();
+        assert_eq!(back.len(), zeros.len());
+        // ...and a damaged size in front is an error, not a 4 GiB
+        // allocation.
+        let mut damaged = stored.bytes;
+        damaged[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = StoredBody::decode(CODEC_LZ4, damaged).unwrap_err();
+        assert!(err.to_string().contains("claims 4294967295 bytes"), "{err}");
     }
 
     #[tokio::test]
