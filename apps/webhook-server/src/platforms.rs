@@ -443,7 +443,7 @@ fn woocommerce_source(
     if let Some(unit) = s
         .default_weight_unit
         .as_deref()
-        .and_then(crate::settings::weight_unit)
+        .and_then(catalog_core::WeightUnit::known)
     {
         source = source.with_weight_unit(unit);
     }
@@ -457,7 +457,7 @@ fn woocommerce_source(
         if let Some(unit) = store
             .weight_unit
             .as_deref()
-            .and_then(crate::settings::weight_unit)
+            .and_then(catalog_core::WeightUnit::known)
         {
             source = source.with_store_weight_unit(&store.id, unit);
         }
