@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod catalog;
 pub mod error;
 pub mod event;

@@ -24,7 +24,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(
+        serialize_with = "rust_decimal::serde::str::serialize",
+        deserialize_with = "plain_amount"
+    )]
     amount: Decimal,
     currency: CurrencyCode,
 }
@@ -66,6 +69,14 @@ impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.amount, self.currency)
     }
+}
+
+/// Reads a JSON amount by [`Money::parse`]'s rules: rust_decimal's own
+/// reader takes `"1e3"` and `"1_000"` (and loses the scale written), which
+/// `parse` refuses; a value must read the same whichever way it came in.
+fn plain_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let text = std::borrow::Cow::<str>::deserialize(d)?;
+    parse_decimal(text.trim()).map_err(serde::de::Error::custom)
 }
 
 /// Parses a plain decimal (`-12.50`), refusing exponents, hex and the like, so
@@ -201,5 +212,17 @@ mod tests {
         let back: Money = serde_json::from_str(&json).unwrap();
         assert_eq!(back, m);
         assert_eq!(back.amount().scale(), 2);
+    }
+
+    #[test]
+    fn json_amounts_follow_the_parse_rules() {
+        for refused in ["1e3", "1_000", "0x10", "", "NaN", "1.2.3"] {
+            let json = format!(r#"{{"amount":"{refused}","currency":"USD"}}"#);
+            assert!(serde_json::from_str::<Money>(&json).is_err(), "{refused}");
+        }
+        let m: Money = serde_json::from_str(r#"{"amount":"-0.50","currency":"EUR"}"#).unwrap();
+        assert_eq!(m.amount().to_string(), "-0.50");
+        // A number is not the form: it may already have been a float.
+        assert!(serde_json::from_str::<Money>(r#"{"amount":1.5,"currency":"EUR"}"#).is_err());
     }
 }

@@ -15,6 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use catalog_core::body::{CappedBodyError, MAX_RESPONSE_BYTES, collect_capped};
 use catalog_core::{CatalogError, Result};
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
@@ -280,9 +281,10 @@ impl Grant {
             let status = response.status();
             // A body cut off midway is retried like any transport failure:
             // asking for a token again is harmless.
-            match response.bytes().await {
+            let declared = response.content_length();
+            match collect_capped(response.bytes_stream(), declared, MAX_RESPONSE_BYTES).await {
                 Ok(bytes) => break (status, bytes),
-                Err(e) => {
+                Err(CappedBodyError::Read(e)) => {
                     let error = transport(e);
                     let Some(wait) = retries.next(None) else {
                         return Err(error);
@@ -290,6 +292,7 @@ impl Grant {
                     tracing::debug!(%error, "retrying the client credentials grant");
                     tokio::time::sleep(wait).await;
                 }
+                Err(too_large) => return Err(too_large.into_catalog_error(transport)),
             }
         };
         if !status.is_success() {

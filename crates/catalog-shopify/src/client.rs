@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use catalog_core::body::{CappedBodyError, MAX_RESPONSE_BYTES, collect_capped};
 use catalog_core::catalog::stream_pages;
 use catalog_core::{
     Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
@@ -184,6 +185,10 @@ pub(crate) fn without_secret(error: CatalogError, secret: &str) -> CatalogError 
     }
 }
 
+/// Most bytes read of an error response: its message is shown as an
+/// excerpt anyway.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
 /// A short description of an error response body (credentials are masked
 /// by the caller, which knows them: see [`without_secret`]).
 async fn error_message(response: Response) -> String {
@@ -192,7 +197,11 @@ async fn error_message(response: Response) -> String {
         errors: Value,
     }
     let status = response.status();
-    let bytes = response.bytes().await.unwrap_or_default();
+    // Only an excerpt is kept: a longer error body reads as none.
+    let declared = response.content_length();
+    let bytes = collect_capped(response.bytes_stream(), declared, ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
     let text = match serde_json::from_slice::<Body>(&bytes) {
         Ok(Body {
             errors: Value::String(s),
@@ -800,9 +809,12 @@ impl ShopifyClient {
             // The body is read here, after `send` has judged the status: a
             // connection cut in the middle of it is a transport failure like
             // any other, retried within the same budget when that is safe.
-            let bytes = match response.bytes().await {
+            let declared = response.content_length();
+            let bytes = match collect_capped(response.bytes_stream(), declared, MAX_RESPONSE_BYTES)
+                .await
+            {
                 Ok(bytes) => bytes,
-                Err(e) => {
+                Err(CappedBodyError::Read(e)) => {
                     let error = transport(e);
                     let wait = if idempotent { retries.next(None) } else { None };
                     let Some(wait) = wait else {
@@ -813,6 +825,7 @@ impl ShopifyClient {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
+                Err(too_large) => return Err(too_large.into_catalog_error(transport)),
             };
             let envelope: Envelope = catalog_core::json::decode(&bytes)?;
             let requested = envelope.extensions.and_then(|e| e.cost).map(|cost| {
@@ -963,6 +976,7 @@ impl ShopifyClient {
         mut cursor: String,
         out: &mut Vec<VariantNode>,
     ) -> Result<()> {
+        let mut guard = FollowUp::new("variants", &cursor);
         loop {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
             let data: graphql::VariantsData = self
@@ -974,9 +988,8 @@ impl ShopifyClient {
                 .variants;
             let next = conn.next_cursor()?.map(str::to_owned);
             out.extend(conn.nodes);
-            match next {
-                Some(n) if n != cursor => cursor = n,
-                Some(_) => return Err(repeated_cursor("variants")),
+            match guard.next(next)? {
+                Some(n) => cursor = n,
                 None => return Ok(()),
             }
         }
@@ -988,6 +1001,7 @@ impl ShopifyClient {
         mut cursor: String,
         out: &mut Vec<MediaNode>,
     ) -> Result<()> {
+        let mut guard = FollowUp::new("media", &cursor);
         loop {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
             let data: graphql::MediaData = self
@@ -999,19 +1013,59 @@ impl ShopifyClient {
                 .media;
             let next = conn.next_cursor()?.map(str::to_owned);
             out.extend(conn.nodes);
-            match next {
-                Some(n) if n != cursor => cursor = n,
-                Some(_) => return Err(repeated_cursor("media")),
+            match guard.next(next)? {
+                Some(n) => cursor = n,
                 None => return Ok(()),
             }
         }
     }
 }
 
-fn repeated_cursor(what: &str) -> CatalogError {
-    CatalogError::Decode {
-        path: format!("data.product.{what}.pageInfo.endCursor"),
-        message: "Shopify repeated the cursor".into(),
+/// Most follow-up pages of one product's variants or media: 64 pages of
+/// 250 are 16,000, eight times Shopify's 2,048 variants a product (and
+/// 250 media). Past it the server is not Shopify's, and a product that
+/// never ends must not hold memory and requests for ever.
+const MAX_FOLLOW_UP_PAGES: usize = 64;
+
+/// Follows one product's variant or media pages: every cursor new, and a
+/// bounded number of pages. Checking only the last cursor let a server
+/// that alternated two cursors be followed for ever, its nodes piling up
+/// (found by an outside audit).
+struct FollowUp {
+    what: &'static str,
+    seen: std::collections::HashSet<String>,
+}
+
+impl FollowUp {
+    fn new(what: &'static str, first: &str) -> Self {
+        Self {
+            what,
+            seen: std::iter::once(first.to_owned()).collect(),
+        }
+    }
+
+    /// The cursor to ask for next, `None` at the end.
+    fn next(&mut self, next: Option<String>) -> Result<Option<String>> {
+        let Some(cursor) = next else {
+            return Ok(None);
+        };
+        if self.seen.len() >= MAX_FOLLOW_UP_PAGES {
+            return Err(self.error(format!(
+                "more than {MAX_FOLLOW_UP_PAGES} pages of {}: more than Shopify allows a product",
+                self.what
+            )));
+        }
+        if !self.seen.insert(cursor.clone()) {
+            return Err(self.error("Shopify repeated a cursor".into()));
+        }
+        Ok(Some(cursor))
+    }
+
+    fn error(&self, message: String) -> CatalogError {
+        CatalogError::Decode {
+            path: format!("data.product.{}.pageInfo.endCursor", self.what),
+            message,
+        }
     }
 }
 

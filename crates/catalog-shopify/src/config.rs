@@ -16,7 +16,7 @@ use std::fmt;
 
 use catalog_core::webhook::{HmacVerifier, WebhookError};
 use catalog_core::{CatalogError, CurrencyCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::{ShopifyClient, ShopifyWebhookSource};
@@ -99,16 +99,21 @@ impl ShopifyConfig {
     /// The webhook verifier for this store: [`ShopifyConfig::webhook_secrets`]
     /// when given, otherwise the client secret.
     ///
+    /// Secrets are used trimmed: Shopify's are base64-like text without
+    /// spaces, so surrounding whitespace is a paste or a file's trailing
+    /// newline, and kept it would fail every delivery's signature.
+    ///
     /// # Errors
     /// [`WebhookError::NoSecret`] when neither is configured (a static-token
     /// store without `webhook_secrets`) or a secret is empty.
     pub fn webhook_verifier(&self) -> Result<HmacVerifier, WebhookError> {
+        let trimmed = |s: &SecretString| SecretString::from(s.expose_secret().trim());
         if !self.webhook_secrets.is_empty() {
-            return HmacVerifier::new(self.webhook_secrets.iter().cloned());
+            return HmacVerifier::new(self.webhook_secrets.iter().map(trimmed));
         }
         match &self.auth {
             ShopifyAuth::ClientCredentials { client_secret, .. } => {
-                HmacVerifier::new([client_secret.clone()])
+                HmacVerifier::new([trimmed(client_secret)])
             }
             ShopifyAuth::AccessToken { .. } | ShopifyAuth::Source(_) => Err(WebhookError::NoSecret),
         }
@@ -264,6 +269,24 @@ mod tests {
         let v = cfg.webhook_verifier().unwrap();
         assert_eq!(v.secret_count(), 2);
         v.verify(b"{}", &catalog_core::webhook::sign(b"old", b"{}"))
+            .unwrap();
+    }
+
+    #[test]
+    fn secrets_are_used_trimmed() {
+        let cfg: ShopifyConfig = serde_json::from_str(
+            r#"{"store_url":"s","auth":{"client_id":"i","client_secret":"app-secret\n"}}"#,
+        )
+        .unwrap();
+        let v = cfg.webhook_verifier().unwrap();
+        v.verify(b"{}", &catalog_core::webhook::sign(b"app-secret", b"{}"))
+            .unwrap();
+        let cfg: ShopifyConfig = serde_json::from_str(
+            r#"{"store_url":"s","auth":{"access_token":"t"},"webhook_secrets":[" pasted "]}"#,
+        )
+        .unwrap();
+        let v = cfg.webhook_verifier().unwrap();
+        v.verify(b"{}", &catalog_core::webhook::sign(b"pasted", b"{}"))
             .unwrap();
     }
 

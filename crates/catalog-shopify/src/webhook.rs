@@ -35,7 +35,7 @@ use std::collections::HashMap;
 
 use catalog_core::webhook::{
     DeliveryMeta, HeaderLookup, Inbound, PayloadError, UnverifiedDelivery, VerifiedDelivery,
-    WebhookError, WebhookSource, optional_header, required_header,
+    WebhookError, WebhookSource, optional_header, required_header, signature_header,
 };
 use catalog_core::{CatalogEvent, CurrencyCode, EventId, MoneyError, PlatformId, Topic};
 use chrono::{DateTime, Utc};
@@ -308,7 +308,11 @@ impl WebhookSource for ShopifyWebhookSource {
 
     fn inspect(&self, headers: &dyn HeaderLookup, body: &[u8]) -> Result<Inbound, WebhookError> {
         let events = optional_header(headers, EVENTS_HMAC_HEADER).is_some();
-        let signature = require(headers, HMAC_HEADER, events)?;
+        let signature = match lookup_agreed(headers, HMAC_HEADER, events)? {
+            Some(v) => v,
+            // Absent or blank: an unsigned request (401), not a malformed one.
+            None => signature_header(headers, HMAC_HEADER)?,
+        };
         let raw_topic = require(headers, TOPIC_HEADER, events)?;
         let domain = require(headers, SHOP_DOMAIN_HEADER, events)?;
         let store = normalise_domain(domain);

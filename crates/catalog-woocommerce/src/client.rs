@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use catalog_core::body::{MAX_RESPONSE_BYTES, collect_capped};
 use catalog_core::{
     Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
     Product, Result, WeightUnit,
@@ -31,8 +32,54 @@ const DEFAULT_MAX_RETRIES: u32 = 3;
 const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(250);
 const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
 const DEFAULT_OVERLAP: u32 = 5;
-/// Most variation pages read for one product (a million variations).
+/// Most variation pages read for one product (a million variations) when
+/// its listing names none.
 const MAX_VARIATION_PAGES: u64 = 10_000;
+
+/// Variation pages to read at most for a product whose listing names
+/// `listed` variations: those pages, and one more for variations added
+/// since the listing. A server that promises more pages (a wrong
+/// `X-WP-TotalPages`) is not followed past them.
+fn variation_pages_cap(listed: usize) -> u64 {
+    if listed == 0 {
+        return MAX_VARIATION_PAGES;
+    }
+    let pages = listed.div_ceil(MAX_PER_PAGE as usize).saturating_add(1);
+    u64::try_from(pages).map_or(MAX_VARIATION_PAGES, |p| p.min(MAX_VARIATION_PAGES))
+}
+
+/// Variation pages asked for in id order must follow one another: each
+/// starts after the last id of the page before. A cache or proxy that
+/// ignores `page` answers the first page again for every page, and was
+/// followed up to the page cap, every copy held in memory (an outside
+/// audit: 10,000 requests and 585 MB, then success).
+#[derive(Debug, Default)]
+struct PageOrder {
+    last: Option<u64>,
+}
+
+impl PageOrder {
+    fn check(&mut self, page: u64, variations: &[WireVariation]) -> Result<()> {
+        let mut last = self.last;
+        for v in variations {
+            if last.is_some_and(|l| v.id <= l) {
+                return Err(CatalogError::Decode {
+                    path: format!("variations page {page}"),
+                    message: format!(
+                        "variation {} is not after variation {} of the page before, in id \
+                         order: the server (or a cache in front of it) repeats or shuffles \
+                         pages",
+                        v.id,
+                        last.unwrap_or_default()
+                    ),
+                });
+            }
+            last = Some(v.id);
+        }
+        self.last = last;
+        Ok(())
+    }
+}
 
 /// A WooCommerce wc/v3 catalog client. Cheap to clone (shared state).
 ///
@@ -239,7 +286,7 @@ impl WooCommerceClientBuilder {
 
     /// First backoff delay.
     #[deprecated(
-        since = "0.2.0",
+        since = "0.1.0",
         note = "use `retry_backoff(base, max)`, as in catalog-shopify"
     )]
     #[must_use]
@@ -250,7 +297,7 @@ impl WooCommerceClientBuilder {
 
     /// Longest wait between attempts.
     #[deprecated(
-        since = "0.2.0",
+        since = "0.1.0",
         note = "use `retry_backoff(base, max)`, as in catalog-shopify"
     )]
     #[must_use]
@@ -268,7 +315,7 @@ impl WooCommerceClientBuilder {
     }
 
     /// Products per page.
-    #[deprecated(since = "0.2.0", note = "use `page_size`, as in catalog-shopify")]
+    #[deprecated(since = "0.1.0", note = "use `page_size`, as in catalog-shopify")]
     #[must_use]
     pub fn per_page(self, per_page: u32) -> Self {
         self.page_size(per_page)
@@ -469,7 +516,11 @@ impl WooCommerceClient {
         let resp = req.send().await.map_err(|e| (transport(e), None))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| (transport(e), None))?;
+        let declared = resp.content_length();
+        let body = collect_capped(resp.bytes_stream(), declared, MAX_RESPONSE_BYTES)
+            .await
+            .map(bytes::Bytes::from)
+            .map_err(|e| (e.into_catalog_error(transport), None))?;
         tracing::debug!(path = url.path(), status = status.as_u16(), "wc request");
         if status.is_success() {
             return Ok(Response {
@@ -530,8 +581,12 @@ impl WooCommerceClient {
 
     /// All variations of a variable product, every page (pages fetched
     /// concurrently once the first reports the page count).
-    async fn fetch_variations(&self, product_id: u64) -> Result<Vec<WireVariation>> {
+    /// A product's variations, read in id order; `listed` is how many the
+    /// product's own `variations` list names (0 when it names none).
+    async fn fetch_variations(&self, product_id: u64, listed: usize) -> Result<Vec<WireVariation>> {
         let path = format!("products/{product_id}/variations");
+        let cap = variation_pages_cap(listed);
+        let mut order = PageOrder::default();
         let page = |n: u64| {
             let path = path.clone();
             async move {
@@ -551,29 +606,36 @@ impl WooCommerceClient {
             }
         };
         let (mut all, pages) = page(1).await?;
+        order.check(1, &all)?;
         let Some(pages) = pages else {
             // No X-WP-TotalPages (a proxy or cache dropped it): one page
             // after another until a short one, rather than the first
             // hundred variations taken for all of them.
             let mut last = all.len();
             let mut n = 2_u64;
-            while last >= MAX_PER_PAGE as usize && n <= MAX_VARIATION_PAGES {
+            while last >= MAX_PER_PAGE as usize && n <= cap {
                 let (vs, _) = page(n).await?;
+                order.check(n, &vs)?;
                 last = vs.len();
                 all.extend(vs);
                 n += 1;
             }
             return Ok(all);
         };
-        let pages = pages.min(MAX_VARIATION_PAGES);
+        let pages = pages.min(cap);
         if pages > 1 {
-            let rest: Vec<Result<(Vec<WireVariation>, Option<u64>)>> = stream::iter(2..=pages)
-                .map(page)
-                .buffered(self.inner.concurrency)
-                .collect()
-                .await;
-            for r in rest {
-                all.extend(r?.0);
+            // In order, and stopped at the first page out of order: pages
+            // are read a few at a time, not all before any is checked.
+            let mut rest = stream::iter(2..=pages)
+                .map(|n| {
+                    let fetched = page(n);
+                    async move { (n, fetched.await) }
+                })
+                .buffered(self.inner.concurrency);
+            while let Some((n, fetched)) = rest.next().await {
+                let (vs, _) = fetched?;
+                order.check(n, &vs)?;
+                all.extend(vs);
             }
         }
         Ok(all)
@@ -587,7 +649,10 @@ impl WooCommerceClient {
             weight: self.inner.weight_unit.clone(),
         };
         let variations = if has_variations(&item.wire) {
-            match self.fetch_variations(item.wire.id).await {
+            match self
+                .fetch_variations(item.wire.id, item.wire.variations.len())
+                .await
+            {
                 Ok(v) => Some(v),
                 Err(CatalogError::NotFound(_)) => return Ok(None),
                 Err(e) => return Err(e),

@@ -302,6 +302,17 @@ mod tests {
         let (p, raw) = wire(r#"{"id":3,"price":"abc"}"#);
         let err = product_from_wire("s", &usd(), p, raw, None).unwrap_err();
         assert!(err.to_string().contains("price"), "{err}");
+        // Null is no price; a structure is not a price at all.
+        let (p, raw) = wire(r#"{"id":4,"price":null,"regular_price":7}"#);
+        let prod = product_from_wire("s", &usd(), p, raw, None).unwrap();
+        assert_eq!(prod.variants[0].price, None);
+        for bad in [
+            r#"{"id":5,"price":{"a":1}}"#,
+            r#"{"id":6,"sale_price":[1]}"#,
+        ] {
+            let err = catalog_core::json::decode::<WireProduct>(bad.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("expected a price"), "{err}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::collections::HashMap;
 
 use catalog_core::webhook::{
     DeliveryMeta, HeaderLookup, Inbound, PayloadError, Ping, UnverifiedDelivery, VerifiedDelivery,
-    WebhookError, WebhookSource, optional_header, required_header,
+    WebhookError, WebhookSource, optional_header, required_header, signature_header,
 };
 use catalog_core::{CatalogEvent, CurrencyCode, EventId, PlatformId, Topic, WeightUnit};
 use chrono::{DateTime, Utc};
@@ -209,10 +209,13 @@ impl WebhookSource for WooCommerceWebhookSource {
             if let Some(id) = ping_id(body) {
                 return Ok(Inbound::Ping(Ping::new(PlatformId::WOOCOMMERCE, Some(id))));
             }
-            return Err(WebhookError::MissingHeader(TOPIC_HEADER));
+            // Not a ping, and unsigned.
+            return Err(WebhookError::MissingSignature(SIGNATURE_HEADER));
         }
+        // The signature first: an unsigned request is refused as such
+        // (401), whatever else it lacks.
+        let signature = signature_header(headers, SIGNATURE_HEADER)?;
         let raw_topic = required_header(headers, TOPIC_HEADER)?;
-        let signature = required_header(headers, SIGNATURE_HEADER)?;
         let source = required_header(headers, SOURCE_HEADER)?;
         let subscription = required_header(headers, WEBHOOK_ID_HEADER)?;
         let delivery_id = required_header(headers, DELIVERY_ID_HEADER)?;

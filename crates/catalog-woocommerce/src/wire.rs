@@ -46,11 +46,11 @@ pub(crate) struct WireProduct {
 pub(crate) struct Sellable {
     #[serde(default, deserialize_with = "lenient_string")]
     pub(crate) sku: String,
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(default, deserialize_with = "price_text")]
     pub(crate) price: String,
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(default, deserialize_with = "price_text")]
     pub(crate) regular_price: String,
-    #[serde(default, deserialize_with = "lenient_string")]
+    #[serde(default, deserialize_with = "price_text")]
     pub(crate) sale_price: String,
     #[serde(default)]
     pub(crate) stock_quantity: Option<serde_json::Number>,
@@ -125,6 +125,25 @@ pub(crate) struct WpError {
 pub(crate) struct SettingValue {
     #[serde(deserialize_with = "lenient_string")]
     pub(crate) value: String,
+}
+
+/// A price as text: a string or a number as written, null as empty (no
+/// price). An object or an array is an error, not "no price": a plugin
+/// that puts a structure there has changed what the field means, and a
+/// product read as unpriced would be sold as such downstream.
+fn price_text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        serde_json::Value::Null => Ok(String::new()),
+        serde_json::Value::Object(_) => Err(serde::de::Error::custom(
+            "expected a price (a string or a number), found an object",
+        )),
+        serde_json::Value::Array(_) => Err(serde::de::Error::custom(
+            "expected a price (a string or a number), found an array",
+        )),
+    }
 }
 
 /// Accepts a string, a number or null (→ empty) where WooCommerce documents a

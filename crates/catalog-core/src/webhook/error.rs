@@ -18,6 +18,9 @@ pub enum WebhookError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The signature header (named) is absent: an unsigned request.
+    #[error("missing signature header {0}")]
+    MissingSignature(&'static str),
     /// The signature header is present but empty.
     #[error("empty signature")]
     EmptySignature,
@@ -41,7 +44,8 @@ impl WebhookError {
     pub fn is_authentication_failure(&self) -> bool {
         matches!(
             self,
-            Self::EmptySignature
+            Self::MissingSignature(_)
+                | Self::EmptySignature
                 | Self::MalformedSignature
                 | Self::SignatureLength(_)
                 | Self::SignatureMismatch

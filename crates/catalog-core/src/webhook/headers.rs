@@ -80,6 +80,24 @@ pub fn required_header<'h>(
     }
 }
 
+/// The signature header's value, trimmed: absent is
+/// [`WebhookError::MissingSignature`] and blank is
+/// [`WebhookError::EmptySignature`], both authentication failures (401),
+/// where [`required_header`] gives the 400s of a malformed request.
+///
+/// # Errors
+/// As above.
+pub fn signature_header<'h>(
+    headers: &'h dyn HeaderLookup,
+    name: &'static str,
+) -> Result<&'h str, WebhookError> {
+    match headers.get(name) {
+        None => Err(WebhookError::MissingSignature(name)),
+        Some(v) if v.trim().is_empty() => Err(WebhookError::EmptySignature),
+        Some(v) => Ok(v.trim()),
+    }
+}
+
 /// A header that may be absent; a blank value counts as absent. Trimmed.
 pub fn optional_header<'h>(headers: &'h dyn HeaderLookup, name: &str) -> Option<&'h str> {
     headers.get(name).map(str::trim).filter(|v| !v.is_empty())

@@ -23,7 +23,7 @@ mod source;
 mod verify;
 
 pub use error::{PayloadError, WebhookError};
-pub use headers::{HeaderLookup, Headers, optional_header, required_header};
+pub use headers::{HeaderLookup, Headers, optional_header, required_header, signature_header};
 pub use source::{
     DeliveryMeta, Inbound, Ping, Received, UnverifiedDelivery, VerifiedDelivery, WebhookSource,
     check_triage, receive,

@@ -133,6 +133,20 @@ pub(crate) struct Options {
     /// Points added to a query's requested cost per product it asks for
     /// (Shopify's manual field costs).
     pub(crate) manual_product_cost: f64,
+    /// Misbehave on a product's follow-up variant and media pages.
+    pub(crate) follow_ups: FollowUps,
+}
+
+/// How the follow-up pages of a product's variants and media end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum FollowUps {
+    /// As Shopify: the last page says so.
+    #[default]
+    Honest,
+    /// Two cursors in turn, each page saying more follows.
+    Cycle,
+    /// A new cursor every page, never the last.
+    Endless,
 }
 
 impl Default for Options {
@@ -149,6 +163,7 @@ impl Default for Options {
             bulk_children_late: false,
             reject_all_tokens: false,
             manual_product_cost: 0.0,
+            follow_ups: FollowUps::Honest,
         }
     }
 }
@@ -610,7 +625,22 @@ impl State {
                     )
                 };
                 let actual = 3.0 + nodes.len() as f64;
-                let end = start + nodes.len();
+                let (end, has_next) = match self.opts.follow_ups {
+                    FollowUps::Honest => (start + nodes.len(), has_next),
+                    // After `a` comes `b`, after `b` comes `a` again.
+                    FollowUps::Cycle => (if start % 2 == 0 { start + 1 } else { start - 1 }, true),
+                    FollowUps::Endless => (start + 1, true),
+                };
+                let nodes = if nodes.is_empty() {
+                    // Something to carry the cursor.
+                    if op == "ProductVariants" {
+                        p.variants.iter().take(1).map(variant_json).collect()
+                    } else {
+                        p.images.iter().take(1).map(image_json).collect()
+                    }
+                } else {
+                    nodes
+                };
                 (
                     json!({"product": {field: connection(&nodes, has_next, prefix, end)}}),
                     actual,

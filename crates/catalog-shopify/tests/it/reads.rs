@@ -1,9 +1,9 @@
 //! Single product, pages, cursors, streaming, follow-up connections, not found.
 
 use catalog_core::{Catalog, CatalogError, PageRequest, ProductStatus};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
-use crate::fake::{FakeProduct, FakeShopify, Options};
+use crate::fake::{FakeProduct, FakeShopify, FollowUps, Options};
 use crate::support::{STORE, builder, products};
 
 #[tokio::test]
@@ -133,4 +133,36 @@ async fn large_products_are_completed_with_their_own_connections() {
     assert_eq!(server.fake.op_count("ProductMedia"), 1);
     assert_eq!(all[0].variants.len(), 1);
     assert_eq!(all[2].images.len(), 1);
+}
+
+/// A product whose variant or media pages never end, by a cycle of
+/// cursors or by new ones without end, is an error after a bounded number
+/// of requests, not a loop that holds memory for ever.
+#[tokio::test]
+async fn follow_up_pages_that_cycle_or_never_end_are_errors() {
+    for (follow_ups, message) in [
+        (FollowUps::Cycle, "repeated a cursor"),
+        (FollowUps::Endless, "more than 64 pages of variants"),
+    ] {
+        let server = FakeShopify::start(Options {
+            products: vec![FakeProduct::numbered(1, 300, 1)],
+            follow_ups,
+            ..Options::default()
+        })
+        .await;
+        let client = builder(&server).variants_per_product(10).build().unwrap();
+        let all: Vec<_> = client.stream_products().collect().await;
+        let err = all
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .unwrap_or_else(|| panic!("{follow_ups:?}: no error"));
+        assert!(err.to_string().contains(message), "{follow_ups:?}: {err}");
+        assert!(
+            server.fake.op_count("ProductVariants") <= 64,
+            "{follow_ups:?}: {} requests",
+            server.fake.op_count("ProductVariants")
+        );
+        let err = client.get_product("7000000000000000001").await.unwrap_err();
+        assert!(err.to_string().contains(message), "{follow_ups:?}: {err}");
+    }
 }

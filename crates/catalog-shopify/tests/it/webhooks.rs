@@ -139,10 +139,14 @@ fn missing_hmac_and_missing_ids_are_refused() {
             h.insert(name, value);
         }
     }
-    assert_eq!(
-        source.inspect(&h, CREATE).unwrap_err(),
-        WebhookError::MissingHeader(HMAC_HEADER)
-    );
+    // Unsigned: an authentication failure (401), not a malformed request.
+    let err = source.inspect(&h, CREATE).unwrap_err();
+    assert_eq!(err, WebhookError::MissingSignature(HMAC_HEADER));
+    assert!(err.is_authentication_failure());
+    h.insert(HMAC_HEADER, "  ");
+    let err = source.inspect(&h, CREATE).unwrap_err();
+    assert_eq!(err, WebhookError::EmptySignature);
+    assert!(err.is_authentication_failure());
     let no_ids = Headers::new()
         .with(HMAC_HEADER, "x")
         .with(TOPIC_HEADER, "products/create")

@@ -146,3 +146,32 @@ async fn long_retry_after_on_503_stays_an_http_error() {
         "{err:?}"
     );
 }
+
+/// A response declared longer than the client's ceiling (32 MiB) is
+/// refused before its body is read.
+#[tokio::test]
+async fn a_response_declared_past_the_ceiling_is_refused() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .insert_header("content-type", "application/json")
+                .set_body_bytes(vec![b' '; 33 * 1024 * 1024]),
+        )
+        .mount(&server)
+        .await;
+    let client = crate::support::client(&server, catalog_woocommerce::AuthMode::Basic);
+    let err = catalog_core::Catalog::get_product(&client, "794")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, catalog_core::CatalogError::Decode { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("longer than 32768 KiB"), "{err}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "not retried"
+    );
+}

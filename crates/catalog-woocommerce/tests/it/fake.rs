@@ -61,6 +61,9 @@ pub struct FakeStore {
     /// Answer every product list with its first page, whatever `offset` or
     /// `page` say (a cache that ignores the query string).
     pub first_page_only: std::sync::atomic::AtomicBool,
+    /// Answer every variation page with the first, claiming a million
+    /// pages (a cache that ignores the query string, a lying header).
+    pub repeat_variation_page: std::sync::atomic::AtomicBool,
 }
 
 impl FakeStore {
@@ -82,6 +85,7 @@ impl FakeStore {
             hide_variation_pages: std::sync::atomic::AtomicBool::new(false),
             own_order: std::sync::atomic::AtomicBool::new(false),
             first_page_only: std::sync::atomic::AtomicBool::new(false),
+            repeat_variation_page: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -346,8 +350,14 @@ impl FakeStore {
                 match vars.get(&id) {
                     Some(vs) => {
                         let refs: Vec<&Value> = vs.iter().collect();
+                        let repeat = self.repeat_variation_page.load(Ordering::SeqCst);
+                        let mut params = params.clone();
+                        if repeat {
+                            params.insert("page".into(), "1".into());
+                        }
                         match paginate(&refs, &params) {
                             Ok((items, total, pages)) => {
+                                let pages = if repeat { 1_000_000 } else { pages };
                                 let r = ResponseTemplate::new(200)
                                     .insert_header("X-WP-Total", total.to_string());
                                 if self.hide_variation_pages.load(Ordering::SeqCst) {

@@ -82,6 +82,45 @@ async fn variable_product_with_paged_variations() {
     assert_eq!(pages.len(), 3, "{pages:?}");
 }
 
+/// A server (or a cache in front of it) that answers every variation page
+/// with the first, and claims a million pages, is caught at the second
+/// page: it used to be followed for 10,000 requests, every copy kept.
+#[tokio::test]
+async fn variation_pages_that_repeat_are_an_error_not_a_million_requests() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    store.add_variable(799, 230);
+    store
+        .repeat_variation_page
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let c = builder(&server, AuthMode::Basic)
+        .concurrency(1)
+        .build()
+        .unwrap();
+    let err = c.get_product("799").await.unwrap_err();
+    assert!(matches!(err, CatalogError::Decode { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("repeats or shuffles pages"),
+        "{err}"
+    );
+    let variation_requests = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/variations"))
+        .count();
+    assert!(variation_requests <= 3, "{variation_requests} requests");
+    // Without the header too (one page after another).
+    store
+        .hide_variation_pages
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = c.get_product("799").await.unwrap_err();
+    assert!(
+        err.to_string().contains("repeats or shuffles pages"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn missing_product_is_not_found() {
     let (server, _store) = start(FakeStore::new(Accept::Https)).await;

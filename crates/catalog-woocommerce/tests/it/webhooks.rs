@@ -155,17 +155,22 @@ fn ping_is_recognised_strictly() {
         b"{\"id\":1}",
         b"",
     ] {
-        assert_eq!(
-            src.inspect(&ping_headers, body).unwrap_err(),
-            WebhookError::MissingHeader(TOPIC_HEADER)
-        );
+        // Not a ping, and unsigned: an authentication failure (401).
+        let err = src.inspect(&ping_headers, body).unwrap_err();
+        assert_eq!(err, WebhookError::MissingSignature(SIGNATURE_HEADER));
+        assert!(err.is_authentication_failure());
     }
     // A ping body with a topic header is not a ping: it must be a full delivery.
     let h = ping_headers.clone().with(TOPIC_HEADER, "product.updated");
     assert_eq!(
         src.inspect(&h, b"webhook_id=27").unwrap_err(),
-        WebhookError::MissingHeader(SIGNATURE_HEADER)
+        WebhookError::MissingSignature(SIGNATURE_HEADER)
     );
+    // A blank signature is as unsigned.
+    let blank = h.clone().with(SIGNATURE_HEADER, " ");
+    let err = src.inspect(&blank, b"webhook_id=27").unwrap_err();
+    assert_eq!(err, WebhookError::EmptySignature);
+    assert!(err.is_authentication_failure());
     // A signature without a topic neither.
     let h = ping_headers.with(SIGNATURE_HEADER, "abc");
     assert_eq!(
