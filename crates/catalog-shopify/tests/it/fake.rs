@@ -628,7 +628,14 @@ impl State {
                 let (end, has_next) = match self.opts.follow_ups {
                     FollowUps::Honest => (start + nodes.len(), has_next),
                     // After `a` comes `b`, after `b` comes `a` again.
-                    FollowUps::Cycle => (if start % 2 == 0 { start + 1 } else { start - 1 }, true),
+                    FollowUps::Cycle => (
+                        if start.is_multiple_of(2) {
+                            start + 1
+                        } else {
+                            start - 1
+                        },
+                        true,
+                    ),
                     FollowUps::Endless => (start + 1, true),
                 };
                 let nodes = if nodes.is_empty() {

@@ -299,18 +299,22 @@ async fn an_error_body_that_echoes_the_token_does_not_carry_it_along() {
     }
 }
 
-/// A server that answers every request with a chunked body that never
-/// ends (no length declared), counting the bytes it got out.
-async fn endless_body_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+/// An answer that never ends is refused at the response ceiling (32 MiB),
+/// not read until memory runs out or the timeout, and not retried.
+#[tokio::test]
+async fn an_endless_response_is_refused_at_the_ceiling() {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A server that answers every request with a chunked body that never
+    // ends (no length declared), counting the bytes it got out.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let uri = format!("http://{}", listener.local_addr().unwrap());
-    let sent = std::sync::Arc::new(AtomicU64::new(0));
-    let counter = sent.clone();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
-            let counter = counter.clone();
+            let counter = Arc::clone(&counter);
             tokio::spawn(async move {
                 let mut head = [0u8; 8192];
                 let _ = socket.read(&mut head).await;
@@ -324,14 +328,6 @@ async fn endless_body_server() -> (String, std::sync::Arc<std::sync::atomic::Ato
             });
         }
     });
-    (uri, sent)
-}
-
-/// An answer that never ends is refused at the response ceiling (32 MiB),
-/// not read until memory runs out or the timeout, and not retried.
-#[tokio::test]
-async fn an_endless_response_is_refused_at_the_ceiling() {
-    let (uri, sent) = endless_body_server().await;
     let client = catalog_shopify::ShopifyClient::builder()
         .store_url(crate::support::STORE)
         .base_url(uri)
@@ -347,6 +343,6 @@ async fn an_endless_response_is_refused_at_the_ceiling() {
     // Read up to the ceiling and a little past it (what was in flight),
     // not more: the client hung up.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let sent = sent.load(Ordering::Relaxed);
     assert!(sent < 48 * 1024 * 1024, "{sent} bytes sent");
 }

@@ -351,7 +351,7 @@ impl FakeStore {
                     Some(vs) => {
                         let refs: Vec<&Value> = vs.iter().collect();
                         let repeat = self.repeat_variation_page.load(Ordering::SeqCst);
-                        let mut params = params.clone();
+                        let mut params = params;
                         if repeat {
                             params.insert("page".into(), "1".into());
                         }
