@@ -21,6 +21,9 @@ pub(crate) enum Kind {
     NotFound,
     /// The store or server answered with an error: exit code 7.
     Remote,
+    /// Done, but products whose data could not be read were left out:
+    /// exit code 8.
+    Partial,
     /// Interrupted by Ctrl-C: exit code 130.
     Interrupted,
 }
@@ -35,6 +38,7 @@ impl Kind {
             Self::Unauthorized => 5,
             Self::NotFound => 6,
             Self::Remote => 7,
+            Self::Partial => 8,
             Self::Interrupted => 130,
         }
     }

@@ -86,6 +86,7 @@ pub(crate) async fn export(
 
     let started = Instant::now();
     let mut written: u64 = 0;
+    let mut skipped: Vec<String> = Vec::new();
     let mut line = Vec::with_capacity(8 * 1024);
     loop {
         let item = tokio::select! {
@@ -126,6 +127,13 @@ pub(crate) async fn export(
                 written += 1;
                 bar.inc(1);
             }
+            // One product's data: named, left out, and the export goes on.
+            Some(Err(e @ CatalogError::UnreadableProduct { .. })) => {
+                if let CatalogError::UnreadableProduct { id, .. } = &e {
+                    skipped.push(id.clone());
+                }
+                bar.suspend(|| eprintln!("warning: {e}"));
+            }
             Some(Err(e)) if matches!(mode, Mode::BulkStarting) && bulk_fallback(&e) => {
                 mode = Mode::Streaming;
                 bar.suspend(|| {
@@ -159,7 +167,27 @@ pub(crate) async fn export(
         store.name,
         opts.out.display()
     );
-    Ok(())
+    if skipped.is_empty() {
+        return Ok(());
+    }
+    // The file is whole but for these: a script must not take it for the
+    // complete catalog.
+    let shown: Vec<&str> = skipped.iter().take(10).map(String::as_str).collect();
+    Err(CliError::new(
+        Kind::Partial,
+        format!(
+            "{} unreadable product{} left out of {} (warnings above): {}{}",
+            skipped.len(),
+            if skipped.len() == 1 { " was" } else { "s were" },
+            opts.out.display(),
+            shown.join(", "),
+            if skipped.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ),
+    ))
 }
 
 /// Whether a bulk export failure should make us read pages instead.

@@ -47,7 +47,11 @@ pub(crate) async fn list(
             .map_err(|e| CliError::from_catalog(store, &e))?;
         total = total.or(page.total);
         let next = page.next.clone();
-        let empty = page.items.is_empty();
+        let empty = page.items.is_empty() && page.skipped.is_empty();
+        for skipped in page.skipped {
+            // Named, not fatal: the rest of the listing is readable.
+            eprintln!("warning: {}", skipped.into_error());
+        }
         products.extend(page.items);
         match next {
             Some(cursor) if !empty => request.cursor = Some(cursor),

@@ -38,8 +38,10 @@ pub trait Catalog: Send + Sync + Debug {
     ///
     /// The default walks [`Catalog::list_page`] with its cursors; platforms
     /// override it with something faster (concurrent pages, bulk export).
-    /// Empty pages that carry a next cursor are followed. The stream ends
-    /// after the first error, and also stops with an error, without the
+    /// Empty pages that carry a next cursor are followed. A product whose
+    /// data cannot be read is an [`CatalogError::UnreadableProduct`] item in
+    /// its place, and the stream goes on. It ends after any other error, and
+    /// also stops with an error, without the
     /// suspect page's products, if the platform hands back a cursor it gave
     /// before, or 16 empty pages in a row, so a misbehaving server cannot make
     /// it loop forever or repeat products.
@@ -97,7 +99,7 @@ where
                 // changing listing) and the rest must still be read, but a
                 // server handing out fresh cursors for empty pages forever
                 // must not make the stream spin.
-                st.empty_in_a_row = if page.items.is_empty() {
+                st.empty_in_a_row = if page.items.is_empty() && page.skipped.is_empty() {
                     st.empty_in_a_row + 1
                 } else {
                     0
@@ -114,9 +116,13 @@ where
                     st.seen.insert(next.clone());
                     st.next = Some(Some(next));
                     items.extend(page.items.into_iter().map(Ok));
+                    items.extend(page.skipped.into_iter().map(|s| Err(s.into_error())));
                 }
             }
-            None => items.extend(page.items.into_iter().map(Ok)),
+            None => {
+                items.extend(page.items.into_iter().map(Ok));
+                items.extend(page.skipped.into_iter().map(|s| Err(s.into_error())));
+            }
         }
         Some((stream::iter(items), st))
     })

@@ -47,6 +47,20 @@ pub enum CatalogError {
         /// What was wrong there.
         message: String,
     },
+    /// One product of a listing could not be read and was left out:
+    /// [`Catalog::stream_products`](crate::Catalog::stream_products)
+    /// yields this in its place and goes on with the next product (every
+    /// other error ends the stream). `try_collect` stops at it like at any
+    /// error; a sync that would rather skip matches on it and carries on.
+    #[error("product {id} skipped: could not decode it{}: {message}", at_path(.path))]
+    UnreadableProduct {
+        /// The platform's id of the product.
+        id: String,
+        /// The JSON path that failed (within the page or the product).
+        path: String,
+        /// What was wrong there.
+        message: String,
+    },
     /// The request did not complete (connection, timeout, TLS).
     #[error("transport error: {0}")]
     Transport(#[source] BoxError),

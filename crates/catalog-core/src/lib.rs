@@ -61,5 +61,5 @@ pub use model::{
     Weight, WeightUnit,
 };
 pub use money::{CurrencyCode, Money, MoneyError};
-pub use page::{Cursor, Page, PageRequest};
+pub use page::{Cursor, Page, PageRequest, SkippedProduct};
 pub use webhook::{HeaderLookup, WebhookError, WebhookSource};

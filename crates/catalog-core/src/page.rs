@@ -111,6 +111,56 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
     /// The total number of items, when the platform reports it.
     pub total: Option<u64>,
+    /// Products of this page whose data could not be read, left out of
+    /// `items` (see [`SkippedProduct`]).
+    pub skipped: Vec<SkippedProduct>,
+}
+
+/// A product left out of a page because its data could not be read (a
+/// price that is not a number, a variant list that never ends): one bad
+/// product does not make the rest of the catalog unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippedProduct {
+    /// The platform's id of the product (`"?"` when even that is unreadable).
+    pub id: String,
+    /// The JSON path that failed.
+    pub path: String,
+    /// What was wrong there.
+    pub message: String,
+}
+
+impl SkippedProduct {
+    /// Product `id`, left out for what is wrong at `path`.
+    pub fn new(id: impl Into<String>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The product `id` left out for a decoding failure; `None` for any
+    /// other error (a transport failure, throttling), which is not the
+    /// product's and ends the listing.
+    pub fn from_error(id: impl Into<String>, error: &crate::CatalogError) -> Option<Self> {
+        match error {
+            crate::CatalogError::Decode { path, message }
+            | crate::CatalogError::UnreadableProduct { path, message, .. } => {
+                Some(Self::new(id, path.clone(), message.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// As the error a product stream yields in the product's place.
+    pub fn into_error(self) -> crate::CatalogError {
+        crate::CatalogError::UnreadableProduct {
+            id: self.id,
+            path: self.path,
+            message: self.message,
+        }
+    }
 }
 
 impl<T> Page<T> {
@@ -120,7 +170,15 @@ impl<T> Page<T> {
             items,
             next,
             total: None,
+            skipped: Vec::new(),
         }
+    }
+
+    /// Adds the products left out of the page.
+    #[must_use]
+    pub fn with_skipped(mut self, skipped: Vec<SkippedProduct>) -> Self {
+        self.skipped = skipped;
+        self
     }
 
     /// Adds the total the platform reported.

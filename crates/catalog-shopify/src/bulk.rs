@@ -27,12 +27,12 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 
 use bytes::{Buf, Bytes, BytesMut};
-use catalog_core::{CatalogError, CurrencyCode, Product, Result};
+use catalog_core::{CatalogError, CurrencyCode, Product, Result, SkippedProduct};
 use futures::stream::{self, BoxStream, Stream, StreamExt};
 use serde_json::{Value, json};
 
 use crate::client::{ShopifyClient, transport};
-use crate::convert::{Context, gid_type, product_from_graphql};
+use crate::convert::{Context, gid_type, numeric_id, product_from_graphql};
 use crate::graphql::{self, BulkOperationNode, MediaNode, ProductNode, VariantNode, op};
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -177,10 +177,14 @@ struct Reader {
 
 impl Reader {
     fn into_stream(self) -> BoxStream<'static, Result<Product>> {
-        stream::try_unfold(self, |mut reader| async move {
-            match reader.next_product().await? {
-                Some(p) => Ok(Some((p, reader))),
-                None => Ok(None),
+        stream::unfold(Some(self), |reader| async move {
+            let mut reader = reader?;
+            match reader.next_product().await {
+                Ok(Some(p)) => Some((Ok(p), Some(reader))),
+                Ok(None) => None,
+                // One product's data: reported in its place, the rest goes on.
+                Err(e @ CatalogError::UnreadableProduct { .. }) => Some((Err(e), Some(reader))),
+                Err(e) => Some((Err(e), None)),
             }
         })
         .boxed()
@@ -242,12 +246,16 @@ impl Reader {
         }
     }
 
+    /// The product assembled from its lines; a product whose data cannot
+    /// be read is [`CatalogError::UnreadableProduct`].
     fn finish(&self, p: Pending) -> Result<Product> {
         let ctx = Context {
             store: &self.store,
             currency: &self.currency,
         };
+        let id = numeric_id(&p.node.id).unwrap_or(&p.node.id).to_owned();
         product_from_graphql(p.node, p.variants, p.media, p.raw, ctx)
+            .map_err(|e| SkippedProduct::from_error(id, &e).map_or(e, SkippedProduct::into_error))
     }
 }
 

@@ -9,7 +9,7 @@ use catalog_core::body::{CappedBodyError, MAX_RESPONSE_BYTES, collect_capped};
 use catalog_core::catalog::stream_pages;
 use catalog_core::{
     Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
-    Product, Result,
+    Product, Result, SkippedProduct,
 };
 use futures::stream::BoxStream;
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -1151,9 +1151,19 @@ impl Catalog for ShopifyClient {
             }
         };
         let mut items = Vec::with_capacity(data.products.nodes.len());
+        let mut skipped = Vec::new();
         for (i, raw) in data.products.nodes.into_iter().enumerate() {
             let path = format!("data.products.nodes[{i}]");
-            items.push(self.complete(raw, &currency, &path).await?);
+            let id = raw
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or("?", |gid| numeric_id(gid).unwrap_or(gid))
+                .to_owned();
+            match self.complete(raw, &currency, &path).await {
+                Ok(product) => items.push(product),
+                // This product's data: left out and named; the page goes on.
+                Err(e) => skipped.push(SkippedProduct::from_error(id, &e).ok_or(e)?),
+            }
         }
         let info = data.products.page_info;
         // More pages but no cursor to them: an error, not a silent end of
@@ -1168,7 +1178,7 @@ impl Catalog for ShopifyClient {
                 });
             }
         };
-        Ok(Page::new(items, next))
+        Ok(Page::new(items, next).with_skipped(skipped))
     }
 
     /// Paged reads by default; a bulk export when the client was built with

@@ -7,7 +7,7 @@ use std::time::Duration;
 use catalog_core::body::{MAX_RESPONSE_BYTES, collect_capped};
 use catalog_core::{
     Capabilities, Catalog, CatalogError, CurrencyCode, Cursor, Page, PageRequest, PlatformId,
-    Product, Result, WeightUnit,
+    Product, Result, SkippedProduct, WeightUnit,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
@@ -664,18 +664,24 @@ impl WooCommerceClient {
     }
 
     /// Completes a batch concurrently (the limiter bounds the requests), in
-    /// order, dropping products that vanished, and stopping at the first error.
+    /// order, dropping products that vanished. A product whose data cannot
+    /// be read is [`CatalogError::UnreadableProduct`] in its place and the
+    /// batch goes on; any other error ends it.
     async fn complete_all(&self, items: Vec<Listed>) -> Vec<Result<Product>> {
+        let ids: Vec<u64> = items.iter().map(|i| i.wire.id).collect();
         let results = futures::future::join_all(items.into_iter().map(|i| self.complete(i))).await;
         let mut out = Vec::with_capacity(results.len());
-        for r in results {
+        for (id, r) in ids.into_iter().zip(results) {
             match r {
                 Ok(Some(p)) => out.push(Ok(p)),
                 Ok(None) => {}
-                Err(e) => {
-                    out.push(Err(e));
-                    break;
-                }
+                Err(e) => match SkippedProduct::from_error(id.to_string(), &e) {
+                    Some(skipped) => out.push(Err(skipped.into_error())),
+                    None => {
+                        out.push(Err(e));
+                        break;
+                    }
+                },
             }
         }
         out
@@ -782,7 +788,9 @@ impl WooCommerceClient {
     }
 }
 
-/// Stops a stream after its first error (which is still yielded).
+/// Stops a stream after its first error (which is still yielded), but for
+/// [`CatalogError::UnreadableProduct`]: one product's data, after which the
+/// listing goes on.
 fn end_after_first_error<T: Send + 'static>(
     s: impl futures::Stream<Item = Result<T>> + Send + 'static,
 ) -> BoxStream<'static, Result<T>> {
@@ -790,7 +798,8 @@ fn end_after_first_error<T: Send + 'static>(
         let out = if *failed {
             None
         } else {
-            *failed = item.is_err();
+            *failed =
+                matches!(&item, Err(e) if !matches!(e, CatalogError::UnreadableProduct { .. }));
             Some(item)
         };
         futures::future::ready(out)
@@ -863,11 +872,17 @@ impl Catalog for WooCommerceClient {
         let items = stitcher
             .resolve(window, |o| self.fetch_window(o, per_page))
             .await?;
-        let products = self
-            .complete_all(items)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
+        let mut products = Vec::new();
+        let mut skipped = Vec::new();
+        for result in self.complete_all(items).await {
+            match result {
+                Ok(product) => products.push(product),
+                Err(CatalogError::UnreadableProduct { id, path, message }) => {
+                    skipped.push(SkippedProduct::new(id, path, message));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let next = if stitcher.ended {
             None
         } else {
@@ -877,7 +892,9 @@ impl Catalog for WooCommerceClient {
                 n: step,
             })?)
         };
-        Ok(Page::new(products, next).with_total(total))
+        Ok(Page::new(products, next)
+            .with_total(total)
+            .with_skipped(skipped))
     }
 
     fn stream_products(&self) -> BoxStream<'_, Result<Product>> {

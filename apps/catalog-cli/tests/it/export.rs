@@ -45,6 +45,43 @@ async fn woocommerce_multi_page_export_writes_every_product_once_in_order() {
     );
 }
 
+/// A product whose price is not a number is named on stderr and left out;
+/// every other product is exported, and the exit code (8) says the file
+/// is not the whole catalog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_product_is_left_out_named_and_the_export_goes_on() {
+    let store = FakeStore::new(Accept::OAuth1);
+    for id in 1..=120 {
+        store.add_simple(id, if id == 77 { "12,50" } else { "1.00" });
+    }
+    let (server, _store) = woo(store).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = catalog(dir.path());
+    woo_env(&mut cmd, &server.uri(), KEY, SECRET);
+    cmd.args(["export", "--out", "catalog.jsonl"]);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(8), "{}", err(&o));
+    let stderr = err(&o);
+    assert!(stderr.contains("warning: product 77 skipped"), "{stderr}");
+    assert!(stderr.contains("exported 119 products"), "{stderr}");
+    assert!(
+        stderr.contains("1 unreadable product was left out of catalog.jsonl"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(dir.path().join("catalog.jsonl")).unwrap();
+    let ids: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Product>(l)
+                .unwrap()
+                .platform_id
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, (1..=120).filter(|&i| i != 77).collect::<Vec<_>>());
+}
+
 fn shopify_catalog(n: u64) -> Vec<FakeProduct> {
     (1..=n).map(|i| FakeProduct::numbered(i, 2, 1)).collect()
 }

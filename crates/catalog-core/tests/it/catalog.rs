@@ -2,9 +2,9 @@ use std::sync::Mutex;
 
 use catalog_core::{
     Capabilities, Catalog, CatalogError, Cursor, Page, PageRequest, PlatformId, Product,
-    ProductStatus, async_trait,
+    ProductStatus, SkippedProduct, async_trait,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 fn product(n: u32) -> Product {
     Product {
@@ -39,6 +39,9 @@ struct Paged {
     total: u32,
     repeat_cursor: bool,
     empty_pages: usize,
+    /// Products whose data cannot be read: left out of their page, named
+    /// in its `skipped`.
+    unreadable: Vec<u32>,
     requests: Mutex<Vec<PageRequest>>,
 }
 
@@ -48,6 +51,7 @@ impl Paged {
             total,
             repeat_cursor: false,
             empty_pages: 0,
+            unreadable: vec![],
             requests: Mutex::new(vec![]),
         }
     }
@@ -83,7 +87,22 @@ impl Catalog for Paged {
         }
         let limit = request.limit.unwrap_or(3).min(10);
         let end = (start + limit).min(self.total);
-        let items = (start..end).map(product).collect();
+        let items = (start..end)
+            .filter(|n| !self.unreadable.contains(n))
+            .map(product)
+            .collect();
+        let skipped: Vec<SkippedProduct> = (start..end)
+            .filter(|n| self.unreadable.contains(n))
+            .filter_map(|n| {
+                SkippedProduct::from_error(
+                    n.to_string(),
+                    &CatalogError::Decode {
+                        path: "price".into(),
+                        message: "not a number".into(),
+                    },
+                )
+            })
+            .collect();
         let next = if self.repeat_cursor {
             Some(Cursor::encode(&(limit, 0))?)
         } else if end < self.total {
@@ -91,7 +110,9 @@ impl Catalog for Paged {
         } else {
             None
         };
-        Ok(Page::new(items, next).with_total(Some(u64::from(self.total))))
+        Ok(Page::new(items, next)
+            .with_total(Some(u64::from(self.total)))
+            .with_skipped(skipped))
     }
 }
 
@@ -181,4 +202,43 @@ async fn pages_iterate_and_cursors_reject_garbage() {
         catalog.get_product("99").await,
         Err(CatalogError::NotFound(_))
     ));
+}
+
+/// One product that cannot be read is an `UnreadableProduct` item in its
+/// place; the stream goes on with the rest, including a page that held
+/// nothing else.
+#[tokio::test]
+async fn an_unreadable_product_is_an_error_item_and_the_stream_goes_on() {
+    let mut catalog = Paged::new(10);
+    // Product 4 alone on its page would make it empty: not an empty page.
+    catalog.unreadable = vec![1, 3, 4, 5];
+    let items: Vec<_> = catalog.stream_products().collect().await;
+    let read: Vec<String> = items
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|p| p.platform_id.clone()))
+        .collect();
+    assert_eq!(read, ["0", "2", "6", "7", "8", "9"]);
+    let skipped: Vec<String> = items
+        .iter()
+        .filter_map(|r| match r {
+            Err(CatalogError::UnreadableProduct { id, path, .. }) => {
+                assert_eq!(path, "price");
+                Some(id.clone())
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => None,
+        })
+        .collect();
+    assert_eq!(skipped, ["1", "3", "4", "5"]);
+    let err = CatalogError::UnreadableProduct {
+        id: "3".into(),
+        path: "price".into(),
+        message: "not a number".into(),
+    };
+    assert_eq!(
+        err.to_string(),
+        "product 3 skipped: could not decode it at `price`: not a number"
+    );
+    // Anything but a decoding failure is not a product's to skip.
+    assert!(SkippedProduct::from_error("1", &CatalogError::Configuration("x".into())).is_none());
 }

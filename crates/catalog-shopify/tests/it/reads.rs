@@ -166,3 +166,49 @@ async fn follow_up_pages_that_cycle_or_never_end_are_errors() {
         assert!(err.to_string().contains(message), "{follow_ups:?}: {err}");
     }
 }
+
+/// One product whose price is not a number does not make the catalog
+/// unreadable: paged and bulk streams yield `UnreadableProduct` in its
+/// place and go on; `list_page` names it in `skipped`; `get_product` of it
+/// is the decoding error itself.
+#[tokio::test]
+async fn an_unreadable_product_is_skipped_and_named_the_rest_is_read() {
+    let mut catalog = products(5, 1, 1);
+    catalog[2].variants[0].price = "12,50".into();
+    let server = FakeShopify::start(Options {
+        products: catalog,
+        ..Options::default()
+    })
+    .await;
+    let bad = "7000000000000000003";
+    for mode in [
+        catalog_shopify::StreamMode::Paged,
+        catalog_shopify::StreamMode::Bulk,
+    ] {
+        let client = builder(&server)
+            .page_size(2)
+            .stream_mode(mode)
+            .build()
+            .unwrap();
+        let items: Vec<_> = client.stream_products().collect().await;
+        assert_eq!(items.len(), 5, "{mode:?}");
+        let read = items.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(read, 4, "{mode:?}");
+        let skipped: Vec<_> = items.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            matches!(skipped[..], [CatalogError::UnreadableProduct { id, path, .. }]
+                if id == bad && path.contains("price")),
+            "{mode:?}: {skipped:?}"
+        );
+    }
+    let client = builder(&server).build().unwrap();
+    let page = client
+        .list_page(PageRequest::first().with_limit(5))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 4);
+    assert_eq!(page.skipped.len(), 1);
+    assert_eq!(page.skipped[0].id, bad);
+    let err = client.get_product(bad).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Decode { .. }), "{err:?}");
+}

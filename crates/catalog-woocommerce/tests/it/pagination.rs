@@ -263,3 +263,35 @@ async fn variations_without_a_page_count_are_read_to_the_end() {
     assert_eq!(products.len(), 1);
     assert_eq!(products[0].variants.len(), 250);
 }
+
+/// One product whose price is not a number is `UnreadableProduct` in its
+/// place and the listing goes on, in the stream and in `list_page`'s
+/// `skipped`.
+#[tokio::test]
+async fn an_unreadable_product_is_skipped_and_named_the_rest_is_read() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=250 {
+        store.add_simple(id, if id == 120 { "12,50" } else { "1.00" });
+    }
+    let c = builder(&server, AuthMode::Basic).build().unwrap();
+    let items: Vec<_> = futures::StreamExt::collect::<Vec<_>>(c.stream_products()).await;
+    assert_eq!(items.len(), 250);
+    let skipped: Vec<_> = items.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        matches!(skipped[..], [catalog_core::CatalogError::UnreadableProduct { id, .. }] if id == "120"),
+        "{skipped:?}"
+    );
+    let mut request = catalog_core::PageRequest::first().with_limit(50);
+    let mut named = Vec::new();
+    let mut read = 0;
+    loop {
+        let page = c.list_page(request.clone()).await.unwrap();
+        read += page.items.len();
+        named.extend(page.skipped.iter().map(|s| s.id.clone()));
+        match page.next {
+            Some(next) => request = request.after(next),
+            None => break,
+        }
+    }
+    assert_eq!((read, named), (249, vec!["120".to_owned()]));
+}
