@@ -77,6 +77,32 @@ fn config_path() -> anyhow::Result<Option<PathBuf>> {
     Ok(path)
 }
 
+/// Keeps SIGHUP from stopping the server. Its default action ends the
+/// process at once, with no drain: requests in flight were cut (an outside
+/// audit). The server does not reload its configuration, so a `kill -HUP`
+/// meant as a reload, or the hangup of the terminal it runs in, is logged
+/// and otherwise ignored.
+fn ignore_hangups() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::warn!(
+                            "SIGHUP ignored: the server does not reload its configuration; restart it to apply changes (SIGTERM stops it gracefully)"
+                        );
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; a hangup will stop the server")
+            }
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -176,6 +202,7 @@ fn main() -> std::process::ExitCode {
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;
     init_tracing(&settings)?;
+    ignore_hangups();
 
     let platforms = Platforms::from_settings(&settings)?;
     let store = open_store(&settings).await?;
@@ -239,7 +266,7 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let state = AppState::new(&settings, platforms, store);
     let dispatcher = if settings.dispatch.enabled {
         let names: Vec<&str> = handlers.iter().map(|h| h.name()).collect();
-        tracing::info!(sinks = ?names, "dispatcher enabled");
+        tracing::info!(sinks = %names.join(", "), "dispatcher enabled");
         if names.is_empty() {
             tracing::warn!(
                 "the dispatcher has no sink (dispatch.log is false and no file, http or nats sink is set): events will be marked delivered without going anywhere; set dispatch.enabled = false to keep them pending"

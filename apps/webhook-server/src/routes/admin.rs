@@ -134,7 +134,10 @@ fn event_json(e: &StoredEvent, with_body: bool, platforms: &Platforms) -> serde_
         "error": ev.error,
         "triggered_at": ev.triggered_at.as_ref().map(crate::timestamp::format),
         "received_at": crate::timestamp::format(&ev.received_at),
-        "next_attempt_at": crate::timestamp::format(&e.next_attempt_at),
+        // When the next attempt is due: a pending event's only (a stored
+        // time on a finished event means nothing, and read as a schedule).
+        "next_attempt_at": (ev.status == crate::store::EventStatus::Pending)
+            .then(|| crate::timestamp::format(&e.next_attempt_at)),
         "product": product,
     });
     if with_body && let Some(obj) = v.as_object_mut() {

@@ -199,7 +199,7 @@ impl RetentionSettings {
             if days == 0 {
                 "kept".to_owned()
             } else {
-                format!("{days} days")
+                format!("{days} day{}", if days == 1 { "" } else { "s" })
             }
         };
         format!(

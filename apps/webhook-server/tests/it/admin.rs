@@ -188,12 +188,21 @@ async fn admin_requires_the_token_and_lists_gets_and_replays() {
             .await
             .unwrap();
     }
+    // A finished event has no next attempt to show; a pending one has.
+    let next_attempt = |v: serde_json::Value| v["next_attempt_at"].clone();
+    let res = test::call_service(&app, get(&format!("/admin/events/{id}"), auth)).await;
+    let delivered: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert_eq!(delivered["status"], "delivered");
+    assert_eq!(next_attempt(delivered), serde_json::Value::Null);
     let res = test::call_service(&app, replay(&id)).await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     assert_eq!(
         store.get(&id).await.unwrap().unwrap().status(),
         webhook_server::store::EventStatus::Pending
     );
+    let res = test::call_service(&app, get(&format!("/admin/events/{id}"), auth)).await;
+    let pending: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    assert!(next_attempt(pending).is_string());
     // HEAD reads as GET; another method on an admin route is 405 naming
     // the ones it takes (after the token check: without it, 401 as above).
     let with_token = |method: actix_web::http::Method, uri: &str| {

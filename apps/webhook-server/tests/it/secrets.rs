@@ -888,3 +888,36 @@ async fn port_0_logs_the_port_the_system_picked() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// SIGHUP does not stop the server (its default action ended the process
+/// at once, cutting requests in flight): it is logged and ignored, and the
+/// server goes on answering.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_is_logged_and_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let port = free_port();
+    let mut server = logging_server(dir.path(), &log_path, port, "info", &[]);
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reqwest::get(&url).await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..2 {
+        let status = Command::new("kill")
+            .args(["-HUP", &server.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            server.0.try_wait().unwrap().is_none(),
+            "the server stopped on SIGHUP"
+        );
+    }
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(text.matches("SIGHUP ignored").count(), 2, "{text}");
+}

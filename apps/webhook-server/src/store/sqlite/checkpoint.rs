@@ -76,7 +76,8 @@ pub(super) fn checkpoint_loop(path: &Path, alive: &std::sync::Weak<()>, gate: &W
         if let Err(e) = round
             && let Some(count) = failures.hit()
         {
-            tracing::warn!(error = %e, failed_rounds = count, "SQLite checkpoint failed");
+            // A store failure, at `error` as configuration.md says.
+            tracing::error!(error = %e, failed_rounds = count, "SQLite checkpoint failed");
         }
     }
 }

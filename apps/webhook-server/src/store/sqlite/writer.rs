@@ -248,8 +248,17 @@ pub(super) fn run_batch(
     }
 }
 
+/// The batch's error for each of its commands. The same variant and text:
+/// wrapped whole in `Database`, it read "database error: database error:
+/// ..." (an outside audit).
 pub(super) fn clone_err(err: &StoreError) -> StoreError {
-    StoreError::Database(err.to_string())
+    match err {
+        StoreError::Database(m) => StoreError::Database(m.clone()),
+        StoreError::Unavailable => StoreError::Unavailable,
+        StoreError::TimedOut(ms) => StoreError::TimedOut(*ms),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::InUse(m) => StoreError::InUse(m.clone()),
+    }
 }
 
 pub(super) type Answer<T> = oneshot::Sender<Result<T, StoreError>>;
