@@ -110,6 +110,8 @@ pub struct AppState {
     /// Set when shutdown begins: answers then close their connections
     /// (see [`AppState::begin_draining`]).
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The store's figures for `/metrics`, shared by scrapes a second apart.
+    pub store_stats: Arc<routes::metrics::StatsCache>,
 }
 
 impl fmt::Debug for AppState {
@@ -143,6 +145,7 @@ impl AppState {
                 )
             }),
             draining: Arc::default(),
+            store_stats: Arc::default(),
         }
     }
 

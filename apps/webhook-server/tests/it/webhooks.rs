@@ -739,3 +739,40 @@ async fn the_public_status_names_no_store_secret_count_or_path() {
         assert!(!text.contains(hidden), "{hidden} in {text}");
     }
 }
+
+/// `/metrics` reads the store's figures at most once a second: a flood of
+/// scrapes (the endpoint is open and not rate-limited) costs the store one
+/// count of its backlog a second, not one a scrape.
+#[actix_web::test]
+async fn store_figures_are_read_at_most_once_a_second() {
+    let store = memory();
+    let state = state_with(store.clone(), &single_secret());
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    let pending = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("webhook_dispatch_queue_pending "))
+            .map(str::to_owned)
+    };
+    let scrape = || async {
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+        String::from_utf8(test::read_body(res).await.to_vec()).unwrap()
+    };
+    let deliver = |n: u64| {
+        delivery(
+            CREATE,
+            "products/create",
+            &format!("m{n}"),
+            &body(n),
+            SECRET,
+        )
+        .to_request()
+    };
+    test::call_service(&app, deliver(1)).await;
+    assert_eq!(pending(scrape().await).as_deref(), Some("1"));
+    test::call_service(&app, deliver(2)).await;
+    // Within the second: the figures read a moment ago.
+    assert_eq!(pending(scrape().await).as_deref(), Some("1"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(pending(scrape().await).as_deref(), Some("2"));
+}
