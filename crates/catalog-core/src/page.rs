@@ -143,6 +143,12 @@ impl SkippedProduct {
     /// The product `id` left out for a decoding failure; `None` for any
     /// other error (a transport failure, throttling), which is not the
     /// product's and ends the listing.
+    ///
+    /// Call it only with the failure to map the product's own data (its
+    /// listed JSON, its variant rows): a request that fails while reading
+    /// a product (the store's currency, its variant pages answered with a
+    /// maintenance page) is the store's, not the product's, and must end
+    /// the listing, or one outage reads as every product unreadable.
     pub fn from_error(id: impl Into<String>, error: &crate::CatalogError) -> Option<Self> {
         match error {
             crate::CatalogError::Decode { path, message }

@@ -233,7 +233,7 @@ impl Reader {
                     let value: Value =
                         catalog_core::json::decode(&line).map_err(|e| at_line(e, line_no))?;
                     self.assembler
-                        .push(value)
+                        .push(value, line_no)
                         .map_err(|e| at_line(e, line_no))?;
                 }
                 None => {
@@ -253,8 +253,9 @@ impl Reader {
             store: &self.store,
             currency: &self.currency,
         };
-        let id = numeric_id(&p.node.id).unwrap_or(&p.node.id).to_owned();
-        product_from_graphql(p.node, p.variants, p.media, p.raw, ctx)
+        let id = numeric_id(&p.id).unwrap_or(&p.id).to_owned();
+        p.node
+            .and_then(|node| product_from_graphql(node, p.variants, p.media, p.raw, ctx))
             .map_err(|e| SkippedProduct::from_error(id, &e).map_or(e, SkippedProduct::into_error))
     }
 }
@@ -275,7 +276,12 @@ fn at_line(err: CatalogError, line: u64) -> CatalogError {
 
 /// A product whose children may still arrive.
 struct Pending {
-    node: ProductNode,
+    /// The product's GID, read on its own: its children find it by it
+    /// even when the rest of its row does not decode.
+    id: String,
+    /// The product, or the first of its rows that did not decode (a field
+    /// of the wrong type): that product is skipped, the file goes on.
+    node: Result<ProductNode>,
     raw: Value,
     variants: Vec<VariantNode>,
     media: Vec<MediaNode>,
@@ -295,11 +301,22 @@ impl Assembler {
         }
     }
 
-    fn push(&mut self, value: Value) -> Result<()> {
+    /// Takes line `line`'s row. A row that does not decode makes its
+    /// product unreadable (reported in its place); a product row without a
+    /// readable id, or a child without its parent, is an error of the file.
+    fn push(&mut self, value: Value, line: u64) -> Result<()> {
         let parent = value.get("__parentId").and_then(Value::as_str);
         let Some(parent) = parent.map(str::to_owned) else {
-            let node: ProductNode = catalog_core::json::decode_value_ref(&value)?;
+            let Some(id) = value.get("id").and_then(Value::as_str).map(str::to_owned) else {
+                return Err(CatalogError::Decode {
+                    path: "id".into(),
+                    message: "a product row without an id".into(),
+                });
+            };
+            let node = catalog_core::json::decode_value_ref::<ProductNode>(&value)
+                .map_err(|e| at_line(e, line));
             self.open.push_back(Pending {
+                id,
                 node,
                 raw: value,
                 variants: Vec::new(),
@@ -307,7 +324,7 @@ impl Assembler {
             });
             return Ok(());
         };
-        let Some(pending) = self.open.iter_mut().rev().find(|p| p.node.id == parent) else {
+        let Some(pending) = self.open.iter_mut().rev().find(|p| p.id == parent) else {
             return Err(CatalogError::Decode {
                 path: String::new(),
                 message: format!(
@@ -318,14 +335,23 @@ impl Assembler {
                 ),
             });
         };
+        if pending.node.is_err() {
+            // Already unreadable: the first failure is the one reported.
+            return Ok(());
+        }
         let kind = value.get("id").and_then(Value::as_str).and_then(gid_type);
-        match kind {
-            Some("ProductVariant") => pending
-                .variants
-                .push(catalog_core::json::decode_value(value)?),
-            Some("MediaImage") => pending.media.push(catalog_core::json::decode_value(value)?),
+        let decoded = match kind {
+            Some("ProductVariant") => {
+                catalog_core::json::decode_value(value).map(|v| pending.variants.push(v))
+            }
+            Some("MediaImage") => {
+                catalog_core::json::decode_value(value).map(|m| pending.media.push(m))
+            }
             // Other media (video, 3D) come as `{"__parentId": ...}` only.
-            _ => {}
+            _ => Ok(()),
+        };
+        if let Err(e) = decoded {
+            pending.node = Err(at_line(e, line));
         }
         Ok(())
     }
@@ -360,23 +386,49 @@ mod tests {
     #[test]
     fn window_holds_products_until_full() {
         let mut a = Assembler::new(2);
-        a.push(product(1)).unwrap();
-        a.push(product(2)).unwrap();
+        a.push(product(1), 0).unwrap();
+        a.push(product(2), 0).unwrap();
         assert!(a.ready().is_none());
         // A late child of product 1, two products later: still in the window.
-        a.push(variant(10, 1)).unwrap();
-        a.push(product(3)).unwrap();
+        a.push(variant(10, 1), 0).unwrap();
+        a.push(product(3), 0).unwrap();
         let first = a.ready().unwrap();
-        assert_eq!(first.node.id, "gid://shopify/Product/1");
+        assert_eq!(first.id, "gid://shopify/Product/1");
         assert_eq!(first.variants.len(), 1);
         // Product 1 is gone: its late child is an error, not a silent loss.
-        let err = a.push(variant(11, 1)).unwrap_err();
+        let err = a.push(variant(11, 1), 0).unwrap_err();
         assert!(err.to_string().contains("reassembly window"), "{err}");
         // Non-image media rows are skipped.
-        a.push(json!({"__parentId": "gid://shopify/Product/3"}))
+        a.push(json!({"__parentId": "gid://shopify/Product/3"}), 0)
             .unwrap();
-        assert_eq!(a.drain_one().unwrap().node.id, "gid://shopify/Product/2");
-        assert_eq!(a.drain_one().unwrap().node.id, "gid://shopify/Product/3");
+        assert_eq!(a.drain_one().unwrap().id, "gid://shopify/Product/2");
+        assert_eq!(a.drain_one().unwrap().id, "gid://shopify/Product/3");
         assert!(a.drain_one().is_none());
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_makes_its_product_unreadable_not_the_file() {
+        let mut a = Assembler::new(4);
+        a.push(json!({"id": "gid://shopify/Product/1", "title": 5}), 1)
+            .unwrap();
+        a.push(product(2), 2).unwrap();
+        a.push(
+            json!({"id": "gid://shopify/ProductVariant/20", "inventoryQuantity": "x",
+                   "__parentId": "gid://shopify/Product/2"}),
+            3,
+        )
+        .unwrap();
+        a.push(variant(21, 2), 4).unwrap();
+        a.push(product(3), 5).unwrap();
+        let first = a.drain_one().unwrap();
+        assert_eq!(first.id, "gid://shopify/Product/1");
+        let err = first.node.err().unwrap().to_string();
+        assert!(err.contains("line 1: title"), "{err}");
+        let second = a.drain_one().unwrap();
+        let err = second.node.err().unwrap().to_string();
+        assert!(err.contains("line 3: inventoryQuantity"), "{err}");
+        assert!(a.drain_one().unwrap().node.is_ok());
+        // A product row without an id cannot be placed: the file's error.
+        assert!(a.push(json!({"title": "t"}), 6).is_err());
     }
 }

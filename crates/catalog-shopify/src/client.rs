@@ -944,11 +944,33 @@ impl ShopifyClient {
 
     /// Maps a product node, completing variants and media past the first page.
     async fn complete(&self, raw: Value, currency: &CurrencyCode, path: &str) -> Result<Product> {
-        let mut node: ProductNode =
-            catalog_core::json::decode_value_ref(&raw).map_err(|e| prefixed(e, path))?;
+        match self.complete_node(raw, currency, path).await? {
+            Completed::Product(product) => Ok(*product),
+            Completed::Unreadable(e) => Err(e),
+        }
+    }
+
+    /// [`ShopifyClient::complete`], telling a product's own data that does
+    /// not map ([`Completed::Unreadable`]: a listing skips it) from a
+    /// request that failed (`Err`: the follow-up pages' server down or
+    /// answering nonsense is not this product's, and ends a listing).
+    async fn complete_node(
+        &self,
+        raw: Value,
+        currency: &CurrencyCode,
+        path: &str,
+    ) -> Result<Completed> {
+        let unreadable = |e: CatalogError| Ok(Completed::Unreadable(prefixed(e, path)));
+        let mut node: ProductNode = match catalog_core::json::decode_value_ref(&raw) {
+            Ok(node) => node,
+            Err(e) => return unreadable(e),
+        };
         let mut variants: Vec<VariantNode> = Vec::new();
         if let Some(conn) = node.variants.take() {
-            let next = conn.next_cursor()?.map(str::to_owned);
+            let next = match conn.next_cursor() {
+                Ok(next) => next.map(str::to_owned),
+                Err(e) => return unreadable(e),
+            };
             variants = conn.nodes;
             if let Some(cursor) = next {
                 self.rest_of_variants(&node.id, cursor, &mut variants)
@@ -957,7 +979,10 @@ impl ShopifyClient {
         }
         let mut media: Vec<MediaNode> = Vec::new();
         if let Some(conn) = node.media.take() {
-            let next = conn.next_cursor()?.map(str::to_owned);
+            let next = match conn.next_cursor() {
+                Ok(next) => next.map(str::to_owned),
+                Err(e) => return unreadable(e),
+            };
             media = conn.nodes;
             if let Some(cursor) = next {
                 self.rest_of_media(&node.id, cursor, &mut media).await?;
@@ -967,7 +992,10 @@ impl ShopifyClient {
             store: &self.inner.store,
             currency,
         };
-        product_from_graphql(node, variants, media, raw, ctx).map_err(|e| prefixed(e, path))
+        match product_from_graphql(node, variants, media, raw, ctx) {
+            Ok(product) => Ok(Completed::Product(Box::new(product))),
+            Err(e) => unreadable(e),
+        }
     }
 
     async fn rest_of_variants(
@@ -1019,6 +1047,13 @@ impl ShopifyClient {
             }
         }
     }
+}
+
+/// A product node, completed.
+enum Completed {
+    Product(Box<Product>),
+    /// Its data does not map to the model: this product's alone.
+    Unreadable(CatalogError),
 }
 
 /// Most follow-up pages of one product's variants or media: 64 pages of
@@ -1159,10 +1194,12 @@ impl Catalog for ShopifyClient {
                 .and_then(Value::as_str)
                 .map_or("?", |gid| numeric_id(gid).unwrap_or(gid))
                 .to_owned();
-            match self.complete(raw, &currency, &path).await {
-                Ok(product) => items.push(product),
+            match self.complete_node(raw, &currency, &path).await? {
+                Completed::Product(product) => items.push(*product),
                 // This product's data: left out and named; the page goes on.
-                Err(e) => skipped.push(SkippedProduct::from_error(id, &e).ok_or(e)?),
+                Completed::Unreadable(e) => {
+                    skipped.push(SkippedProduct::from_error(id, &e).ok_or(e)?);
+                }
             }
         }
         let info = data.products.page_info;

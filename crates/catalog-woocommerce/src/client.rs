@@ -402,13 +402,18 @@ struct Response {
 
 /// A product as listed, with its raw JSON.
 struct Listed {
-    wire: WireProduct,
+    /// The product's id, read on its own: it places the product in the
+    /// listing even when the rest of it does not decode.
+    id: u64,
+    /// The product, or why it does not decode (a field of the wrong type):
+    /// that product is skipped, the listing goes on.
+    wire: Result<WireProduct>,
     raw: serde_json::Value,
 }
 
 impl Keyed for Listed {
     fn key(&self) -> u64 {
-        self.wire.id
+        self.id
     }
 }
 
@@ -566,9 +571,17 @@ impl WooCommerceClient {
             .into_iter()
             .enumerate()
             .map(|(i, raw)| {
-                let wire: WireProduct =
-                    catalog_core::json::decode_value_ref(&raw).map_err(|e| prefix(e, i))?;
-                Ok(Listed { wire, raw })
+                // Without a readable id a product cannot be placed in the
+                // id order the listing walks: the window fails.
+                let id = raw
+                    .get("id")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| CatalogError::Decode {
+                        path: format!("[{i}].id"),
+                        message: "a listed product without a numeric id".into(),
+                    })?;
+                let wire = catalog_core::json::decode_value_ref(&raw).map_err(|e| prefix(e, i));
+                Ok(Listed { id, wire, raw })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Window {
@@ -641,26 +654,42 @@ impl WooCommerceClient {
         Ok(all)
     }
 
-    /// Turns a listed product into a [`Product`], fetching variations.
-    /// `Ok(None)`: the product vanished between listing and variations.
-    async fn complete(&self, item: Listed) -> Result<Option<Product>> {
-        let units = Units {
+    /// The currency and weight unit products are read with: the store's,
+    /// asked once (not per product: a store-wide failure is not a product's).
+    async fn units(&self) -> Result<Units> {
+        Ok(Units {
             currency: self.currency().await?,
             weight: self.inner.weight_unit.clone(),
+        })
+    }
+
+    /// Turns a listed product into a [`Product`], fetching variations.
+    ///
+    /// # Errors
+    /// A request that fails (the variations endpoint down, or answering
+    /// with something that is not variations): not this product's data,
+    /// so the listing ends. Data that does not map is
+    /// [`Completed::Unreadable`].
+    async fn complete(&self, item: Listed, units: &Units) -> Result<Completed> {
+        let wire = match item.wire {
+            Ok(wire) => wire,
+            Err(e) => return Ok(Completed::Unreadable(e)),
         };
-        let variations = if has_variations(&item.wire) {
-            match self
-                .fetch_variations(item.wire.id, item.wire.variations.len())
-                .await
-            {
+        let variations = if has_variations(&wire) {
+            match self.fetch_variations(wire.id, wire.variations.len()).await {
                 Ok(v) => Some(v),
-                Err(CatalogError::NotFound(_)) => return Ok(None),
+                Err(CatalogError::NotFound(_)) => return Ok(Completed::Vanished),
                 Err(e) => return Err(e),
             }
         } else {
             None
         };
-        product_from_wire(&self.inner.store, &units, item.wire, item.raw, variations).map(Some)
+        Ok(
+            match product_from_wire(&self.inner.store, units, wire, item.raw, variations) {
+                Ok(product) => Completed::Product(Box::new(product)),
+                Err(e) => Completed::Unreadable(e),
+            },
+        )
     }
 
     /// Completes a batch concurrently (the limiter bounds the requests), in
@@ -668,20 +697,31 @@ impl WooCommerceClient {
     /// be read is [`CatalogError::UnreadableProduct`] in its place and the
     /// batch goes on; any other error ends it.
     async fn complete_all(&self, items: Vec<Listed>) -> Vec<Result<Product>> {
-        let ids: Vec<u64> = items.iter().map(|i| i.wire.id).collect();
-        let results = futures::future::join_all(items.into_iter().map(|i| self.complete(i))).await;
+        let units = match self.units().await {
+            Ok(units) => units,
+            Err(e) => return vec![Err(e)],
+        };
+        let ids: Vec<u64> = items.iter().map(|i| i.id).collect();
+        let results =
+            futures::future::join_all(items.into_iter().map(|i| self.complete(i, &units))).await;
         let mut out = Vec::with_capacity(results.len());
         for (id, r) in ids.into_iter().zip(results) {
             match r {
-                Ok(Some(p)) => out.push(Ok(p)),
-                Ok(None) => {}
-                Err(e) => match SkippedProduct::from_error(id.to_string(), &e) {
-                    Some(skipped) => out.push(Err(skipped.into_error())),
-                    None => {
-                        out.push(Err(e));
-                        break;
+                Ok(Completed::Product(p)) => out.push(Ok(*p)),
+                Ok(Completed::Vanished) => {}
+                Ok(Completed::Unreadable(e)) => {
+                    match SkippedProduct::from_error(id.to_string(), &e) {
+                        Some(skipped) => out.push(Err(skipped.into_error())),
+                        None => {
+                            out.push(Err(e));
+                            break;
+                        }
                     }
-                },
+                }
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
             }
         }
         out
@@ -788,6 +828,15 @@ impl WooCommerceClient {
     }
 }
 
+/// A listed product, completed.
+enum Completed {
+    Product(Box<Product>),
+    /// Its data does not map to the model: this product's alone.
+    Unreadable(CatalogError),
+    /// Deleted between the listing and its variations.
+    Vanished,
+}
+
 /// Stops a stream after its first error (which is still yielded), but for
 /// [`CatalogError::UnreadableProduct`]: one product's data, after which the
 /// listing goes on.
@@ -841,9 +890,19 @@ impl Catalog for WooCommerceClient {
                 wire.parent_id.unwrap_or_default()
             )));
         }
-        self.complete(Listed { wire, raw }).await?.ok_or_else(|| {
-            CatalogError::NotFound(format!("product {num}: deleted while being read"))
-        })
+        let units = self.units().await?;
+        let listed = Listed {
+            id: wire.id,
+            wire: Ok(wire),
+            raw,
+        };
+        match self.complete(listed, &units).await? {
+            Completed::Product(product) => Ok(*product),
+            Completed::Unreadable(e) => Err(e),
+            Completed::Vanished => Err(CatalogError::NotFound(format!(
+                "product {num}: deleted while being read"
+            ))),
+        }
     }
 
     /// One page of products in id order: `limit` of them (default: the

@@ -37,7 +37,7 @@ const STATS_MAX_AGE: Duration = Duration::from_secs(1);
 pub struct StatsCache(tokio::sync::Mutex<Option<(Instant, Option<StoreStats>)>>);
 
 impl StatsCache {
-    /// The figures, at most [`STATS_MAX_AGE`] old; `None` when the store
+    /// The figures, at most a second old; `None` when the store
     /// failed or timed out.
     pub async fn get(&self, store: &dyn EventStore, timeout: Duration) -> Option<StoreStats> {
         let mut slot = self.0.lock().await;

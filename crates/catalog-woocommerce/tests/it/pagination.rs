@@ -295,3 +295,82 @@ async fn an_unreadable_product_is_skipped_and_named_the_rest_is_read() {
     }
     assert_eq!((read, named), (249, vec!["120".to_owned()]));
 }
+
+/// A store-wide failure is not every product's: the currency endpoint (or
+/// the variations one) answering a maintenance page ends the listing with
+/// one error, where every product used to be reported unreadable.
+#[tokio::test]
+async fn a_store_wide_failure_ends_the_listing_not_skips_every_product() {
+    for path in ["/settings/general/woocommerce_currency", "/variations"] {
+        let (server, store) = start(FakeStore::new(Accept::Https)).await;
+        for id in 1..=150 {
+            store.add_simple(id, "1.00");
+        }
+        store.add_variable(151, 3);
+        wiremock::Mock::given(wiremock::matchers::path_regex(format!(
+            "{}$",
+            regex_escape(path)
+        )))
+        .respond_with(
+            wiremock::ResponseTemplate::new(200)
+                .insert_header("content-type", "text/html")
+                .set_body_string("<html><title>Maintenance</title></html>"),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+        let c = builder(&server, AuthMode::Basic).build().unwrap();
+        let items: Vec<_> = futures::StreamExt::collect::<Vec<_>>(c.stream_products()).await;
+        let errors: Vec<_> = items.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            matches!(errors[..], [catalog_core::CatalogError::Decode { .. }]),
+            "{path}: {errors:?}"
+        );
+        assert!(
+            matches!(items.last(), Some(Err(_))),
+            "{path}: the error ends it"
+        );
+        let err = c
+            .list_page(catalog_core::PageRequest::first())
+            .await
+            .map(|p| p.skipped.len());
+        if path.contains("currency") {
+            assert!(err.is_err(), "{path}: {err:?}");
+        }
+    }
+}
+
+fn regex_escape(path: &str) -> String {
+    path.replace('/', "\\/")
+}
+
+/// A listed product with a field of the wrong type (a price object, a
+/// stock quantity as text) is skipped by id, not the window it came in.
+#[tokio::test]
+async fn a_listed_product_that_does_not_decode_is_skipped_by_id() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=130 {
+        let mut p = crate::fake::simple_product(id, "1.00");
+        match id {
+            7 => p["price"] = serde_json::json!({"a": 1}),
+            100 => p["stock_quantity"] = serde_json::json!("5"),
+            _ => {}
+        }
+        store.insert(p);
+    }
+    let c = builder(&server, AuthMode::Basic).build().unwrap();
+    let items: Vec<_> = futures::StreamExt::collect::<Vec<_>>(c.stream_products()).await;
+    let read = items.iter().filter(|r| r.is_ok()).count();
+    let skipped: Vec<String> = items
+        .iter()
+        .filter_map(|r| match r {
+            Err(catalog_core::CatalogError::UnreadableProduct { id, .. }) => Some(id.clone()),
+            Err(other) => panic!("{other}"),
+            Ok(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        (read, skipped),
+        (128, vec!["7".to_owned(), "100".to_owned()])
+    );
+}
