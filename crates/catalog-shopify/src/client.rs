@@ -973,8 +973,16 @@ impl ShopifyClient {
             };
             variants = conn.nodes;
             if let Some(cursor) = next {
-                self.rest_of_variants(&node.id, cursor, &mut variants)
-                    .await?;
+                match self.rest_of_variants(&node.id, cursor, &mut variants).await {
+                    Ok(()) => {}
+                    Err(CatalogError::UnreadableProduct { path, message, .. }) => {
+                        return Ok(Completed::Unreadable(CatalogError::Decode {
+                            path,
+                            message,
+                        }));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         let mut media: Vec<MediaNode> = Vec::new();
@@ -985,7 +993,16 @@ impl ShopifyClient {
             };
             media = conn.nodes;
             if let Some(cursor) = next {
-                self.rest_of_media(&node.id, cursor, &mut media).await?;
+                match self.rest_of_media(&node.id, cursor, &mut media).await {
+                    Ok(()) => {}
+                    Err(CatalogError::UnreadableProduct { path, message, .. }) => {
+                        return Ok(Completed::Unreadable(CatalogError::Decode {
+                            path,
+                            message,
+                        }));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         let ctx = Context {
@@ -1015,7 +1032,7 @@ impl ShopifyClient {
                 .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
                 .variants;
             let next = conn.next_cursor()?.map(str::to_owned);
-            out.extend(conn.nodes);
+            out.extend(own_nodes(id, "variants", conn.nodes)?);
             match guard.next(next)? {
                 Some(n) => cursor = n,
                 None => return Ok(()),
@@ -1040,13 +1057,38 @@ impl ShopifyClient {
                 .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
                 .media;
             let next = conn.next_cursor()?.map(str::to_owned);
-            out.extend(conn.nodes);
+            out.extend(own_nodes(id, "media", conn.nodes)?);
             match guard.next(next)? {
                 Some(n) => cursor = n,
                 None => return Ok(()),
             }
         }
     }
+}
+
+/// A follow-up page's nodes, decoded one by one. A node that does not
+/// decode is the product's own data, not the page's: it comes back as
+/// [`CatalogError::UnreadableProduct`] for the listing to skip the product
+/// (a page that is not a connection at all is Shopify's, and ends it).
+fn own_nodes<T: serde::de::DeserializeOwned>(
+    product: &str,
+    what: &str,
+    nodes: Vec<Value>,
+) -> Result<Vec<T>> {
+    nodes
+        .into_iter()
+        .enumerate()
+        .map(|(i, node)| {
+            catalog_core::json::decode_value(node).map_err(|e| match e {
+                CatalogError::Decode { path, message } => CatalogError::UnreadableProduct {
+                    id: numeric_id(product).unwrap_or(product).to_owned(),
+                    path: format!("data.product.{what}.nodes[{i}].{path}"),
+                    message,
+                },
+                other => other,
+            })
+        })
+        .collect()
 }
 
 /// A product node, completed.

@@ -260,7 +260,9 @@ pub(crate) struct VariantsData {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct VariantsProduct {
-    pub(crate) variants: Connection<VariantNode>,
+    /// Decoded one by one (see `ShopifyClient::rest_of_variants`): a node
+    /// that does not decode is its product's data, the page is Shopify's.
+    pub(crate) variants: Connection<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,7 +272,8 @@ pub(crate) struct MediaData {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct MediaProduct {
-    pub(crate) media: Connection<MediaNode>,
+    /// Decoded one by one, as the variants.
+    pub(crate) media: Connection<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]

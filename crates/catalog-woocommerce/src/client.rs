@@ -614,7 +614,30 @@ impl WooCommerceClient {
                         ],
                     )
                     .await?;
-                let vs: Vec<WireVariation> = catalog_core::json::decode(&resp.body)?;
+                // A page that is not a list is the store's failure; a
+                // variation in it that does not decode is the product's
+                // data (`UnreadableProduct`: the listing skips the product).
+                let values: Vec<serde_json::Value> = catalog_core::json::decode(&resp.body)?;
+                let vs = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let variation = v.get("id").and_then(serde_json::Value::as_u64);
+                        catalog_core::json::decode_value::<WireVariation>(v).map_err(|e| match e {
+                            CatalogError::Decode { path, message } => {
+                                CatalogError::UnreadableProduct {
+                                    id: product_id.to_string(),
+                                    path: match variation {
+                                        Some(v) => format!("variation {v}: {path}"),
+                                        None => format!("variations page {n}[{i}]: {path}"),
+                                    },
+                                    message,
+                                }
+                            }
+                            other => other,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 Ok::<_, CatalogError>((vs, resp.total_pages))
             }
         };
@@ -679,6 +702,13 @@ impl WooCommerceClient {
             match self.fetch_variations(wire.id, wire.variations.len()).await {
                 Ok(v) => Some(v),
                 Err(CatalogError::NotFound(_)) => return Ok(Completed::Vanished),
+                // One of its variations does not decode: its own data.
+                Err(CatalogError::UnreadableProduct { path, message, .. }) => {
+                    return Ok(Completed::Unreadable(CatalogError::Decode {
+                        path,
+                        message,
+                    }));
+                }
                 Err(e) => return Err(e),
             }
         } else {

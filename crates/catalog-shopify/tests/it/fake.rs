@@ -135,6 +135,9 @@ pub(crate) struct Options {
     pub(crate) manual_product_cost: f64,
     /// Misbehave on a product's follow-up variant and media pages.
     pub(crate) follow_ups: FollowUps,
+    /// Give the first node of every follow-up variant page an
+    /// `inventoryQuantity` that is not a number.
+    pub(crate) bad_follow_up_variant: bool,
 }
 
 /// How the follow-up pages of a product's variants and media end.
@@ -164,6 +167,7 @@ impl Default for Options {
             reject_all_tokens: false,
             manual_product_cost: 0.0,
             follow_ups: FollowUps::Honest,
+            bad_follow_up_variant: false,
         }
     }
 }
@@ -638,6 +642,13 @@ impl State {
                     ),
                     FollowUps::Endless => (start + 1, true),
                 };
+                let mut nodes = nodes;
+                if self.opts.bad_follow_up_variant
+                    && op == "ProductVariants"
+                    && let Some(first) = nodes.first_mut()
+                {
+                    first["inventoryQuantity"] = json!("x");
+                }
                 let nodes = if nodes.is_empty() {
                     // Something to carry the cursor.
                     if op == "ProductVariants" {

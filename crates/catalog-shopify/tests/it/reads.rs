@@ -212,3 +212,33 @@ async fn an_unreadable_product_is_skipped_and_named_the_rest_is_read() {
     let err = client.get_product(bad).await.unwrap_err();
     assert!(matches!(err, CatalogError::Decode { .. }), "{err:?}");
 }
+
+/// A node of a product's follow-up variant page that does not decode is
+/// that product's data: the product is skipped, the listing goes on (as
+/// for a bad variant on the product's own page).
+#[tokio::test]
+async fn a_bad_variant_on_a_follow_up_page_skips_its_product_only() {
+    let mut catalog = products(3, 1, 1);
+    catalog[1] = FakeProduct::numbered(2, 30, 1);
+    let server = FakeShopify::start(Options {
+        products: catalog,
+        bad_follow_up_variant: true,
+        ..Options::default()
+    })
+    .await;
+    let client = builder(&server).variants_per_product(10).build().unwrap();
+    let items: Vec<_> = client.stream_products().collect().await;
+    let read: Vec<String> = items
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|p| p.platform_id.clone()))
+        .collect();
+    assert_eq!(read, ["7000000000000000001", "7000000000000000003"]);
+    let skipped: Vec<_> = items.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        matches!(skipped[..], [CatalogError::UnreadableProduct { id, path, .. }]
+            if id == "7000000000000000002" && path.contains("variants.nodes[0].inventoryQuantity")),
+        "{skipped:?}"
+    );
+    let err = client.get_product("7000000000000000002").await.unwrap_err();
+    assert!(matches!(err, CatalogError::Decode { .. }), "{err:?}");
+}

@@ -374,3 +374,34 @@ async fn a_listed_product_that_does_not_decode_is_skipped_by_id() {
         (128, vec!["7".to_owned(), "100".to_owned()])
     );
 }
+
+/// A variation that does not decode is its product's data: that product is
+/// skipped, the listing goes on.
+#[tokio::test]
+async fn a_variation_that_does_not_decode_skips_its_product_only() {
+    let (server, store) = start(FakeStore::new(Accept::Https)).await;
+    for id in 1..=20 {
+        store.add_simple(id, "1.00");
+    }
+    store.add_variable(21, 3);
+    for id in 22..=30 {
+        store.add_simple(id, "1.00");
+    }
+    if let Some(vs) = store.variations.lock().unwrap().get_mut(&21) {
+        vs[1]["price"] = serde_json::json!({"a": 1});
+    }
+    let c = builder(&server, AuthMode::Basic).build().unwrap();
+    let items: Vec<_> = futures::StreamExt::collect::<Vec<_>>(c.stream_products()).await;
+    assert_eq!(items.iter().filter(|r| r.is_ok()).count(), 29);
+    let skipped: Vec<_> = items.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        matches!(skipped[..], [catalog_core::CatalogError::UnreadableProduct { id, path, .. }]
+            if id == "21" && path.starts_with("variation 21002")),
+        "{skipped:?}"
+    );
+    let err = c.get_product("21").await.unwrap_err();
+    assert!(
+        matches!(err, catalog_core::CatalogError::Decode { .. }),
+        "{err:?}"
+    );
+}
