@@ -972,17 +972,11 @@ impl ShopifyClient {
                 Err(e) => return unreadable(e),
             };
             variants = conn.nodes;
-            if let Some(cursor) = next {
-                match self.rest_of_variants(&node.id, cursor, &mut variants).await {
-                    Ok(()) => {}
-                    Err(CatalogError::UnreadableProduct { path, message, .. }) => {
-                        return Ok(Completed::Unreadable(CatalogError::Decode {
-                            path,
-                            message,
-                        }));
-                    }
-                    Err(e) => return Err(e),
-                }
+            if let Some(cursor) = next
+                && let Some(unreadable) =
+                    own_data(self.rest_of_variants(&node.id, cursor, &mut variants).await)?
+            {
+                return Ok(unreadable);
             }
         }
         let mut media: Vec<MediaNode> = Vec::new();
@@ -992,17 +986,11 @@ impl ShopifyClient {
                 Err(e) => return unreadable(e),
             };
             media = conn.nodes;
-            if let Some(cursor) = next {
-                match self.rest_of_media(&node.id, cursor, &mut media).await {
-                    Ok(()) => {}
-                    Err(CatalogError::UnreadableProduct { path, message, .. }) => {
-                        return Ok(Completed::Unreadable(CatalogError::Decode {
-                            path,
-                            message,
-                        }));
-                    }
-                    Err(e) => return Err(e),
-                }
+            if let Some(cursor) = next
+                && let Some(unreadable) =
+                    own_data(self.rest_of_media(&node.id, cursor, &mut media).await)?
+            {
+                return Ok(unreadable);
             }
         }
         let ctx = Context {
@@ -1089,6 +1077,22 @@ fn own_nodes<T: serde::de::DeserializeOwned>(
             })
         })
         .collect()
+}
+
+/// A follow-up page's outcome for its product: a node of the product's
+/// that did not decode makes it [`Completed::Unreadable`] (`Some`); a
+/// request that failed is the listing's error.
+fn own_data(followed: Result<()>) -> Result<Option<Completed>> {
+    match followed {
+        Ok(()) => Ok(None),
+        Err(CatalogError::UnreadableProduct { path, message, .. }) => {
+            Ok(Some(Completed::Unreadable(CatalogError::Decode {
+                path,
+                message,
+            })))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A product node, completed.
