@@ -947,6 +947,7 @@ impl ShopifyClient {
         match self.complete_node(raw, currency, path).await? {
             Completed::Product(product) => Ok(*product),
             Completed::Unreadable(e) => Err(e),
+            Completed::Vanished(what) => Err(CatalogError::NotFound(what)),
         }
     }
 
@@ -1009,7 +1010,7 @@ impl ShopifyClient {
         mut cursor: String,
         out: &mut Vec<VariantNode>,
     ) -> Result<()> {
-        let mut guard = FollowUp::new("variants", &cursor);
+        let mut guard = FollowUp::new("variants", id, &cursor);
         loop {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
             let data: graphql::VariantsData = self
@@ -1034,7 +1035,7 @@ impl ShopifyClient {
         mut cursor: String,
         out: &mut Vec<MediaNode>,
     ) -> Result<()> {
-        let mut guard = FollowUp::new("media", &cursor);
+        let mut guard = FollowUp::new("media", id, &cursor);
         loop {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
             let data: graphql::MediaData = self
@@ -1091,6 +1092,9 @@ fn own_data(followed: Result<()>) -> Result<Option<Completed>> {
                 message,
             })))
         }
+        // Deleted since it was listed: a listing leaves it out, as the
+        // WooCommerce client does.
+        Err(CatalogError::NotFound(what)) => Ok(Some(Completed::Vanished(what))),
         Err(e) => Err(e),
     }
 }
@@ -1100,6 +1104,8 @@ enum Completed {
     Product(Box<Product>),
     /// Its data does not map to the model: this product's alone.
     Unreadable(CatalogError),
+    /// Deleted between its page and its follow-up pages.
+    Vanished(String),
 }
 
 /// Most follow-up pages of one product's variants or media: 64 pages of
@@ -1114,13 +1120,16 @@ const MAX_FOLLOW_UP_PAGES: usize = 64;
 /// (found by an outside audit).
 struct FollowUp {
     what: &'static str,
+    /// The product's numeric id, named in the errors.
+    product: String,
     seen: std::collections::HashSet<String>,
 }
 
 impl FollowUp {
-    fn new(what: &'static str, first: &str) -> Self {
+    fn new(what: &'static str, product_gid: &str, first: &str) -> Self {
         Self {
             what,
+            product: numeric_id(product_gid).unwrap_or(product_gid).to_owned(),
             seen: std::iter::once(first.to_owned()).collect(),
         }
     }
@@ -1131,21 +1140,21 @@ impl FollowUp {
             return Ok(None);
         };
         if self.seen.len() >= MAX_FOLLOW_UP_PAGES {
-            return Err(self.error(format!(
+            return Err(self.error(&format!(
                 "more than {MAX_FOLLOW_UP_PAGES} pages of {}: more than Shopify allows a product",
                 self.what
             )));
         }
         if !self.seen.insert(cursor.clone()) {
-            return Err(self.error("Shopify repeated a cursor".into()));
+            return Err(self.error("Shopify repeated a cursor"));
         }
         Ok(Some(cursor))
     }
 
-    fn error(&self, message: String) -> CatalogError {
+    fn error(&self, message: &str) -> CatalogError {
         CatalogError::Decode {
             path: format!("data.product.{}.pageInfo.endCursor", self.what),
-            message,
+            message: format!("product {}: {message}", self.product),
         }
     }
 }
@@ -1246,6 +1255,7 @@ impl Catalog for ShopifyClient {
                 Completed::Unreadable(e) => {
                     skipped.push(SkippedProduct::from_error(id, &e).ok_or(e)?);
                 }
+                Completed::Vanished(_) => {}
             }
         }
         let info = data.products.page_info;

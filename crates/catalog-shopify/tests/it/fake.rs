@@ -138,6 +138,9 @@ pub(crate) struct Options {
     /// Give the first node of every follow-up variant page an
     /// `inventoryQuantity` that is not a number.
     pub(crate) bad_follow_up_variant: bool,
+    /// Answer `product: null` to follow-up pages of this product id (deleted
+    /// after it was listed).
+    pub(crate) vanish_on_follow_up: Option<u64>,
 }
 
 /// How the follow-up pages of a product's variants and media end.
@@ -168,6 +171,7 @@ impl Default for Options {
             manual_product_cost: 0.0,
             follow_ups: FollowUps::Honest,
             bad_follow_up_variant: false,
+            vanish_on_follow_up: None,
         }
     }
 }
@@ -609,6 +613,9 @@ impl State {
                 let Some(p) = self.find(vars["id"].as_str().unwrap_or("")) else {
                     return (json!({"product": null}), 1.0);
                 };
+                if self.opts.vanish_on_follow_up == Some(p.id) {
+                    return (json!({"product": null}), 1.0);
+                }
                 let start = cursor_index(vars, "after");
                 let first = u(vars, "first") as usize;
                 let (field, prefix, nodes, has_next) = if op == "ProductVariants" {

@@ -141,7 +141,10 @@ async fn large_products_are_completed_with_their_own_connections() {
 #[tokio::test]
 async fn follow_up_pages_that_cycle_or_never_end_are_errors() {
     for (follow_ups, message) in [
-        (FollowUps::Cycle, "repeated a cursor"),
+        (
+            FollowUps::Cycle,
+            "product 7000000000000000001: Shopify repeated a cursor",
+        ),
         (FollowUps::Endless, "more than 64 pages of variants"),
     ] {
         let server = FakeShopify::start(Options {
@@ -241,4 +244,25 @@ async fn a_bad_variant_on_a_follow_up_page_skips_its_product_only() {
     );
     let err = client.get_product("7000000000000000002").await.unwrap_err();
     assert!(matches!(err, CatalogError::Decode { .. }), "{err:?}");
+}
+
+/// A product deleted between its page and its follow-up pages is left out
+/// of the listing, as the WooCommerce client does; `get_product` of it is
+/// `NotFound`.
+#[tokio::test]
+async fn a_product_deleted_before_its_follow_up_pages_is_left_out() {
+    let mut catalog = products(3, 1, 1);
+    catalog[1] = FakeProduct::numbered(2, 30, 1);
+    let server = FakeShopify::start(Options {
+        products: catalog,
+        vanish_on_follow_up: Some(7_000_000_000_000_000_002),
+        ..Options::default()
+    })
+    .await;
+    let client = builder(&server).variants_per_product(10).build().unwrap();
+    let all: Vec<_> = client.stream_products().try_collect().await.unwrap();
+    let ids: Vec<_> = all.iter().map(|p| p.platform_id.as_str()).collect();
+    assert_eq!(ids, ["7000000000000000001", "7000000000000000003"]);
+    let err = client.get_product("7000000000000000002").await.unwrap_err();
+    assert!(matches!(err, CatalogError::NotFound(_)), "{err:?}");
 }
