@@ -580,7 +580,7 @@ impl WooCommerceClient {
                         path: format!("[{i}].id"),
                         message: "a listed product without a numeric id".into(),
                     })?;
-                let wire = catalog_core::json::decode_value_ref(&raw).map_err(|e| prefix(e, i));
+                let wire = crate::wire::decode_listed(&raw).map_err(|e| prefix(e, i));
                 Ok(Listed { id, wire, raw })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -623,7 +623,7 @@ impl WooCommerceClient {
                     .enumerate()
                     .map(|(i, v)| {
                         let variation = v.get("id").and_then(serde_json::Value::as_u64);
-                        catalog_core::json::decode_value::<WireVariation>(v).map_err(|e| match e {
+                        crate::wire::decode_listed::<WireVariation>(&v).map_err(|e| match e {
                             CatalogError::Decode { path, message } => {
                                 CatalogError::UnreadableProduct {
                                     id: product_id.to_string(),
@@ -913,7 +913,7 @@ impl Catalog for WooCommerceClient {
                 other => other,
             })?;
         let raw: serde_json::Value = catalog_core::json::decode(&resp.body)?;
-        let wire: WireProduct = catalog_core::json::decode_value_ref(&raw)?;
+        let wire: WireProduct = crate::wire::decode_listed(&raw)?;
         if wire.kind == "variation" {
             return Err(CatalogError::NotFound(format!(
                 "product {num} is a variation of product {}; ask for the parent",

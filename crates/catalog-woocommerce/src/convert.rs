@@ -312,6 +312,14 @@ mod tests {
         ] {
             let err = catalog_core::json::decode::<WireProduct>(bad.as_bytes()).unwrap_err();
             assert!(err.to_string().contains("expected a price"), "{err}");
+            // Read through the flattened fields, the path names the field.
+            let value: serde_json::Value = serde_json::from_str(bad).unwrap();
+            match crate::wire::decode_listed::<WireProduct>(&value).unwrap_err() {
+                catalog_core::CatalogError::Decode { path, .. } => {
+                    assert!(path == "price" || path == "sale_price", "{path}");
+                }
+                other => panic!("{other}"),
+            }
         }
     }
 

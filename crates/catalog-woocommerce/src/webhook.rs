@@ -341,8 +341,7 @@ impl WebhookSource for WooCommerceWebhookSource {
                 ),
             ));
         }
-        let wire: WireProduct =
-            catalog_core::json::decode_value(value.clone()).map_err(PayloadError::from)?;
+        let wire: WireProduct = crate::wire::decode_listed(&value).map_err(PayloadError::from)?;
         if wire.kind == "variation" {
             let parent = wire.parent_id.filter(|&p| p != 0).ok_or_else(|| {
                 PayloadError::new("parent_id", "a variation without its parent id")

@@ -156,3 +156,20 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         _ => String::new(),
     })
 }
+
+/// Decodes a product or a variation (`T`), naming the field when the one
+/// that fails is in the flattened [`Sellable`]: serde reads a flattened
+/// struct from a buffer and the error's path ends at the parent (`.`), so
+/// a price object read "at `.`: expected a price" (an outside audit). On
+/// such a failure the sellable fields are decoded on their own, which
+/// gives the field's path.
+pub(crate) fn decode_listed<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+) -> Result<T, catalog_core::CatalogError> {
+    catalog_core::json::decode_value_ref::<T>(value).map_err(|e| {
+        match catalog_core::json::decode_value_ref::<Sellable>(value) {
+            Err(precise @ catalog_core::CatalogError::Decode { .. }) => precise,
+            _ => e,
+        }
+    })
+}
