@@ -342,6 +342,17 @@ async fn a_file_locked_by_another_process_is_not_ready() {
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // `/metrics` too answers within the store timeout, the store down
+    // (a scrape used to wait out SQLite's 5 s busy timeout).
+    let started = Instant::now();
+    let res = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
+    assert!(text.contains("webhook_store_up 0"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     for (what, request) in [("readiness", ready()), ("delivery", send())] {
         let started = Instant::now();
         assert_eq!(
