@@ -379,7 +379,7 @@ impl EventStore for MemoryStore {
     ) -> Result<EventPage, StoreError> {
         let s = self.lock();
         let upper = before.unwrap_or(i64::MAX);
-        let mut events: Vec<StoredEvent> = s
+        let events: Vec<StoredEvent> = s
             .events
             .range(..upper)
             .rev()
@@ -394,13 +394,7 @@ impl EventStore for MemoryStore {
             .take(limit.saturating_add(1))
             .cloned()
             .collect();
-        let next = if events.len() > limit {
-            events.truncate(limit);
-            events.last().map(|e| e.seq)
-        } else {
-            None
-        };
-        Ok(EventPage { events, next })
+        Ok(EventPage::from_overfetch(events, limit))
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {

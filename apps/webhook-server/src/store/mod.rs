@@ -294,6 +294,20 @@ pub struct EventPage {
     pub next: Option<i64>,
 }
 
+impl EventPage {
+    /// A page from up to `limit + 1` events read newest first: the one
+    /// past `limit` only says that an older page follows.
+    pub fn from_overfetch(mut events: Vec<StoredEvent>, limit: usize) -> Self {
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| e.seq)
+        } else {
+            None
+        };
+        Self { events, next }
+    }
+}
+
 /// How a dispatch attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DispatchOutcome {

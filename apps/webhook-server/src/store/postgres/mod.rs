@@ -710,7 +710,7 @@ impl EventStore for PostgresStore {
     ) -> Result<EventPage, StoreError> {
         let filter = filter.clone();
         let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut events = self
+        let events = self
             .run(move |pool| async move {
                 let rows = sqlx::query(concat!(
                     "SELECT ",
@@ -732,13 +732,7 @@ impl EventStore for PostgresStore {
                 read_rows(&rows)
             })
             .await?;
-        let next = if events.len() > limit {
-            events.truncate(limit);
-            events.last().map(|e| e.seq)
-        } else {
-            None
-        };
-        Ok(EventPage { events, next })
+        Ok(EventPage::from_overfetch(events, limit))
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {

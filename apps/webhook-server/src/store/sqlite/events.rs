@@ -371,7 +371,7 @@ pub(super) fn list(
          ORDER BY e.seq DESC LIMIT ?6"
     ))?;
     let fetch = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-    let mut events = stmt
+    let events = stmt
         .query_map(
             params![
                 filter.platform,
@@ -384,13 +384,7 @@ pub(super) fn list(
             read_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok(EventPage { events, next })
+    Ok(EventPage::from_overfetch(events, limit))
 }
 
 pub(super) fn get(
