@@ -34,10 +34,17 @@ webhook-server: receives Shopify and WooCommerce product webhooks, verifies
 them, stores them once and hands them to the configured sinks.
 
 Usage: webhook-server [--config FILE]
+       webhook-server copy-store --to URL [--to-schema NAME] [--config FILE]
 
   -c, --config FILE  TOML configuration (see docs/configuration.md)
   -h, --help         this text
   -V, --version      the version
+
+copy-store copies every event of the configured store (database.url) into
+the store at URL (sqlite://PATH or postgres://...; --to-schema for its
+PostgreSQL schema): history, deduplication and undelivered events, as they
+are. Stop the server first. Running it again copies only what is missing.
+See docs/deployment.md.
 
 Configuration: built-in defaults, then FILE, then the environment
 (CATALOG_<SECTION>__<KEY>, and APP_HOST, APP_PORT, SHOPIFY_WEBHOOK_SECRET,
@@ -47,18 +54,56 @@ a .env file in the working directory is read first. RUST_LOG, when set,
 replaces log.level.
 ";
 
-fn config_path() -> anyhow::Result<Option<PathBuf>> {
-    let mut args = std::env::args().skip(1);
-    let mut path = None;
+/// What the command line asks for.
+enum Invocation {
+    /// Run the server.
+    Serve { config: Option<PathBuf> },
+    /// Copy the configured store's events into another store.
+    CopyStore {
+        config: Option<PathBuf>,
+        to: String,
+        to_schema: Option<String>,
+    },
+}
+
+fn parse_args() -> anyhow::Result<Invocation> {
+    let mut args = std::env::args().skip(1).peekable();
+    let copy = args.peek().is_some_and(|a| a == "copy-store");
+    if copy {
+        args.next();
+    }
+    let mut config = None;
+    let mut to = None;
+    let mut to_schema = None;
+    // `--key value` or `--key=value`.
+    fn value(
+        name: &str,
+        inline: Option<&str>,
+        args: &mut impl Iterator<Item = String>,
+    ) -> anyhow::Result<String> {
+        match inline {
+            Some(v) => Ok(v.to_owned()),
+            None => args
+                .next()
+                .with_context(|| format!("{name} needs a value; see --help")),
+        }
+    }
     while let Some(arg) = args.next() {
-        match arg.as_str() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, v)) if flag.starts_with("--") => (flag.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        match flag.as_str() {
             "--config" | "-c" => {
-                path = Some(PathBuf::from(
-                    args.next().context("--config needs a file name")?,
-                ));
+                config = Some(PathBuf::from(value(
+                    "--config",
+                    inline.as_deref(),
+                    &mut args,
+                )?));
             }
-            s if s.starts_with("--config=") => {
-                path = Some(PathBuf::from(&s["--config=".len()..]));
+            "--to" if copy => to = Some(value("--to", inline.as_deref(), &mut args)?),
+            "--to-schema" if copy => {
+                to_schema = Some(value("--to-schema", inline.as_deref(), &mut args)?);
             }
             "--help" | "-h" => {
                 let _ = std::io::stdout().write_all(USAGE.as_bytes());
@@ -69,12 +114,19 @@ fn config_path() -> anyhow::Result<Option<PathBuf>> {
                 let _ = std::io::stdout().write_all(version.as_bytes());
                 std::process::exit(0);
             }
-            other => {
-                bail!("unknown argument {other:?}; usage: webhook-server [--config FILE] (--help)")
-            }
+            other => bail!("unknown argument {other:?}; see --help"),
         }
     }
-    Ok(path)
+    if copy {
+        let to = to.context("copy-store needs --to URL (the store to copy into); see --help")?;
+        Ok(Invocation::CopyStore {
+            config,
+            to,
+            to_schema,
+        })
+    } else {
+        Ok(Invocation::Serve { config })
+    }
 }
 
 /// Keeps SIGHUP from stopping the server. Its default action ends the
@@ -180,14 +232,23 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
 /// error goes to stderr as a message and its causes, never with a
 /// backtrace (`RUST_BACKTRACE` is for panics, not for refused settings).
 fn main() -> std::process::ExitCode {
-    let config = match config_path() {
-        Ok(config) => config,
+    let invocation = match parse_args() {
+        Ok(invocation) => invocation,
         Err(e) => {
             eprintln!("Error: {e:#}");
             return std::process::ExitCode::from(2);
         }
     };
-    match actix_web::rt::System::new().block_on(run(config)) {
+    let system = actix_web::rt::System::new();
+    let done = match invocation {
+        Invocation::Serve { config } => system.block_on(run(config)),
+        Invocation::CopyStore {
+            config,
+            to,
+            to_schema,
+        } => system.block_on(copy(config.as_deref(), to, to_schema)),
+    };
+    match done {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e}");
@@ -197,6 +258,62 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `webhook-server copy-store`: the configured store's events into the
+/// store at `to` (see [`webhook_server::copy_store`]), with progress on
+/// stderr and the outcome on stdout.
+async fn copy(
+    config: Option<&std::path::Path>,
+    to: String,
+    to_schema: Option<String>,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    // The stores' own warnings (a file refused, a slow database) on stderr.
+    fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::new("warn"))
+        .try_init()
+        .ok();
+    let target = webhook_server::copy_store::target_settings(&settings, to, to_schema)?;
+    let source = open_store(&settings)
+        .await
+        .context("the source store (database.url)")?;
+    let dest = match open_store(&target).await.context("the target store (--to)") {
+        Ok(dest) => dest,
+        Err(e) => {
+            source.close().await;
+            return Err(e);
+        }
+    };
+    eprintln!("copying {} to {}", source.describe(), dest.describe());
+    let started = std::time::Instant::now();
+    let mut said = started;
+    let result = webhook_server::copy_store::copy_store(&*source, &*dest, |r| {
+        if said.elapsed() >= Duration::from_secs(2) {
+            said = std::time::Instant::now();
+            eprintln!(
+                "  {} read, {} copied, {} already there",
+                r.read,
+                r.copied.total(),
+                r.already_there
+            );
+        }
+    })
+    .await;
+    // Closed either way: SQLite's writer finishes and its lock is let go.
+    source.close().await;
+    dest.close().await;
+    let report = result?;
+    writeln!(
+        std::io::stdout(),
+        "copied {} events ({}) in {:.1}s; {} were in the target already",
+        report.copied.total(),
+        report.copied,
+        started.elapsed().as_secs_f64(),
+        report.already_there
+    )
+    .context("writing the outcome to stdout")
 }
 
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {

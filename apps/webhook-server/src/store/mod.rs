@@ -47,6 +47,10 @@ pub enum StoreError {
         "{0} is open in another webhook-server (which holds {0}.lock): one SQLite file belongs to one server; run several replicas on PostgreSQL"
     )]
     InUse(String),
+    /// This kind of store cannot do what was asked (the memory store keeps
+    /// nothing to copy from, for one).
+    #[error("this store cannot {0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {
@@ -565,6 +569,38 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StoreError`].
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Up to `limit` whole events (raw bodies and normalised products
+    /// included) whose `seq` is above `after`, oldest first: how
+    /// [`crate::copy_store`] reads a store. Leases are not part of it.
+    ///
+    /// # Errors
+    /// [`StoreError`]; [`StoreError::Unsupported`] by default, for stores
+    /// with nothing to copy from.
+    async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::Unsupported(
+            "be copied from (it keeps nothing beyond its process)",
+        ))
+    }
+
+    /// Stores events read from another store's [`EventStore::export`] as
+    /// they were there: their status, attempts, last error and next
+    /// attempt time, and their order (each product's pending events are
+    /// dispatched oldest first, the oldest being ready). An event whose id
+    /// is here already is left as it is. Returns, for each event in turn,
+    /// whether it was stored; the `seq` of the events given is not kept
+    /// (this store numbers them in the order given).
+    ///
+    /// # Errors
+    /// [`StoreError`]: then none of `events` is stored.
+    /// [`StoreError::Unsupported`] by default.
+    async fn import(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, StoreError> {
+        let _ = events;
+        Err(StoreError::Unsupported(
+            "be copied to (it keeps nothing beyond its process)",
+        ))
+    }
 
     /// Whether this process may still hand events to the sinks. `false`
     /// once another server has taken the store over (SQLite: its lock file

@@ -5,6 +5,7 @@ mod admin;
 #[cfg(all(feature = "shopify", feature = "woocommerce"))]
 mod bad_input;
 mod config_errors;
+mod copy_store;
 mod dispatch;
 #[cfg(feature = "nats")]
 mod nats;

@@ -121,6 +121,24 @@ async fn insert_all(
     events: &[&NewEvent],
     batch_lock_ms: i32,
 ) -> Result<Vec<InsertOutcome>, sqlx::Error> {
+    let lock_timeout_ms = lock_timeout_for(events.len(), batch_lock_ms);
+    let inserted = insert_events(pool, events, lock_timeout_ms).await?;
+    Ok(inserted.into_iter().map(outcome).collect())
+}
+
+/// `catalog_insert_events` over the events in the order given, waiting at
+/// most `lock_timeout_ms` for their products' locks (as long as it takes
+/// when `None`); for each, whether it was inserted (else it was a
+/// duplicate). On a pool, its own transaction; on a transaction's
+/// connection, part of it (`import`).
+pub(super) async fn insert_events<'c, E>(
+    executor: E,
+    events: &[&NewEvent],
+    lock_timeout_ms: Option<i32>,
+) -> Result<Vec<bool>, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
     let column = |f: fn(&NewEvent) -> Option<String>| -> Vec<Option<String>> {
         events.iter().map(|e| f(e)).collect()
     };
@@ -158,8 +176,8 @@ async fn insert_all(
     )
     .bind(column(|e| Some(e.status.as_str().to_owned())))
     .bind(column(|e| e.error.clone()))
-    .bind(lock_timeout_for(events.len(), batch_lock_ms))
-    .fetch_one(pool)
+    .bind(lock_timeout_ms)
+    .fetch_one(executor)
     .await?;
-    Ok(inserted.into_iter().map(outcome).collect())
+    Ok(inserted)
 }

@@ -69,6 +69,7 @@ use crate::redact::redact_url;
 
 mod batch_queue;
 mod complete_batch;
+mod import;
 mod insert_batch;
 mod schema;
 
@@ -746,6 +747,32 @@ impl EventStore for PostgresStore {
             row.as_ref().map(read_row).transpose()
         })
         .await
+    }
+
+    async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |pool| async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&pool)
+            .await
+            .map_err(db_error)?;
+            read_rows(&rows)
+        })
+        .await
+    }
+
+    async fn import(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, StoreError> {
+        let stored = self
+            .run(move |pool| async move { import::import(&pool, &events).await.map_err(db_error) })
+            .await?;
+        self.count_writes(u64::try_from(stored.iter().filter(|&&s| s).count()).unwrap_or(u64::MAX));
+        Ok(stored)
     }
 
     async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError> {

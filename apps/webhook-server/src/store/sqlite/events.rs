@@ -68,6 +68,59 @@ pub(super) fn insert(
     Ok(InsertOutcome::Inserted)
 }
 
+/// Whole events with `seq` above `after`, oldest first (see
+/// [`EventStore::export`]).
+///
+/// [`EventStore::export`]: crate::store::EventStore::export
+pub(super) fn export(
+    tx: &Transaction<'_>,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM {FROM} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
+    ))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    Ok(stmt
+        .query_map(params![after, limit], read_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Events copied from another store (see [`EventStore::import`]), in the
+/// order given: each inserted as [`insert`] stores a delivery (skipped when
+/// its id is known; pending ones ready when their product has no other
+/// pending event), then given the dispatch state it had there.
+///
+/// [`EventStore::import`]: crate::store::EventStore::import
+pub(super) fn import(
+    tx: &Transaction<'_>,
+    events: &[(StoredEvent, Option<StoredBody>)],
+    ids: &mut RecentIds,
+    changes: &mut IdChanges,
+) -> Result<Vec<bool>, StoreError> {
+    let mut stored = Vec::with_capacity(events.len());
+    for (e, body) in events {
+        let inserted =
+            insert(tx, &e.event, body.as_ref(), ids, changes)? == InsertOutcome::Inserted;
+        if inserted {
+            // The body's row was the last insert, under the event's seq.
+            let seq = tx.last_insert_rowid();
+            tx.prepare_cached(
+                "UPDATE events SET attempts = ?2, last_error = ?3, next_attempt_at = ?4 \
+                 WHERE seq = ?1",
+            )?
+            .execute(params![
+                seq,
+                i64::from(e.attempts),
+                e.last_error,
+                to_millis(e.next_attempt_at)
+            ])?;
+        }
+        stored.push(inserted);
+    }
+    Ok(stored)
+}
+
 /// Room the readiness probe takes: a few deliveries' worth of new pages.
 pub(super) const PROBE_ROOM: i64 = 64 * 1024;
 

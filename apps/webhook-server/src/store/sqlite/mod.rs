@@ -49,7 +49,8 @@ mod writer;
 use body::StoredBody;
 use checkpoint::checkpoint_loop;
 use events::{
-    claim, complete, complete_run, get, insert, list, prune, release, replay, stats, write_probe,
+    claim, complete, complete_run, export, get, import, insert, list, prune, release, replay,
+    stats, write_probe,
 };
 use health::Health;
 use ownership::take_ownership;
@@ -414,6 +415,27 @@ impl EventStore for SqliteStore {
     async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError> {
         let id = id.to_owned();
         self.call(|r| Command::Replay(id, r)).await
+    }
+
+    async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.call(|reply| Command::Export {
+            after,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    async fn import(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, StoreError> {
+        // Compressed here, as `insert` does, not on the writer's thread.
+        let events = events
+            .into_iter()
+            .map(|e| {
+                let body = StoredBody::encode(&e.event.raw_body);
+                (e, body)
+            })
+            .collect();
+        self.call(|reply| Command::Import(events, reply)).await
     }
 
     async fn prune(&self, policy: &PrunePolicy, limit: usize) -> Result<usize, StoreError> {

@@ -44,6 +44,15 @@ pub(super) enum Command {
         oneshot::Sender<Result<Option<StoredEvent>, StoreError>>,
     ),
     Replay(String, oneshot::Sender<Result<ReplayOutcome, StoreError>>),
+    Export {
+        after: i64,
+        limit: usize,
+        reply: oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
+    },
+    Import(
+        Vec<(StoredEvent, Option<StoredBody>)>,
+        oneshot::Sender<Result<Vec<bool>, StoreError>>,
+    ),
     Prune {
         policy: PrunePolicy,
         limit: usize,
@@ -166,7 +175,7 @@ impl Command {
     /// Whether the caller is told of this command's success only after the
     /// commit: the commits that must be durable.
     fn is_acknowledged(&self) -> bool {
-        matches!(self, Self::Insert(..) | Self::Replay(..))
+        matches!(self, Self::Insert(..) | Self::Import(..) | Self::Replay(..))
     }
 }
 
@@ -258,6 +267,7 @@ pub(super) fn clone_err(err: &StoreError) -> StoreError {
         StoreError::TimedOut(ms) => StoreError::TimedOut(*ms),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::InUse(m) => StoreError::InUse(m.clone()),
+        StoreError::Unsupported(what) => StoreError::Unsupported(what),
     }
 }
 
@@ -331,6 +341,11 @@ pub(super) fn execute(
         Command::Insert(event, reply) => {
             after_commit(reply, insert(tx, &event.0, event.1.as_ref(), ids, changes))
         }
+        Command::Import(_, reply) if health.damaged => {
+            let _ = reply.send(Err(health::damaged_error(health.path())));
+            Ok(Box::new(|_| {}))
+        }
+        Command::Import(events, reply) => after_commit(reply, import(tx, &events, ids, changes)),
         // Answered before the commit: a lease lost to a crash or a rollback
         // only means the event may be dispatched twice, which at-least-once
         // allows; waiting for the fsync would not. But not while commits
@@ -390,6 +405,14 @@ pub(super) fn execute(
         }
         Command::Get(id, reply) => {
             let _ = reply.send(get(tx, &id, ids));
+            Ok(Box::new(|_| {}))
+        }
+        Command::Export {
+            after,
+            limit,
+            reply,
+        } => {
+            let _ = reply.send(export(tx, after, limit));
             Ok(Box::new(|_| {}))
         }
         Command::Replay(id, reply) => after_commit(reply, replay(tx, &id, ids)),

@@ -1,0 +1,375 @@
+//! Copying a store into another (`webhook-server copy-store`): every event
+//! arrives whole and as it was (status, attempts, last error, due time,
+//! body byte for byte), deduplication and each product's order come along,
+//! and a second run copies nothing twice. SQLite to SQLite always; SQLite to
+//! PostgreSQL and back with `TEST_DATABASE_URL`; the command itself through
+//! the binary.
+
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use catalog_core::InsertOutcome;
+use chrono::Utc;
+use webhook_server::copy_store::copy_store;
+use webhook_server::settings::Durability;
+use webhook_server::store::{DispatchOutcome, EventStatus, EventStore, NewEvent, SqliteStore};
+
+use crate::suite::event;
+
+fn sqlite(path: &std::path::Path) -> Arc<dyn EventStore> {
+    Arc::new(SqliteStore::open(path, Durability::ProcessCrash, 64).unwrap())
+}
+
+/// Fills `store` with events in every state, and returns their ids in
+/// the order below:
+/// - product p1: e1 delivered; e2 tried once, retry due in an hour; e3
+///   pending behind it;
+/// - product p2: e4 dead; e5 pending, due now;
+/// - product p3: `big`, pending, a 300 KB body (compressed by SQLite);
+/// - `bad`: an unreadable delivery kept as failed, its body not UTF-8.
+async fn fill(store: &dyn EventStore) -> Vec<String> {
+    let mut events: Vec<NewEvent> = vec![
+        event("e1", Some("p1")),
+        event("e2", Some("p1")),
+        event("e3", Some("p1")),
+        event("e4", Some("p2")),
+        event("e5", Some("p2")),
+    ];
+    let mut big = event("big", Some("p3"));
+    big.raw_body = Bytes::from(
+        format!(
+            r#"{{"id":3,"body_html":"{}"}}"#,
+            "<p>cotton</p>".repeat(23_000)
+        )
+        .into_bytes(),
+    );
+    big.product = Some(r#"{"id":"3","title":"Big"}"#.to_owned());
+    events.push(big);
+    let mut bad = event("bad", None);
+    bad.status = EventStatus::Failed;
+    bad.error = Some("not JSON: expected value at line 1 column 1".to_owned());
+    bad.raw_body = Bytes::from_static(b"\xff\xfe not json \x00");
+    events.push(bad);
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    for e in events {
+        assert_eq!(store.insert(e).await.unwrap(), InsertOutcome::Inserted);
+    }
+    let lease = Duration::from_secs(60);
+    // Heads in receipt order: e1 (p1), e4 (p2).
+    let claimed = store.claim_due("w", lease, 2).await.unwrap();
+    let claimed: Vec<&str> = claimed.iter().map(|e| e.event.event_id.as_str()).collect();
+    assert_eq!(claimed, ["e1", "e4"]);
+    assert!(
+        store
+            .complete(&ids[0], "w", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    let dead = DispatchOutcome::Dead {
+        error: "HTTP 410 from downstream".to_owned(),
+    };
+    assert!(store.complete(&ids[3], "w", dead).await.unwrap());
+    // Then e2, p1's new head: failed once, due again in an hour.
+    let claimed = store.claim_due("w", lease, 1).await.unwrap();
+    assert_eq!(claimed[0].event.event_id, "e2");
+    let retry = DispatchOutcome::Retry {
+        error: "HTTP 503 from downstream".to_owned(),
+        at: Utc::now() + chrono::Duration::hours(1),
+    };
+    assert!(store.complete(&ids[1], "w", retry).await.unwrap());
+    ids
+}
+
+/// Whatever the stores, the target holds each of `ids` as the source
+/// does, but for its own `seq`.
+async fn assert_same_events(source: &dyn EventStore, target: &dyn EventStore, ids: &[String]) {
+    for id in ids {
+        let a = source.get(id).await.unwrap().unwrap();
+        let b = target.get(id).await.unwrap().unwrap();
+        assert_eq!(a.event, b.event, "{id}");
+        assert_eq!(a.attempts, b.attempts, "{id}");
+        assert_eq!(a.last_error, b.last_error, "{id}");
+        // SQLite keeps milliseconds, PostgreSQL microseconds.
+        assert_eq!(
+            a.next_attempt_at.timestamp_millis(),
+            b.next_attempt_at.timestamp_millis(),
+            "{id}"
+        );
+    }
+}
+
+/// The whole copy contract from a [`fill`]ed `source` into an empty
+/// `target`.
+async fn copy_contract(source: Arc<dyn EventStore>, target: Arc<dyn EventStore>) {
+    let ids = fill(&*source).await;
+    let mut progress = Vec::new();
+    let report = copy_store(&*source, &*target, |r| progress.push(*r))
+        .await
+        .unwrap();
+    assert_eq!(report.read, 7);
+    assert_eq!(
+        (
+            report.copied.pending,
+            report.copied.delivered,
+            report.copied.failed,
+            report.copied.dead
+        ),
+        (4, 1, 1, 1)
+    );
+    assert_eq!(report.already_there, 0);
+    assert_eq!(progress.last(), Some(&report));
+    assert_same_events(&*source, &*target, &ids).await;
+    let status = |i: usize| {
+        let target = Arc::clone(&target);
+        let id = ids[i].clone();
+        async move { target.get(&id).await.unwrap().unwrap().status() }
+    };
+    assert_eq!(status(0).await, EventStatus::Delivered);
+    assert_eq!(status(3).await, EventStatus::Dead);
+    assert_eq!(status(6).await, EventStatus::Failed);
+
+    // Deduplication came along: a platform's retry of a copied event is a
+    // duplicate in the target.
+    assert_eq!(
+        target.insert(event("e1", Some("p1"))).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+    assert_eq!(
+        target.insert(event("e5", Some("p2"))).await.unwrap(),
+        InsertOutcome::Duplicate
+    );
+
+    // Each product's order came along: e2 waits for its retry and e3 stays
+    // behind it; e5 and big are due.
+    let due = target
+        .claim_due("t", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    let mut due: Vec<&str> = due.iter().map(|e| e.event.event_id.as_str()).collect();
+    due.sort_unstable();
+    assert_eq!(due, ["big", "e5"]);
+    assert!(
+        target
+            .complete(&ids[4], "t", DispatchOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    // A new delivery of p1 goes behind the copied ones.
+    assert_eq!(
+        target.insert(event("e6", Some("p1"))).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    let due = target
+        .claim_due("t", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "{due:?}");
+
+    // Run again: nothing is copied twice, nothing in the target changes
+    // (e5, delivered there since, stays delivered).
+    let again = copy_store(&*source, &*target, |_| {}).await.unwrap();
+    assert_eq!(again.copied.total(), 0);
+    assert_eq!(again.already_there, 7);
+    assert_eq!(status(4).await, EventStatus::Delivered);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_sqlite_copies_every_event_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(&dir.path().join("a.db"));
+    let target = sqlite(&dir.path().join("b.db"));
+    copy_contract(Arc::clone(&source), Arc::clone(&target)).await;
+    source.close().await;
+    target.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_can_be_neither_side_of_a_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = sqlite(&dir.path().join("a.db"));
+    let memory: Arc<dyn EventStore> = Arc::new(webhook_server::store::MemoryStore::new(100, 100));
+    let from_memory = copy_store(&*memory, &*file, |_| {}).await.unwrap_err();
+    assert!(
+        from_memory.to_string().contains("cannot be copied from"),
+        "{from_memory}"
+    );
+    file.insert(event("e1", None)).await.unwrap();
+    let to_memory = copy_store(&*file, &*memory, |_| {}).await.unwrap_err();
+    assert!(
+        to_memory.to_string().contains("cannot be copied to")
+            && to_memory.to_string().contains("run the copy again"),
+        "{to_memory}"
+    );
+    file.close().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_postgres_and_back() {
+    use crate::postgres::TestDb;
+    let Some(db) = TestDb::new("copy_sqlite_pg") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(&dir.path().join("a.db"));
+    let pg: Arc<dyn EventStore> = db.store().await;
+    copy_contract(Arc::clone(&source), Arc::clone(&pg)).await;
+    source.close().await;
+
+    // And back into a new file: the PostgreSQL store exports as well.
+    let back = sqlite(&dir.path().join("back.db"));
+    let report = copy_store(&*pg, &*back, |_| {}).await.unwrap();
+    // The seven, and e6 delivered in the target since.
+    assert_eq!(report.copied.total(), 8);
+    let all = pg
+        .list(&Default::default(), None, 100)
+        .await
+        .unwrap()
+        .events;
+    let ids: Vec<String> = all.iter().map(|e| e.event.id.clone()).collect();
+    assert_same_events(&*pg, &*back, &ids).await;
+    pg.close().await;
+    back.close().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_into_postgres_keeps_order_behind_a_live_replicas_events() {
+    use crate::postgres::TestDb;
+    let Some(db) = TestDb::new("copy_live") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let source = sqlite(&dir.path().join("a.db"));
+    for id in ["old1", "old2"] {
+        source.insert(event(id, Some("p"))).await.unwrap();
+    }
+    // The replicas took a delivery of the same product before the copy.
+    let pg: Arc<dyn EventStore> = db.store().await;
+    pg.insert(event("new", Some("p"))).await.unwrap();
+    copy_store(&*source, &*pg, |_| {}).await.unwrap();
+    // One head per product: the live one is ready, the copies wait behind
+    // it (the note in docs/deployment.md: copy before the replicas take
+    // traffic to keep a product's order across the move).
+    let mut order = Vec::new();
+    loop {
+        let due = pg
+            .claim_due("t", Duration::from_secs(60), 10)
+            .await
+            .unwrap();
+        if due.is_empty() {
+            break;
+        }
+        assert_eq!(due.len(), 1, "one product, one head at a time");
+        order.push(due[0].event.event_id.clone());
+        pg.complete(&due[0].event.id, "t", DispatchOutcome::Delivered)
+            .await
+            .unwrap();
+    }
+    assert_eq!(order, ["new", "old1", "old2"]);
+    source.close().await;
+    pg.close().await;
+}
+
+/// `webhook-server copy-store ARGS` with the configured store at `db`.
+fn copy_command(db: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CATALOG_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .arg("copy-store")
+        .args(args)
+        .current_dir(db.parent().unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("catalog.db");
+    let source = sqlite(&db);
+    let ids = fill(&*source).await;
+
+    // The server (here: this process) holds the file: the copy waits for
+    // nobody and says why.
+    let target = dir.path().join("moved.db");
+    let to = format!("sqlite://{}", target.display());
+    let out = copy_command(&db, &["--to", &to]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the source store (database.url)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("is open in another webhook-server"),
+        "{stderr}"
+    );
+    source.close().await;
+
+    let out = copy_command(&db, &[&format!("--to={to}")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("copied 7 events (4 pending, 1 delivered, 1 failed, 1 dead) in ")
+            && stdout.contains("; 0 were in the target already"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("copying sqlite"), "{stderr}");
+    let source = sqlite(&db);
+    let moved = sqlite(&target);
+    assert_same_events(&*source, &*moved, &ids).await;
+    source.close().await;
+    moved.close().await;
+
+    // Again: nothing twice.
+    let out = copy_command(&db, &["--to", &to]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("copied 0 events") && stdout.contains("; 7 were in the target already"),
+        "{stdout}"
+    );
+
+    // Refused before anything is opened, each naming what to change.
+    let same = format!("sqlite://{}", db.display());
+    for (args, code, says) in [
+        (vec![], 2, "copy-store needs --to URL"),
+        (vec!["--to"], 2, "--to needs a value"),
+        (
+            vec!["--to", "memory://"],
+            1,
+            "--to: the memory store keeps nothing",
+        ),
+        (
+            vec!["--to", &same],
+            1,
+            "--to names the configured store itself",
+        ),
+        (vec!["--to", "ftp://x"], 1, "--to: database.url"),
+        (
+            vec![
+                "--to",
+                "postgres://u@127.0.0.1:1/db",
+                "--to-schema",
+                "Bad-Name",
+            ],
+            1,
+            "--to / --to-schema: database.schema",
+        ),
+        (
+            vec!["--to", &to, "--bogus"],
+            2,
+            "unknown argument \"--bogus\"",
+        ),
+    ] {
+        let out = copy_command(&db, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
