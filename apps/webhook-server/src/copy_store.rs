@@ -184,8 +184,11 @@ fn by_weight(events: Vec<StoredEvent>) -> Vec<Vec<StoredEvent>> {
 ///
 /// # Errors
 /// When `url` is not a store to copy into (a memory store, or the
-/// configured store itself) or the schema name is not valid; the message
-/// names `--to` or `--to-schema`.
+/// configured store itself) or the schema name is not valid, the message
+/// naming `--to` or `--to-schema`; and when the configured store has
+/// nothing to copy: the memory store, or a SQLite file that does not exist
+/// (a mistyped `database.url` would otherwise be created empty and copy
+/// nothing, successfully).
 pub fn target_settings(
     settings: &Settings,
     url: String,
@@ -203,10 +206,15 @@ pub fn target_settings(
             "--to: the memory store keeps nothing beyond its process: copy into sqlite://PATH or postgres://..."
         );
     }
-    if settings.database.kind().ok() == Some(StoreKind::Memory) {
-        bail!(
+    match settings.database.kind()? {
+        StoreKind::Memory => bail!(
             "database.url is the memory store: it keeps nothing beyond its process, so there is nothing to copy"
-        );
+        ),
+        StoreKind::Sqlite(path) if !path.exists() => bail!(
+            "database.url: there is no SQLite file at {}: nothing to copy (is this the server's configuration?)",
+            path.display()
+        ),
+        _ => {}
     }
     target
         .validate()

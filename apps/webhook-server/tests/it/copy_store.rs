@@ -372,4 +372,17 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    // A mistyped database.url copies nothing rather than an empty new file.
+    let missing = dir.path().join("typo.db");
+    let out = copy_command(&missing, &["--to", &to]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "there is no SQLite file at {}: nothing to copy",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
 }
