@@ -19,7 +19,9 @@ use catalog_core::{CatalogError, CurrencyCode};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
-use crate::{ShopifyClient, ShopifyWebhookSource};
+#[cfg(feature = "client")]
+use crate::ShopifyClient;
+use crate::ShopifyWebhookSource;
 
 /// The Admin API version used when none is configured.
 pub const DEFAULT_API_VERSION: &str = "2026-01";
@@ -70,13 +72,14 @@ impl ShopifyConfig {
     /// # Errors
     /// [`CatalogError::Configuration`] when `store_url` is not a valid URL or host.
     pub fn store(&self) -> Result<String, CatalogError> {
-        crate::client::store_identity(&crate::client::parse_base(&self.store_url)?)
+        crate::store_url::store_identity(&crate::store_url::parse_base(&self.store_url)?)
     }
 
     /// A catalog client with default tuning (see [`ShopifyClient::from_config`]).
     ///
     /// # Errors
     /// As [`ShopifyClient::from_config`].
+    #[cfg(feature = "client")]
     pub fn client(&self) -> Result<ShopifyClient, CatalogError> {
         ShopifyClient::from_config(self)
     }
@@ -297,6 +300,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.store().unwrap(), "shop-1.myshopify.com");
+        #[cfg(feature = "client")]
         assert_eq!(cfg.client().unwrap().store(), "shop-1.myshopify.com");
         let source = cfg.webhook_source().unwrap();
         assert_eq!(source.currency_for("shop-1.myshopify.com").as_str(), "CAD");

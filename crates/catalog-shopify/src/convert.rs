@@ -28,6 +28,7 @@ use catalog_core::{
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Deserializer};
 
+#[cfg(feature = "client")]
 use crate::graphql::{MediaNode, ProductNode, VariantNode};
 
 /// What the mapping needs besides the payload.
@@ -46,6 +47,7 @@ fn decode_err(path: impl Into<String>, message: impl Into<String>) -> CatalogErr
     }
 }
 
+#[cfg(feature = "client")]
 /// The numeric id at the end of a GID (`gid://shopify/Product/123` => `123`).
 pub(crate) fn numeric_id(gid: &str) -> Option<&str> {
     let rest = gid.strip_prefix("gid://shopify/")?;
@@ -54,6 +56,7 @@ pub(crate) fn numeric_id(gid: &str) -> Option<&str> {
     (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())).then_some(id)
 }
 
+#[cfg(feature = "client")]
 /// The resource type of a GID (`gid://shopify/ProductVariant/1` => `ProductVariant`).
 pub(crate) fn gid_type(gid: &str) -> Option<&str> {
     gid.strip_prefix("gid://shopify/")?.split('/').next()
@@ -74,6 +77,7 @@ fn money(
     }
 }
 
+#[cfg(feature = "client")]
 fn gid_number(gid: &str, path: &str) -> Result<String, CatalogError> {
     numeric_id(gid)
         .map(str::to_owned)
@@ -82,6 +86,7 @@ fn gid_number(gid: &str, path: &str) -> Result<String, CatalogError> {
 
 // ---- GraphQL ----------------------------------------------------------------
 
+#[cfg(feature = "client")]
 /// Maps a GraphQL product node with its complete variant and media lists.
 pub(crate) fn product_from_graphql(
     node: ProductNode,
@@ -152,6 +157,7 @@ pub(crate) fn product_from_graphql(
     })
 }
 
+#[cfg(feature = "client")]
 fn variant_from_graphql(
     v: VariantNode,
     currency: &CurrencyCode,
@@ -594,6 +600,7 @@ fn variant_from_rest(
 mod tests {
     use super::*;
 
+    #[cfg(feature = "client")]
     #[test]
     fn gid_parts() {
         assert_eq!(

@@ -38,6 +38,7 @@
 //! ```no_run
 //! use catalog_shopify::catalog_core::{Catalog, TryStreamExt};
 //!
+//! # #[cfg(feature = "client")]
 //! # async fn run() -> catalog_shopify::catalog_core::Result<()> {
 //! let client = catalog_shopify::ShopifyClient::builder()
 //!     .store_url("example.myshopify.com")
@@ -50,22 +51,66 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ## Features
+//!
+//! - `client` (default): the Admin API client ([`ShopifyClient`], [`bulk`],
+//!   [`throttle`]), with reqwest and tokio. A service that only receives
+//!   webhooks leaves it out, `catalog-shopify = { version = "0.1",
+//!   default-features = false }`, and gets the webhook source alone:
+//!   verification and payload mapping, 108 crates in `cargo tree` against 163.
+//!
+//! ```
+//! use catalog_shopify::catalog_core::webhook::{
+//!     Headers, HmacVerifier, Received, receive, sign,
+//! };
+//! use catalog_shopify::webhook::{HMAC_HEADER, SHOP_DOMAIN_HEADER, TOPIC_HEADER, WEBHOOK_ID_HEADER};
+//! use catalog_shopify::ShopifyWebhookSource;
+//!
+//! let body = br#"{"id":788032119674292922,"title":"Example T-Shirt","variants":[]}"#;
+//! // What the HTTP framework hands over: the raw body and the headers.
+//! let headers = Headers::new()
+//!     .with(HMAC_HEADER, sign(b"app-client-secret", body))
+//!     .with(TOPIC_HEADER, "products/update")
+//!     .with(SHOP_DOMAIN_HEADER, "example.myshopify.com")
+//!     .with(WEBHOOK_ID_HEADER, "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043");
+//! let verifier = HmacVerifier::new(["app-client-secret".to_owned().into()])?;
+//! let received = receive(
+//!     &ShopifyWebhookSource::new(),
+//!     &headers,
+//!     body,
+//!     &|_store| Some(&verifier),
+//!     chrono::Utc::now(),
+//! )?;
+//! let Received::Event(event) = received else { panic!("not a product event") };
+//! assert_eq!(event.product_id.as_deref(), Some("788032119674292922"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
+mod access_token;
+#[cfg(feature = "client")]
 mod auth;
+#[cfg(feature = "client")]
 pub mod bulk;
+#[cfg(feature = "client")]
 mod client;
 pub mod config;
 mod convert;
+#[cfg(feature = "client")]
 mod graphql;
+mod store_url;
+#[cfg(feature = "client")]
 pub mod throttle;
 pub mod webhook;
 
-pub use auth::AccessTokenSource;
+pub use access_token::AccessTokenSource;
+#[cfg(feature = "client")]
 pub use client::{
     ACCESS_TOKEN_HEADER, MAX_PAGE_SIZE, ShopifyClient, ShopifyClientBuilder, StreamMode,
 };
 pub use config::{DEFAULT_API_VERSION, ShopifyAuth, ShopifyConfig};
+#[cfg(feature = "client")]
 pub use throttle::ThrottleStatus;
 pub use webhook::ShopifyWebhookSource;
 

@@ -16,7 +16,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::auth::{AuthMode, Credentials};
+use crate::AuthMode;
+use crate::auth::Credentials;
 use crate::config::{normalize_store_url, parse_store_url, store_identity};
 use crate::convert::{Units, has_variations, product_from_wire};
 use crate::pagination::{Keyed, Stitcher, Window};

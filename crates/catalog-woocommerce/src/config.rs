@@ -1,14 +1,17 @@
 //! Configuration read from files or the environment, and store identity.
 
+#[cfg(feature = "client")]
 use std::time::Duration;
 
 use catalog_core::webhook::{HmacVerifier, WebhookError};
 use catalog_core::{CatalogError, CurrencyCode, Result, WeightUnit};
-use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
+use url::Url;
 
-use crate::{AuthMode, WooCommerceClient, WooCommerceWebhookSource};
+#[cfg(feature = "client")]
+use crate::WooCommerceClient;
+use crate::{AuthMode, WooCommerceWebhookSource};
 
 /// Settings for one WooCommerce store, as the webhook server and CLI read them
 /// (TOML, env). Secrets deserialize into [`SecretString`], which has no
@@ -112,6 +115,7 @@ impl WooCommerceConfig {
     ///
     /// # Errors
     /// [`CatalogError::Configuration`] for a bad URL, currency or blank credentials.
+    #[cfg(feature = "client")]
     pub fn client(&self) -> Result<WooCommerceClient> {
         let mut b = WooCommerceClient::builder()
             .store_url(&self.store_url)

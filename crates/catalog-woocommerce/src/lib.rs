@@ -23,6 +23,7 @@
 //! ```no_run
 //! // `catalog_core` is re-exported: this crate alone is enough.
 //! use catalog_woocommerce::catalog_core::Catalog;
+//! # #[cfg(feature = "client")]
 //! # async fn run() -> catalog_woocommerce::catalog_core::Result<()> {
 //! let client = catalog_woocommerce::WooCommerceClient::builder()
 //!     .store_url("https://shop.example.com")
@@ -33,18 +34,64 @@
 //! println!("{} has {} variants", product.title, product.variants.len());
 //! # Ok(()) }
 //! ```
+//!
+//! ## Features
+//!
+//! - `client` (default): the REST API client ([`WooCommerceClient`],
+//!   [`pagination`]), with reqwest and tokio. A service that only receives
+//!   webhooks leaves it out, `catalog-woocommerce = { version = "0.1",
+//!   default-features = false }`, and gets the webhook source alone:
+//!   verification and payload mapping, 110 crates in `cargo tree` against 165.
+//!
+//! ```
+//! use catalog_woocommerce::catalog_core::webhook::{
+//!     Headers, HmacVerifier, Received, receive, sign,
+//! };
+//! use catalog_woocommerce::webhook::{
+//!     DELIVERY_ID_HEADER, SIGNATURE_HEADER, SOURCE_HEADER, TOPIC_HEADER, WEBHOOK_ID_HEADER,
+//! };
+//! use catalog_woocommerce::WooCommerceWebhookSource;
+//!
+//! let body = br#"{"id":794,"name":"Premium Quality","type":"simple","status":"publish","price":"21.99"}"#;
+//! // What the HTTP framework hands over: the raw body and the headers.
+//! let headers = Headers::new()
+//!     .with(SIGNATURE_HEADER, sign(b"webhook-secret", body))
+//!     .with(TOPIC_HEADER, "product.updated")
+//!     .with(SOURCE_HEADER, "https://shop.example.com/")
+//!     .with(WEBHOOK_ID_HEADER, "27")
+//!     .with(DELIVERY_ID_HEADER, "a8f5f167f44f4964e6c998dee827110c");
+//! let verifier = HmacVerifier::new(["webhook-secret".to_owned().into()])?;
+//! let source = WooCommerceWebhookSource::new().with_default_currency("EUR".parse()?);
+//! let received = receive(
+//!     &source,
+//!     &headers,
+//!     body,
+//!     &|_store| Some(&verifier),
+//!     chrono::Utc::now(),
+//! )?;
+//! let Received::Event(event) = received else { panic!("not a product event") };
+//! assert_eq!(event.product_id.as_deref(), Some("794"));
+//! let price = &event.product.as_ref().unwrap().variants[0].price;
+//! assert_eq!(price.as_ref().unwrap().to_string(), "21.99 EUR");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "client")]
 mod auth;
+mod auth_mode;
+#[cfg(feature = "client")]
 mod client;
 mod config;
 mod convert;
+#[cfg(feature = "client")]
 pub mod pagination;
 pub mod secret;
 pub mod webhook;
 mod wire;
 
-pub use auth::AuthMode;
+pub use auth_mode::AuthMode;
+#[cfg(feature = "client")]
 pub use client::{MAX_PER_PAGE, WooCommerceClient, WooCommerceClientBuilder};
 pub use config::{WooCommerceConfig, normalize_store_url, store_identity};
 pub use secret::signing_secrets;

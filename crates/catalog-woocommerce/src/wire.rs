@@ -113,6 +113,7 @@ pub(crate) struct WireVariationAttribute {
 }
 
 /// A WordPress REST error body: `{"code","message","data":{"status"}}`.
+#[cfg(feature = "client")]
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct WpError {
     pub(crate) code: String,
@@ -121,6 +122,7 @@ pub(crate) struct WpError {
 }
 
 /// `GET /settings/general/woocommerce_currency`.
+#[cfg(feature = "client")]
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct SettingValue {
     #[serde(deserialize_with = "lenient_string")]
