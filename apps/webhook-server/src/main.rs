@@ -114,7 +114,9 @@ fn parse_args() -> anyhow::Result<Invocation> {
                 let _ = std::io::stdout().write_all(version.as_bytes());
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?}; see --help"),
+            other => bail!(
+                "unknown argument {other:?}; usage: webhook-server [--config FILE], or webhook-server copy-store --to URL (--help)"
+            ),
         }
     }
     if copy {
