@@ -67,44 +67,40 @@ enum Invocation {
 }
 
 fn parse_args() -> anyhow::Result<Invocation> {
-    let mut args = std::env::args().skip(1).peekable();
-    let copy = args.peek().is_some_and(|a| a == "copy-store");
-    if copy {
-        args.next();
+    // `--key value` or `--key=value`, each at most once.
+    fn set(
+        slot: &mut Option<String>,
+        name: &str,
+        inline: Option<String>,
+        args: &mut impl Iterator<Item = String>,
+    ) -> anyhow::Result<()> {
+        if slot.is_some() {
+            bail!("{name} is given twice");
+        }
+        *slot = Some(match inline {
+            Some(v) => v,
+            None => args
+                .next()
+                .with_context(|| format!("{name} needs a value; see --help"))?,
+        });
+        Ok(())
     }
+    let mut args = std::env::args().skip(1);
+    let mut copy = false;
     let mut config = None;
     let mut to = None;
     let mut to_schema = None;
-    // `--key value` or `--key=value`.
-    fn value(
-        name: &str,
-        inline: Option<&str>,
-        args: &mut impl Iterator<Item = String>,
-    ) -> anyhow::Result<String> {
-        match inline {
-            Some(v) => Ok(v.to_owned()),
-            None => args
-                .next()
-                .with_context(|| format!("{name} needs a value; see --help")),
-        }
-    }
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, v)) if flag.starts_with("--") => (flag.to_owned(), Some(v.to_owned())),
             _ => (arg.clone(), None),
         };
         match flag.as_str() {
-            "--config" | "-c" => {
-                config = Some(PathBuf::from(value(
-                    "--config",
-                    inline.as_deref(),
-                    &mut args,
-                )?));
-            }
-            "--to" if copy => to = Some(value("--to", inline.as_deref(), &mut args)?),
-            "--to-schema" if copy => {
-                to_schema = Some(value("--to-schema", inline.as_deref(), &mut args)?);
-            }
+            // The command, before or after the options.
+            "copy-store" if !copy => copy = true,
+            "--config" | "-c" => set(&mut config, "--config", inline, &mut args)?,
+            "--to" => set(&mut to, "--to", inline, &mut args)?,
+            "--to-schema" => set(&mut to_schema, "--to-schema", inline, &mut args)?,
             "--help" | "-h" => {
                 let _ = std::io::stdout().write_all(USAGE.as_bytes());
                 std::process::exit(0);
@@ -119,6 +115,7 @@ fn parse_args() -> anyhow::Result<Invocation> {
             ),
         }
     }
+    let config = config.map(PathBuf::from);
     if copy {
         let to = to.context("copy-store needs --to URL (the store to copy into); see --help")?;
         Ok(Invocation::CopyStore {
@@ -126,6 +123,10 @@ fn parse_args() -> anyhow::Result<Invocation> {
             to,
             to_schema,
         })
+    } else if to.is_some() || to_schema.is_some() {
+        bail!(
+            "--to and --to-schema belong to copy-store: webhook-server copy-store --to URL (--help)"
+        )
     } else {
         Ok(Invocation::Serve { config })
     }
@@ -270,28 +271,37 @@ async fn copy(
     to: String,
     to_schema: Option<String>,
 ) -> anyhow::Result<()> {
+    use webhook_server::copy_store::{copy_store, open_source, target_settings};
+
     let settings = Settings::load(config)?;
-    // The stores' own warnings (a file refused, a slow database) on stderr.
+    // The stores' own warnings (a slow database) on stderr, coloured only
+    // for a terminal.
     fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::new("warn"))
         .try_init()
         .ok();
-    let target = webhook_server::copy_store::target_settings(&settings, to, to_schema)?;
-    let source = open_store(&settings)
+    let target = target_settings(&settings, to, to_schema)?;
+    let source = open_source(&settings).await?;
+    if let Some(why) = source
+        .in_use()
         .await
-        .context("the source store (database.url)")?;
-    let dest = match open_store(&target).await.context("the target store (--to)") {
-        Ok(dest) => dest,
-        Err(e) => {
-            source.close().await;
-            return Err(e);
-        }
-    };
+        .context("database.url: cannot read it")?
+    {
+        eprintln!(
+            "warning: {why}. Stop its replicas first: what they dispatch after the copy reads an event is dispatched again by the target, and what they store after it is not copied (run the copy again once they are stopped)."
+        );
+    }
+    let dest = open_store(&target)
+        .await
+        .context("the target store (--to)")?;
     eprintln!("copying {} to {}", source.describe(), dest.describe());
     let started = std::time::Instant::now();
     let mut said = started;
-    let result = webhook_server::copy_store::copy_store(&*source, &*dest, |r| {
+    let mut last = webhook_server::copy_store::CopyReport::default();
+    let copying = copy_store(&*source, &*dest, |r| {
+        last = *r;
         if said.elapsed() >= Duration::from_secs(2) {
             said = std::time::Instant::now();
             eprintln!(
@@ -301,10 +311,20 @@ async fn copy(
                 r.already_there
             );
         }
-    })
-    .await;
+    });
+    // A signal ends the copy between or inside a batch; the batch in
+    // progress is rolled back (PostgreSQL) or finished (SQLite's writer),
+    // and a second run goes on from there either way.
+    let result = tokio::select! {
+        result = copying => result.map_err(anyhow::Error::from),
+        signal = copy_interrupted() => Err(anyhow::anyhow!(
+            "{signal}: stopped after {} events copied ({} were in the target already); run the same command again to go on",
+            last.copied.total(),
+            last.already_there
+        )),
+    };
     // Closed either way: SQLite's writer finishes and its lock is let go.
-    source.close().await;
+    drop(source);
     dest.close().await;
     let report = result?;
     writeln!(
@@ -316,6 +336,31 @@ async fn copy(
         report.already_there
     )
     .context("writing the outcome to stdout")
+}
+
+/// Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP.
+async fn copy_interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "interrupted (SIGINT)",
+            _ = term.recv() => "stopped (SIGTERM)",
+            _ = hup.recv() => "hung up (SIGHUP)",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted"
+    }
 }
 
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {

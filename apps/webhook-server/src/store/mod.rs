@@ -570,21 +570,7 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// [`StoreError`].
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
-    /// Up to `limit` whole events (raw bodies and normalised products
-    /// included) whose `seq` is above `after`, oldest first: how
-    /// [`crate::copy_store`] reads a store. Leases are not part of it.
-    ///
-    /// # Errors
-    /// [`StoreError`]; [`StoreError::Unsupported`] by default, for stores
-    /// with nothing to copy from.
-    async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let _ = (after, limit);
-        Err(StoreError::Unsupported(
-            "be copied from (it keeps nothing beyond its process)",
-        ))
-    }
-
-    /// Stores events read from another store's [`EventStore::export`] as
+    /// Stores events read from another store (see [`crate::copy_store`]) as
     /// they were there: their status, attempts, last error and next
     /// attempt time, and their order (each product's pending events are
     /// dispatched oldest first, the oldest being ready). An event whose id

@@ -1,9 +1,9 @@
 //! Copying a store into another (`webhook-server copy-store`): every event
 //! arrives whole and as it was (status, attempts, last error, due time,
 //! body byte for byte), deduplication and each product's order come along,
-//! and a second run copies nothing twice. SQLite to SQLite always; SQLite to
-//! PostgreSQL and back with `TEST_DATABASE_URL`; the command itself through
-//! the binary.
+//! and a second run copies nothing twice; the source is only read. SQLite to
+//! SQLite always; SQLite to PostgreSQL and back with `TEST_DATABASE_URL`; the
+//! command itself through the binary.
 
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -12,9 +12,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use catalog_core::InsertOutcome;
 use chrono::Utc;
-use webhook_server::copy_store::copy_store;
+use webhook_server::copy_store::{CopySource, copy_store};
 use webhook_server::settings::Durability;
-use webhook_server::store::{DispatchOutcome, EventStatus, EventStore, NewEvent, SqliteStore};
+use webhook_server::store::sqlite::SqliteReader;
+use webhook_server::store::{
+    DispatchOutcome, EventStatus, EventStore, NewEvent, SqliteStore, StoredEvent,
+};
 
 use crate::suite::event;
 
@@ -84,9 +87,17 @@ async fn fill(store: &dyn EventStore) -> Vec<String> {
 
 /// Whatever the stores, the target holds each of `ids` as the source
 /// does, but for its own `seq`.
-async fn assert_same_events(source: &dyn EventStore, target: &dyn EventStore, ids: &[String]) {
-    for id in ids {
-        let a = source.get(id).await.unwrap().unwrap();
+/// Everything `source` holds, oldest first.
+async fn everything(source: &dyn CopySource) -> Vec<StoredEvent> {
+    let all = source.export(0, 10_000).await.unwrap();
+    assert!(all.len() < 10_000);
+    all
+}
+
+/// The target holds each of `events` as it was, but for its own `seq`.
+async fn assert_same_events(events: &[StoredEvent], target: &dyn EventStore) {
+    for a in events {
+        let id = &a.event.id;
         let b = target.get(id).await.unwrap().unwrap();
         assert_eq!(a.event, b.event, "{id}");
         assert_eq!(a.attempts, b.attempts, "{id}");
@@ -100,12 +111,21 @@ async fn assert_same_events(source: &dyn EventStore, target: &dyn EventStore, id
     }
 }
 
+/// A [`fill`]ed SQLite file at `path`, closed as a stopped server leaves
+/// it, opened for reading; with the ids `fill` gave.
+async fn filled_file(path: &std::path::Path) -> (SqliteReader, Vec<String>) {
+    let store = sqlite(path);
+    let ids = fill(&*store).await;
+    store.close().await;
+    drop(store);
+    (SqliteReader::open(path).unwrap(), ids)
+}
+
 /// The whole copy contract from a [`fill`]ed `source` into an empty
 /// `target`.
-async fn copy_contract(source: Arc<dyn EventStore>, target: Arc<dyn EventStore>) {
-    let ids = fill(&*source).await;
+async fn copy_contract(source: &dyn CopySource, ids: &[String], target: Arc<dyn EventStore>) {
     let mut progress = Vec::new();
-    let report = copy_store(&*source, &*target, |r| progress.push(*r))
+    let report = copy_store(source, &*target, |r| progress.push(*r))
         .await
         .unwrap();
     assert_eq!(report.read, 7);
@@ -120,13 +140,16 @@ async fn copy_contract(source: Arc<dyn EventStore>, target: Arc<dyn EventStore>)
     );
     assert_eq!(report.already_there, 0);
     assert_eq!(progress.last(), Some(&report));
-    assert_same_events(&*source, &*target, &ids).await;
+    let events = everything(source).await;
+    assert_eq!(events.len(), 7);
+    assert_same_events(&events, &*target).await;
     let status = |i: usize| {
         let target = Arc::clone(&target);
         let id = ids[i].clone();
         async move { target.get(&id).await.unwrap().unwrap().status() }
     };
     assert_eq!(status(0).await, EventStatus::Delivered);
+    assert_eq!(status(1).await, EventStatus::Pending);
     assert_eq!(status(3).await, EventStatus::Dead);
     assert_eq!(status(6).await, EventStatus::Failed);
 
@@ -169,40 +192,89 @@ async fn copy_contract(source: Arc<dyn EventStore>, target: Arc<dyn EventStore>)
 
     // Run again: nothing is copied twice, nothing in the target changes
     // (e5, delivered there since, stays delivered).
-    let again = copy_store(&*source, &*target, |_| {}).await.unwrap();
+    let again = copy_store(source, &*target, |_| {}).await.unwrap();
     assert_eq!(again.copied.total(), 0);
     assert_eq!(again.already_there, 7);
     assert_eq!(status(4).await, EventStatus::Delivered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_to_sqlite_copies_every_event_as_it_was() {
+async fn sqlite_to_sqlite_copies_every_event_as_it_was_and_leaves_the_source_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
-    let source = sqlite(&dir.path().join("a.db"));
+    let path = dir.path().join("a.db");
+    let (source, ids) = filled_file(&path).await;
+    let before = std::fs::read(&path).unwrap();
     let target = sqlite(&dir.path().join("b.db"));
-    copy_contract(Arc::clone(&source), Arc::clone(&target)).await;
-    source.close().await;
+    copy_contract(&source, &ids, Arc::clone(&target)).await;
+    // No server can open the file while it is read.
+    let held = SqliteStore::open(&path, Durability::ProcessCrash, 64).unwrap_err();
+    assert!(
+        held.to_string()
+            .contains("is open in another webhook-server"),
+        "{held}"
+    );
+    drop(source);
     target.close().await;
+    assert!(
+        std::fs::read(&path).unwrap() == before,
+        "the source file changed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_memory_store_can_be_neither_side_of_a_copy() {
+async fn only_a_stopped_servers_file_of_this_version_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let file = sqlite(&dir.path().join("a.db"));
+    let path = dir.path().join("a.db");
+    let running = sqlite(&path);
+    let refused = SqliteReader::open(&path).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("is open in another webhook-server"),
+        "{refused}"
+    );
+    running.close().await;
+    drop(running);
+    assert!(SqliteReader::open(&path).is_ok());
+
+    // An empty file (a mistyped path that something created) is not a
+    // store, and stays empty.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let refused = SqliteReader::open(&empty).unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("holds no webhook-server store"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+
+    // A file of an older schema version is migrated by a server, not here.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 5).unwrap();
+    drop(conn);
+    let refused = SqliteReader::open(&path).unwrap_err();
+    assert!(
+        refused.to_string().contains("is at schema version 5")
+            && refused
+                .to_string()
+                .contains("start this build's server on it once"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_store_cannot_be_copied_into() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let (source, _) = filled_file(&path).await;
     let memory: Arc<dyn EventStore> = Arc::new(webhook_server::store::MemoryStore::new(100, 100));
-    let from_memory = copy_store(&*memory, &*file, |_| {}).await.unwrap_err();
+    let refused = copy_store(&source, &*memory, |_| {}).await.unwrap_err();
     assert!(
-        from_memory.to_string().contains("cannot be copied from"),
-        "{from_memory}"
+        refused.to_string().contains("cannot be copied to"),
+        "{refused}"
     );
-    file.insert(event("e1", None)).await.unwrap();
-    let to_memory = copy_store(&*file, &*memory, |_| {}).await.unwrap_err();
-    assert!(
-        to_memory.to_string().contains("cannot be copied to")
-            && to_memory.to_string().contains("run the copy again"),
-        "{to_memory}"
-    );
-    file.close().await;
 }
 
 #[cfg(feature = "postgres")]
@@ -213,25 +285,66 @@ async fn sqlite_to_postgres_and_back() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let source = sqlite(&dir.path().join("a.db"));
-    let pg: Arc<dyn EventStore> = db.store().await;
-    copy_contract(Arc::clone(&source), Arc::clone(&pg)).await;
-    source.close().await;
+    let (source, ids) = filled_file(&dir.path().join("a.db")).await;
+    let pg = db.store().await;
+    copy_contract(&source, &ids, Arc::clone(&pg) as Arc<dyn EventStore>).await;
 
-    // And back into a new file: the PostgreSQL store exports as well.
+    // And back into a new file: the PostgreSQL store is a source as well.
     let back = sqlite(&dir.path().join("back.db"));
     let report = copy_store(&*pg, &*back, |_| {}).await.unwrap();
-    // The seven, and e6 delivered in the target since.
+    // The seven, and e6 stored in PostgreSQL since.
     assert_eq!(report.copied.total(), 8);
-    let all = pg
-        .list(&Default::default(), None, 100)
-        .await
-        .unwrap()
-        .events;
-    let ids: Vec<String> = all.iter().map(|e| e.event.id.clone()).collect();
-    assert_same_events(&*pg, &*back, &ids).await;
+    let events = everything(&*pg).await;
+    assert_eq!(events.len(), 8);
+    assert_same_events(&events, &*back).await;
     pg.close().await;
     back.close().await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_source_must_hold_a_store_and_is_not_migrated() {
+    use crate::postgres::TestDb;
+    use webhook_server::store::{PostgresOptions, PostgresStore};
+    let Some(db) = TestDb::new("copy_pg_source") else {
+        return;
+    };
+    let mut options = PostgresOptions::new(2, Some(db.schema.clone()));
+    options.migrate = false;
+    // A mistyped schema is refused, not created.
+    let refused = PostgresStore::connect(&db.url, options.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("there is no webhook-server store in schema"),
+        "{refused}"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = '{}'",
+            db.schema
+        ))
+        .await,
+        0
+    );
+    // A replica's store is read as it is.
+    let replica = db.store().await;
+    replica.insert(event("e1", Some("p"))).await.unwrap();
+    replica.close().await;
+    let source = PostgresStore::connect(&db.url, options).await.unwrap();
+    assert_eq!(everything(&source).await.len(), 1);
+    assert_eq!(
+        source
+            .in_use()
+            .await
+            .unwrap()
+            .as_deref()
+            .map(|w| w.contains("within the last minute")),
+        Some(true)
+    );
+    source.close().await;
 }
 
 #[cfg(feature = "postgres")]
@@ -242,14 +355,18 @@ async fn a_copy_into_postgres_keeps_order_behind_a_live_replicas_events() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let source = sqlite(&dir.path().join("a.db"));
+    let path = dir.path().join("a.db");
+    let file = sqlite(&path);
     for id in ["old1", "old2"] {
-        source.insert(event(id, Some("p"))).await.unwrap();
+        file.insert(event(id, Some("p"))).await.unwrap();
     }
+    file.close().await;
+    drop(file);
+    let source = SqliteReader::open(&path).unwrap();
     // The replicas took a delivery of the same product before the copy.
     let pg: Arc<dyn EventStore> = db.store().await;
     pg.insert(event("new", Some("p"))).await.unwrap();
-    copy_store(&*source, &*pg, |_| {}).await.unwrap();
+    copy_store(&source, &*pg, |_| {}).await.unwrap();
     // One head per product: the live one is ready, the copies wait behind
     // it (the note in docs/deployment.md: copy before the replicas take
     // traffic to keep a product's order across the move).
@@ -269,7 +386,6 @@ async fn a_copy_into_postgres_keeps_order_behind_a_live_replicas_events() {
             .unwrap();
     }
     assert_eq!(order, ["new", "old1", "old2"]);
-    source.close().await;
     pg.close().await;
 }
 
@@ -292,26 +408,30 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("catalog.db");
     let source = sqlite(&db);
-    let ids = fill(&*source).await;
+    fill(&*source).await;
 
-    // The server (here: this process) holds the file: the copy waits for
-    // nobody and says why.
+    // The server (here: this process) holds the file: the copy says to
+    // stop it.
     let target = dir.path().join("moved.db");
     let to = format!("sqlite://{}", target.display());
     let out = copy_command(&db, &["--to", &to]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("the source store (database.url)"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("is open in another webhook-server"),
+        stderr.contains("is open in a running webhook-server")
+            && stderr.contains("stop the server first"),
         "{stderr}"
     );
     source.close().await;
+    drop(source);
 
-    let out = copy_command(&db, &[&format!("--to={to}")]);
+    // `copy-store` after the options works as well.
+    let out = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+        .env_clear()
+        .env("CATALOG_DATABASE_URL", format!("sqlite://{}", db.display()))
+        .args([&format!("--to={to}"), "copy-store"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -320,12 +440,20 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
             && stdout.contains("; 0 were in the target already"),
         "{stdout}"
     );
-    assert!(stderr.contains("copying sqlite"), "{stderr}");
-    let source = sqlite(&db);
+    assert!(
+        stderr.contains("copying sqlite") && stderr.contains("(read only)"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes into a pipe: {stderr}"
+    );
+    let reader = SqliteReader::open(&db).unwrap();
     let moved = sqlite(&target);
-    assert_same_events(&*source, &*moved, &ids).await;
-    source.close().await;
+    assert_same_events(&everything(&reader).await, &*moved).await;
+    drop(reader);
     moved.close().await;
+    drop(moved);
 
     // Again: nothing twice.
     let out = copy_command(&db, &["--to", &to]);
@@ -335,11 +463,15 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
         "{stdout}"
     );
 
-    // Refused before anything is opened, each naming what to change.
+    // Refused before anything is written, each naming what to change.
     let same = format!("sqlite://{}", db.display());
+    let link = dir.path().join("hard-link.db");
+    std::fs::hard_link(&db, &link).unwrap();
+    let linked = format!("sqlite://{}", link.display());
     for (args, code, says) in [
         (vec![], 2, "copy-store needs --to URL"),
         (vec!["--to"], 2, "--to needs a value"),
+        (vec!["--to", &to, "--to", &to], 2, "--to is given twice"),
         (
             vec!["--to", "memory://"],
             1,
@@ -350,7 +482,16 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
             1,
             "--to names the configured store itself",
         ),
-        (vec!["--to", "ftp://x"], 1, "--to: database.url"),
+        (
+            vec!["--to", &linked],
+            1,
+            "--to names the configured store itself",
+        ),
+        (
+            vec!["--to", "ftp://x"],
+            1,
+            "--to: expected sqlite://PATH or postgres://",
+        ),
         (
             vec![
                 "--to",
@@ -359,7 +500,12 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
                 "Bad-Name",
             ],
             1,
-            "--to / --to-schema: database.schema",
+            "--to-schema: ",
+        ),
+        (
+            vec!["--to", &to, "--to-schema", "catalog"],
+            1,
+            "--to-schema is for a PostgreSQL target",
         ),
         (
             vec!["--to", &to, "--bogus"],
@@ -372,7 +518,17 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    // A mistyped database.url copies nothing rather than an empty new file.
+    // The server itself refuses copy-store's options.
+    let out = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+        .env_clear()
+        .args(["--to", &to])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belong to copy-store"));
+
+    // A mistyped database.url copies nothing rather than an empty new file,
+    // and an empty file is not taken for an empty store.
     let missing = dir.path().join("typo.db");
     let out = copy_command(&missing, &["--to", &to]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -385,4 +541,43 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
         "{stderr}"
     );
     assert!(!missing.exists());
+    std::fs::write(&missing, b"").unwrap();
+    let out = copy_command(&missing, &["--to", &to]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("holds no webhook-server store"), "{stderr}");
+    assert_eq!(std::fs::metadata(&missing).unwrap().len(), 0);
+}
+
+/// The target's schema is the configured one unless `--to-schema` names
+/// another: copying with the replicas' configuration lands where they
+/// look, not in `public`.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_schema_defaults_to_the_configured_one() {
+    use crate::postgres::TestDb;
+    let Some(db) = TestDb::new("copy_schema") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let (reader, _) = filled_file(&path).await;
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
+        .env_clear()
+        .env(
+            "CATALOG_DATABASE_URL",
+            format!("sqlite://{}", path.display()),
+        )
+        .env("CATALOG_DATABASE__SCHEMA", &db.schema)
+        .args(["copy-store", "--to", &db.url])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(schema {}", db.schema)),
+        "{stderr}"
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM events").await, 7);
 }

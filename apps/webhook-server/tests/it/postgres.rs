@@ -65,7 +65,7 @@ impl TestDb {
     }
 
     /// Runs one scalar query in this schema on a connection of its own.
-    pub(crate) async fn scalar(&self, sql: &'static str) -> i64 {
+    pub(crate) async fn scalar(&self, sql: &str) -> i64 {
         let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SET search_path TO \"{}\"",
@@ -74,7 +74,10 @@ impl TestDb {
         .execute(&mut conn)
         .await
         .unwrap();
-        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap();
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
         let _ = conn.close().await;
         n
     }

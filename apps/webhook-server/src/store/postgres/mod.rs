@@ -74,7 +74,7 @@ mod insert_batch;
 mod schema;
 
 use batch_queue::{BatchQueue, Written};
-use schema::migrate;
+use schema::{check_current, migrate};
 
 /// The columns [`read_row`] expects, in order.
 macro_rules! columns {
@@ -208,6 +208,11 @@ pub struct PostgresOptions {
     /// deliveries wait for. Default 2 (measured in `docs/performance.md`,
     /// eleventh session); full runs once deliveries stop.
     pub run_while_ingesting: usize,
+    /// Whether connecting creates the schema and applies migrations (a
+    /// replica, the default), or only opens a store that is already there
+    /// at this build's schema version and fails otherwise, writing nothing
+    /// (the source of a copy, `webhook-server copy-store`).
+    pub migrate: bool,
 }
 
 impl Default for PostgresOptions {
@@ -218,6 +223,7 @@ impl Default for PostgresOptions {
             acquire_timeout: Duration::from_secs(5),
             lock_timeout: None,
             run_while_ingesting: RUN_WHILE_INGESTING,
+            migrate: true,
         }
     }
 }
@@ -468,7 +474,11 @@ impl PostgresStore {
         };
         let opened = handle
             .spawn(async move {
-                migrate(&connect, schema.as_deref(), &shown).await?;
+                if options.migrate {
+                    migrate(&connect, schema.as_deref(), &shown).await?;
+                } else {
+                    check_current(&connect, schema.as_deref(), &shown).await?;
+                }
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .min_connections(0)
@@ -521,6 +531,55 @@ impl PostgresStore {
             ingesting: Ingesting::new(),
             run_while_ingesting: options.run_while_ingesting.max(1),
         })
+    }
+
+    /// Up to `limit` whole events (raw bodies and normalised products
+    /// included) with `seq` above `after`, oldest first: how a copy
+    /// (`webhook-server copy-store`) reads this store. Leases are not part
+    /// of them.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |pool| async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                columns!(),
+                " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
+            ))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&pool)
+            .await
+            .map_err(db_error)?;
+            read_rows(&rows)
+        })
+        .await
+    }
+
+    /// Signs of replicas at work on this store: whether a dispatcher holds
+    /// a pending event now, and whether a delivery was stored within
+    /// `within` (among the last 1,000 events). For a copy
+    /// (`webhook-server copy-store`), whose source should be stopped.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be read.
+    pub async fn activity(&self, within: Duration) -> Result<(bool, bool), StoreError> {
+        let within_ms = millis(within);
+        self.run(move |pool| async move {
+            sqlx::query_as::<_, (bool, bool)>(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE status = 'pending' \
+                   AND lease_until > statement_timestamp()), \
+                 EXISTS (SELECT 1 FROM events WHERE seq > (SELECT coalesce(max(seq), 0) - 1000 \
+                   FROM events) AND received_at > statement_timestamp() - $1 * interval '1 millisecond')",
+            )
+            .bind(within_ms)
+            .fetch_one(&pool)
+            .await
+            .map_err(db_error)
+        })
+        .await
     }
 
     /// Runs `f` with the pool on the store's runtime.
@@ -745,24 +804,6 @@ impl EventStore for PostgresStore {
                 .await
                 .map_err(db_error)?;
             row.as_ref().map(read_row).transpose()
-        })
-        .await
-    }
-
-    async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(move |pool| async move {
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                columns!(),
-                " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2"
-            ))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(&pool)
-            .await
-            .map_err(db_error)?;
-            read_rows(&rows)
         })
         .await
     }

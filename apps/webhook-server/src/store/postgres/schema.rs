@@ -462,6 +462,64 @@ $$;
     ),
 ];
 
+/// Checks, writing nothing, that `schema` (or the `search_path`) holds a
+/// store of this build's schema version: the source of a copy must come
+/// out of it unchanged, and a mistyped schema must not be created empty
+/// and copied from successfully.
+pub(super) async fn check_current(
+    connect: &PgConnectOptions,
+    schema: Option<&str>,
+    shown_url: &str,
+) -> Result<(), StoreError> {
+    let mut connect = connect.clone();
+    if let Some(schema) = schema {
+        connect = connect.options([("search_path", schema)]);
+    }
+    let mut conn = PgConnection::connect_with(&connect).await.map_err(|e| {
+        StoreError::Database(format!("cannot connect to {shown_url}: {}", describe(&e)))
+    })?;
+    let place = match schema {
+        Some(schema) => format!("schema {schema} of {shown_url}"),
+        None => format!("the search_path of {shown_url}"),
+    };
+    let found: Result<(bool, Option<i64>), sqlx::Error> = async {
+        let ours: bool = sqlx::query_scalar(
+            "SELECT to_regclass('events') IS NOT NULL AND to_regclass('_sqlx_migrations') IS NOT NULL",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        if !ours {
+            return Ok((false, None));
+        }
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut conn)
+                .await?;
+        Ok((true, version))
+    }
+    .await;
+    let _ = conn.close().await;
+    let (ours, version) = found
+        .map_err(|e| StoreError::Database(format!("cannot read {place}: {}", describe(&e))))?;
+    let current = MIGRATIONS.last().map_or(0, |m| m.0);
+    if !ours {
+        return Err(StoreError::Database(format!(
+            "there is no webhook-server store in {place}"
+        )));
+    }
+    match version {
+        Some(v) if v == current => Ok(()),
+        Some(v) if v > current => Err(StoreError::Database(format!(
+            "the store in {place} is at schema version {v}, newer than this build's ({current})"
+        ))),
+        v => Err(StoreError::Database(format!(
+            "the store in {place} is at schema version {}, this build's is {current}: start a \
+             replica of this build on it once (replicas migrate at start-up), then copy",
+            v.unwrap_or(0)
+        ))),
+    }
+}
+
 pub(super) async fn migrate(
     connect: &PgConnectOptions,
     schema: Option<&str>,

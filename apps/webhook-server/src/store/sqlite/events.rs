@@ -69,15 +69,13 @@ pub(super) fn insert(
 }
 
 /// Whole events with `seq` above `after`, oldest first (see
-/// [`EventStore::export`]).
-///
-/// [`EventStore::export`]: crate::store::EventStore::export
+/// [`SqliteReader`](super::SqliteReader)).
 pub(super) fn export(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     after: i64,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut stmt = tx.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM {FROM} WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);

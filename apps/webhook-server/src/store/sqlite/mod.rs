@@ -41,6 +41,7 @@ mod events;
 mod health;
 mod id_filter;
 mod ownership;
+mod reader;
 mod recent_ids;
 mod schema;
 #[cfg(test)]
@@ -49,11 +50,12 @@ mod writer;
 use body::StoredBody;
 use checkpoint::checkpoint_loop;
 use events::{
-    claim, complete, complete_run, export, get, import, insert, list, prune, release, replay,
-    stats, write_probe,
+    claim, complete, complete_run, get, import, insert, list, prune, release, replay, stats,
+    write_probe,
 };
 use health::Health;
 use ownership::take_ownership;
+pub use reader::SqliteReader;
 use recent_ids::{IdChanges, IdPlace, RecentIds};
 use schema::{configure, migrate, refuse_foreign_file, synchronous};
 use writer::{Command, CommitSync, WriterState, writer_loop};
@@ -415,15 +417,6 @@ impl EventStore for SqliteStore {
     async fn replay(&self, id: &str) -> Result<ReplayOutcome, StoreError> {
         let id = id.to_owned();
         self.call(|r| Command::Replay(id, r)).await
-    }
-
-    async fn export(&self, after: i64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.call(|reply| Command::Export {
-            after,
-            limit,
-            reply,
-        })
-        .await
     }
 
     async fn import(&self, events: Vec<StoredEvent>) -> Result<Vec<bool>, StoreError> {

@@ -44,11 +44,6 @@ pub(super) enum Command {
         oneshot::Sender<Result<Option<StoredEvent>, StoreError>>,
     ),
     Replay(String, oneshot::Sender<Result<ReplayOutcome, StoreError>>),
-    Export {
-        after: i64,
-        limit: usize,
-        reply: oneshot::Sender<Result<Vec<StoredEvent>, StoreError>>,
-    },
     Import(
         Vec<(StoredEvent, Option<StoredBody>)>,
         oneshot::Sender<Result<Vec<bool>, StoreError>>,
@@ -405,14 +400,6 @@ pub(super) fn execute(
         }
         Command::Get(id, reply) => {
             let _ = reply.send(get(tx, &id, ids));
-            Ok(Box::new(|_| {}))
-        }
-        Command::Export {
-            after,
-            limit,
-            reply,
-        } => {
-            let _ = reply.send(export(tx, after, limit));
             Ok(Box::new(|_| {}))
         }
         Command::Replay(id, reply) => after_commit(reply, replay(tx, &id, ids)),
