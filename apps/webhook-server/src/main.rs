@@ -185,9 +185,12 @@ async fn shutdown_signal() {
 /// Whether an event may be written whatever the filter says: async-nats
 /// prints the server address with its user and password (or token) at
 /// debug, on every connection attempt, so its lines stop at `info`. A cap,
-/// not a level: with a `warn` filter its `info` lines stay out too.
+/// not a level: with a `warn` filter its `info` lines stay out too. And
+/// sqlx warns of a PostgreSQL URL parameter it does not know with its value
+/// (`sslpassword=...`, a mistyped `passwrd=...`): those lines never.
 fn not_a_credential_leak(meta: &tracing::Metadata<'_>) -> bool {
     !(meta.target().starts_with("async_nats") && *meta.level() > tracing::Level::INFO)
+        && !meta.target().starts_with("sqlx_postgres::options")
 }
 
 /// Whether an event is not actix-http's report of a malformed request:
@@ -280,6 +283,8 @@ async fn copy(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(EnvFilter::new("warn"))
+        .finish()
+        .with(filter_fn(not_a_credential_leak))
         .try_init()
         .ok();
     let target = target_settings(&settings, to, to_schema)?;

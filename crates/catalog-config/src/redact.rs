@@ -130,7 +130,9 @@ fn redact_one(url: &str) -> String {
     format!("{scheme}{authority}{}", redact_query(tail))
 }
 
-/// Hides the values of query parameters that carry secrets.
+/// Hides the values of query parameters, but for those known to carry
+/// none: a mistyped `passwrd=` or a parameter this list does not know
+/// (`sslpassword`) may hold a secret.
 fn redact_query(tail: &str) -> String {
     let Some(q) = tail.find('?') else {
         return tail.to_owned();
@@ -143,23 +145,32 @@ fn redact_query(tail: &str) -> String {
     let params: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if is_secret_key(k) => format!("{k}=[redacted]"),
+            Some((k, _)) if !is_plain_key(k) => format!("{k}=[redacted]"),
             _ => pair.to_owned(),
         })
         .collect();
     format!("{path}{}{fragment}", params.join("&"))
 }
 
-fn is_secret_key(key: &str) -> bool {
+/// Query parameters whose values are shown: PostgreSQL's connection
+/// settings that are names, paths or numbers.
+fn is_plain_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
-        "password",
-        "pass",
-        "token",
-        "secret",
-        "sslpassword",
-        "nkey",
-        "jwt",
+        "sslmode",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslnegotiation",
+        "application_name",
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "connect_timeout",
+        "target_session_attrs",
+        "statement-cache-capacity",
     ]
     .iter()
     .any(|s| k == *s)
@@ -232,6 +243,14 @@ mod tests {
         assert_eq!(
             redact_url("postgres://db/catalog?user=a&PASSWORD=b"),
             "postgres://db/catalog?user=a&PASSWORD=[redacted]"
+        );
+        // Any parameter not known to be plain: a mistyped name, a key
+        // file's password.
+        assert_eq!(
+            redact_url(
+                "postgres://db/c?sslmode=require&sslpassword=k3y&passwrd=typo&application_name=x"
+            ),
+            "postgres://db/c?sslmode=require&sslpassword=[redacted]&passwrd=[redacted]&application_name=x"
         );
         // A password containing '@' or '/' before the host.
         assert_eq!(
