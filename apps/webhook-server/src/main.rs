@@ -189,8 +189,9 @@ async fn shutdown_signal() {
 /// sqlx warns of a PostgreSQL URL parameter it does not know with its value
 /// (`sslpassword=...`, a mistyped `passwrd=...`): those lines never.
 fn not_a_credential_leak(meta: &tracing::Metadata<'_>) -> bool {
-    !(meta.target().starts_with("async_nats") && *meta.level() > tracing::Level::INFO)
-        && !meta.target().starts_with("sqlx_postgres::options")
+    let target = meta.target();
+    let nats_detail = target.starts_with("async_nats") && *meta.level() > tracing::Level::INFO;
+    !nats_detail && !target.starts_with("sqlx_postgres::options")
 }
 
 /// Whether an event is not actix-http's report of a malformed request:

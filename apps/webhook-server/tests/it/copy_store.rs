@@ -571,7 +571,11 @@ async fn the_target_schema_defaults_to_the_configured_one() {
         )
         .env("CATALOG_DATABASE__SCHEMA", &db.schema)
         // A parameter sqlx does not know: it warns of it with its value.
-        .args(["copy-store", "--to", &format!("{}?sslpassword=k3y-s3cret", db.url)])
+        .args([
+            "copy-store",
+            "--to",
+            &format!("{}?sslpassword=k3y-s3cret", db.url),
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
