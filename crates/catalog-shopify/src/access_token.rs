@@ -36,12 +36,12 @@ pub trait AccessTokenSource: Send + Sync {
     /// should not hit the network unless the token is about to expire).
     ///
     /// # Errors
-    /// Any [`CatalogError`]; the request is not sent and the caller gets it.
+    /// Any [`CatalogError`](catalog_core::CatalogError); the request is not sent and the caller gets it.
     async fn access_token(&self) -> Result<SecretString>;
 
     /// Shopify refused `token` (HTTP 401): renew it if you can. The client
     /// then asks [`AccessTokenSource::access_token`] once more and retries
-    /// the request once; a second 401 is [`CatalogError::Unauthorized`].
+    /// the request once; a second 401 is [`CatalogError::Unauthorized`](catalog_core::CatalogError::Unauthorized).
     /// The default does nothing.
     async fn refused(&self, token: &SecretString) {
         let _ = token;
