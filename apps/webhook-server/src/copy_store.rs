@@ -34,6 +34,9 @@ use crate::store::{EventStatus, EventStore, StoreError, StoredEvent};
 /// Most events read from the source at a time.
 pub const READ_BATCH: usize = 256;
 
+/// Events read first, before any has been weighed.
+const FIRST_READ: usize = 4;
+
 /// About how many bytes of bodies and products one read and one write to
 /// the target carry (one event larger than this goes alone). Bodies may be
 /// up to the server's body limit each (1 MiB by default), and a batch is
@@ -197,7 +200,9 @@ pub async fn copy_store(
     mut progress: impl FnMut(&CopyReport),
 ) -> Result<CopyReport, CopyError> {
     let mut report = CopyReport::default();
-    let mut read_limit = READ_BATCH;
+    // Small at first: until the first events are weighed, they may each be
+    // as large as the body limit.
+    let mut read_limit = FIRST_READ;
     loop {
         let events = from
             .export(report.last_seq, read_limit)
@@ -230,6 +235,9 @@ pub async fn copy_store(
                     report.already_there += 1;
                 }
             }
+            // After each write, so that a copy stopped between two writes
+            // reports what it wrote.
+            progress(&report);
         }
         report.last_seq = last_seq;
         progress(&report);
@@ -308,6 +316,39 @@ pub async fn open_source(settings: &Settings) -> anyhow::Result<Arc<dyn CopySour
         StoreKind::Postgres => bail!(
             "database.url is a PostgreSQL URL but webhook-server was built without the `postgres` feature"
         ),
+    }
+}
+
+/// The store to copy into, from [`target_settings`]. Its errors name
+/// `--to`, not the server's `database.url`.
+///
+/// # Errors
+/// When the store cannot be opened: a SQLite file a server holds or
+/// another program's file, a database that cannot be reached or migrated.
+pub async fn open_target(target: &Settings) -> anyhow::Result<Arc<dyn EventStore>> {
+    let db = &target.database;
+    match db.kind()? {
+        StoreKind::Sqlite(path) => {
+            match crate::store::SqliteStore::open(&path, db.durability, db.batch_max) {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(StoreError::InUse(file)) => bail!(
+                    "--to: {file} is open in a running webhook-server or copy-store (it holds {file}.lock): copy into a file nothing else uses"
+                ),
+                Err(e) => bail!(
+                    "--to: cannot open SQLite store at {}: {}",
+                    path.display(),
+                    e.to_string()
+                        .replace("database.url (CATALOG_DATABASE_URL)", "--to")
+                ),
+            }
+        }
+        _ => crate::open_store(target).await.map_err(|e| {
+            let shown = format!("{e:#}");
+            anyhow::anyhow!(
+                "--to: {}",
+                shown.strip_prefix("database.url: ").unwrap_or(&shown)
+            )
+        }),
     }
 }
 

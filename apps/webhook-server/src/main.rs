@@ -275,7 +275,7 @@ async fn copy(
     to: String,
     to_schema: Option<String>,
 ) -> anyhow::Result<()> {
-    use webhook_server::copy_store::{copy_store, open_source, target_settings};
+    use webhook_server::copy_store::{copy_store, open_source, open_target, target_settings};
 
     let settings = Settings::load(config)?;
     // The stores' own warnings (a slow database) on stderr, coloured only
@@ -299,9 +299,14 @@ async fn copy(
             "warning: {why}. Stop its replicas first: what they dispatch after the copy reads an event is dispatched again by the target, and what they store after it is not copied (run the copy again once they are stopped)."
         );
     }
-    let dest = open_store(&target)
-        .await
-        .context("the target store (--to)")?;
+    if target.database.kind()? == webhook_server::settings::StoreKind::Postgres
+        && target.database.schema.is_none()
+    {
+        eprintln!(
+            "note: no schema given (--to-schema, or database.schema / CATALOG_DATABASE__SCHEMA): the copy goes into the connection's search_path (usually public), where only replicas without database.schema look"
+        );
+    }
+    let dest = open_target(&target).await?;
     eprintln!("copying {} to {}", source.describe(), dest.describe());
     let started = std::time::Instant::now();
     let mut said = started;

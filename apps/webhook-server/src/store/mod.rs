@@ -44,7 +44,7 @@ pub enum StoreError {
     Corrupt(String),
     /// Another process owns the embedded database (see [`SqliteStore::open`]).
     #[error(
-        "{0} is open in another webhook-server (which holds {0}.lock): one SQLite file belongs to one server; run several replicas on PostgreSQL"
+        "{0} is open in another webhook-server or copy-store (which holds {0}.lock): one SQLite file belongs to one process; run several replicas on PostgreSQL"
     )]
     InUse(String),
     /// This kind of store cannot do what was asked (the memory store keeps

@@ -221,6 +221,51 @@ async fn sqlite_to_sqlite_copies_every_event_as_it_was_and_leaves_the_source_as_
     );
 }
 
+/// A server killed mid-burst leaves frames in the WAL that are not in the
+/// file yet: the copy reads them, and leaves the file and its WAL as they
+/// were (a read-write connection's close folded the WAL in and deleted it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_servers_wal_is_read_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    let store = sqlite(&live);
+    for i in 0..50 {
+        store
+            .insert(event(&format!("e{i}"), Some("p")))
+            .await
+            .unwrap();
+    }
+    // The files as a SIGKILL would leave them: copied while the server has
+    // them open.
+    let crashed = dir.path().join("crashed.db");
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::copy(
+            format!("{}{suffix}", live.display()),
+            format!("{}{suffix}", crashed.display()),
+        )
+        .unwrap();
+    }
+    store.close().await;
+    let wal = dir.path().join("crashed.db-wal");
+    let before = (
+        std::fs::read(&crashed).unwrap(),
+        std::fs::read(&wal).unwrap(),
+    );
+    assert!(!before.1.is_empty(), "the WAL holds the inserts");
+    let reader = SqliteReader::open(&crashed).unwrap();
+    let target = sqlite(&dir.path().join("target.db"));
+    let report = copy_store(&reader, &*target, |_| {}).await.unwrap();
+    assert_eq!(report.copied.pending, 50);
+    drop(reader);
+    target.close().await;
+    let after = (
+        std::fs::read(&crashed).unwrap(),
+        std::fs::read(&wal).unwrap(),
+    );
+    assert!(after.0 == before.0, "the file changed");
+    assert!(after.1 == before.1, "the WAL changed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_stopped_servers_file_of_this_version_is_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -518,6 +563,32 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+    // A target a server holds, another program's file.
+    let held = dir.path().join("held.db");
+    let server = sqlite(&held);
+    let out = copy_command(&db, &["--to", &format!("sqlite://{}", held.display())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--to: ") && stderr.contains("copy into a file nothing else uses"),
+        "{stderr}"
+    );
+    server.close().await;
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER)")
+        .unwrap();
+    let out = copy_command(&db, &["--to", &format!("sqlite://{}", foreign.display())]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another program's tables (invoices)")
+            && stderr.contains("point --to at a new or empty file")
+            && !stderr.contains("database.url"),
+        "{stderr}"
+    );
+
     // The server itself refuses copy-store's options.
     let out = Command::new(env!("CARGO_BIN_EXE_webhook-server"))
         .env_clear()

@@ -6,12 +6,13 @@
 //! out of the copy as it went in, in case the operator goes back to it. So
 //! the reader takes the file's lock (no server may run on it meanwhile, and
 //! none can start), checks it is a webhook-server file of this build's schema
-//! version, and reads with `query_only` set: no statement can write. (SQLite
-//! itself may still fold an unclean stop's WAL into the file when the reader
-//! closes, which changes no row.)
+//! version, and reads through a read-only connection: neither a statement
+//! nor SQLite's own checkpoint on close writes to the file or its WAL.
 
 use std::fs::File;
 use std::sync::Mutex;
+
+use rusqlite::OpenFlags;
 
 use super::schema::MIGRATIONS;
 use super::*;
@@ -43,8 +44,14 @@ impl SqliteReader {
             )));
         }
         let (owner, _watch) = take_ownership(path)?;
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "query_only", true)?;
+        // Read only, not just `query_only`: a read-write connection that
+        // closes last folds the WAL of a server that did not stop cleanly
+        // into the file and deletes it (an outside audit saw the file's
+        // bytes change). A read-only one reads the WAL as it is.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let events: i64 = conn.query_row(
