@@ -974,12 +974,16 @@ impl ShopifyClient {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
             let data: graphql::VariantsData = self
                 .graphql(op::PRODUCT_VARIANTS, graphql::PRODUCT_VARIANTS, vars, true)
-                .await?;
+                .await
+                .map_err(|e| of_follow_up(e, id, "variants"))?;
             let conn = data
                 .product
                 .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
                 .variants;
-            let next = conn.next_cursor()?.map(str::to_owned);
+            let next = conn
+                .next_cursor()
+                .map_err(|e| of_follow_up(e, id, "variants"))?
+                .map(str::to_owned);
             out.extend(own_nodes(id, "variants", conn.nodes)?);
             match guard.next(next)? {
                 Some(n) => cursor = n,
@@ -999,18 +1003,48 @@ impl ShopifyClient {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
             let data: graphql::MediaData = self
                 .graphql(op::PRODUCT_MEDIA, graphql::PRODUCT_MEDIA, vars, true)
-                .await?;
+                .await
+                .map_err(|e| of_follow_up(e, id, "media"))?;
             let conn = data
                 .product
                 .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
                 .media;
-            let next = conn.next_cursor()?.map(str::to_owned);
+            let next = conn
+                .next_cursor()
+                .map_err(|e| of_follow_up(e, id, "media"))?
+                .map(str::to_owned);
             out.extend(own_nodes(id, "media", conn.nodes)?);
             match guard.next(next)? {
                 Some(n) => cursor = n,
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// A follow-up request's failure, naming the product whose pages it was
+/// for: it ends the listing, and "HTTP 502" alone does not say which
+/// product's pages the store could not serve.
+fn of_follow_up(e: CatalogError, product: &str, what: &str) -> CatalogError {
+    let about = format!(
+        "product {}'s {what} follow-up page",
+        numeric_id(product).unwrap_or(product)
+    );
+    match e {
+        CatalogError::Http {
+            status,
+            code,
+            message,
+        } => CatalogError::Http {
+            status,
+            code,
+            message: format!("{about}: {message}"),
+        },
+        CatalogError::Decode { path, message } => CatalogError::Decode {
+            path,
+            message: format!("{about}: {message}"),
+        },
+        other => other,
     }
 }
 

@@ -153,6 +153,10 @@ pub(crate) enum FollowUps {
     Cycle,
     /// A new cursor every page, never the last.
     Endless,
+    /// Every follow-up request answered by a proxy's 502 HTML page.
+    Unavailable,
+    /// Every follow-up request answered 200 with a maintenance HTML page.
+    HtmlPage,
 }
 
 impl Default for Options {
@@ -491,6 +495,18 @@ impl State {
         let vars = body.get("variables").cloned().unwrap_or(json!({}));
         let op = operation_name(query).to_owned();
         *self.counters.ops.entry(op.clone()).or_default() += 1;
+        if matches!(op.as_str(), "ProductVariants" | "ProductMedia") {
+            let html = "<html><body><h1>Down for maintenance</h1></body></html>";
+            match self.opts.follow_ups {
+                FollowUps::Unavailable => {
+                    return ResponseTemplate::new(502).set_body_raw(html, "text/html");
+                }
+                FollowUps::HtmlPage => {
+                    return ResponseTemplate::new(200).set_body_raw(html, "text/html");
+                }
+                _ => {}
+            }
+        }
 
         let requested = self.requested_cost(&op, query, &vars);
         if requested > 1000.0 {
@@ -648,6 +664,9 @@ impl State {
                         true,
                     ),
                     FollowUps::Endless => (start + 1, true),
+                    FollowUps::Unavailable | FollowUps::HtmlPage => {
+                        unreachable!("answered before")
+                    }
                 };
                 let mut nodes = nodes;
                 if self.opts.bad_follow_up_variant

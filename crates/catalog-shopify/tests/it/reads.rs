@@ -170,6 +170,47 @@ async fn follow_up_pages_that_cycle_or_never_end_are_errors() {
     }
 }
 
+/// A follow-up request the store cannot serve (a proxy's 502 after the
+/// retries, a maintenance page) ends the listing, as any failed request
+/// does, and the error names the product whose pages it was.
+#[tokio::test]
+async fn a_failed_follow_up_request_names_its_product() {
+    for (follow_ups, says) in [
+        (FollowUps::Unavailable, "HTTP 502"),
+        (FollowUps::HtmlPage, "HTML"),
+    ] {
+        let server = FakeShopify::start(Options {
+            products: vec![
+                FakeProduct::numbered(1, 1, 1),
+                FakeProduct::numbered(2, 30, 1),
+            ],
+            follow_ups,
+            ..Options::default()
+        })
+        .await;
+        let client = builder(&server)
+            .variants_per_product(10)
+            .max_retries(1)
+            .build()
+            .unwrap();
+        let items: Vec<_> = client.stream_products().collect().await;
+        let err = items
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .unwrap_or_else(|| panic!("{follow_ups:?}: no error"));
+        let shown = err.to_string();
+        assert!(
+            shown.contains(says)
+                && shown.contains("product 7000000000000000002's variants follow-up page"),
+            "{follow_ups:?}: {shown}"
+        );
+        assert!(
+            !matches!(err, CatalogError::UnreadableProduct { .. }),
+            "the store's failure, not the product's data: {err:?}"
+        );
+    }
+}
+
 /// One product whose price is not a number does not make the catalog
 /// unreadable: paged and bulk streams yield `UnreadableProduct` in its
 /// place and go on; `list_page` names it in `skipped`; `get_product` of it
