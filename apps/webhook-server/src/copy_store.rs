@@ -24,6 +24,7 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::bail;
 
@@ -120,6 +121,17 @@ pub enum CopyError {
         #[source]
         source: StoreError,
     },
+    /// Asked to stop (the `stop` flag of [`copy_store_until`]): the write in
+    /// progress was finished first, so the counts are exact.
+    #[error(
+        "stopped after {copied} events copied ({already_there} were in the target already); run the same copy again to go on"
+    )]
+    Stopped {
+        /// Events stored.
+        copied: u64,
+        /// Events the target had already.
+        already_there: u64,
+    },
 }
 
 /// What a copy reads: a store's whole events in `seq` order.
@@ -197,13 +209,36 @@ impl CopySource for crate::store::PostgresStore {
 pub async fn copy_store(
     from: &dyn CopySource,
     to: &dyn EventStore,
+    progress: impl FnMut(&CopyReport),
+) -> Result<CopyReport, CopyError> {
+    copy_store_until(from, to, &AtomicBool::new(false), progress).await
+}
+
+/// [`copy_store`], stopping between two writes once `stop` is set (a
+/// signal's handler sets it): a write in progress is finished, not
+/// abandoned, since a store may complete it anyway, and the counts of
+/// [`CopyError::Stopped`] are then what the target holds.
+///
+/// # Errors
+/// As [`copy_store`], and [`CopyError::Stopped`].
+pub async fn copy_store_until(
+    from: &dyn CopySource,
+    to: &dyn EventStore,
+    stop: &AtomicBool,
     mut progress: impl FnMut(&CopyReport),
 ) -> Result<CopyReport, CopyError> {
+    let stopped = |report: &CopyReport| CopyError::Stopped {
+        copied: report.copied.total(),
+        already_there: report.already_there,
+    };
     let mut report = CopyReport::default();
     // Small at first: until the first events are weighed, they may each be
     // as large as the body limit.
     let mut read_limit = FIRST_READ;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(stopped(&report));
+        }
         let events = from
             .export(report.last_seq, read_limit)
             .await
@@ -223,6 +258,9 @@ pub async fn copy_store(
         read_limit = next_read_limit(bytes, events.len());
         report.read += events.len() as u64;
         for batch in by_weight(events) {
+            if stop.load(Ordering::Relaxed) {
+                return Err(stopped(&report));
+            }
             let statuses: Vec<EventStatus> = batch.iter().map(StoredEvent::status).collect();
             let stored = to.import(batch).await.map_err(|source| CopyError::Write {
                 copied: report.copied.total(),

@@ -235,7 +235,8 @@ fn init_tracing(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// Exit status: 0 after a clean shutdown, 2 for a command line it cannot
-/// read, 1 for a configuration it refuses or a failure while running. The
+/// read, 1 for a configuration it refuses or a failure while running, and
+/// 128 + the signal's number for a copy-store a signal stopped. The
 /// error goes to stderr as a message and its causes, never with a
 /// backtrace (`RUST_BACKTRACE` is for panics, not for refused settings).
 fn main() -> std::process::ExitCode {
@@ -262,7 +263,10 @@ fn main() -> std::process::ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<Interrupted>() {
+                Some(i) => std::process::ExitCode::from(128 + i.signal),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -275,7 +279,9 @@ async fn copy(
     to: String,
     to_schema: Option<String>,
 ) -> anyhow::Result<()> {
-    use webhook_server::copy_store::{copy_store, open_source, open_target, target_settings};
+    use webhook_server::copy_store::{
+        CopyError, copy_store_until, open_source, open_target, target_settings,
+    };
 
     let settings = Settings::load(config)?;
     // The stores' own warnings (a slow database) on stderr, coloured only
@@ -310,9 +316,23 @@ async fn copy(
     eprintln!("copying {} to {}", source.describe(), dest.describe());
     let started = std::time::Instant::now();
     let mut said = started;
-    let mut last = webhook_server::copy_store::CopyReport::default();
-    let copying = copy_store(&*source, &*dest, |r| {
-        last = *r;
+    // A signal stops the copy between two writes (the one in progress is
+    // finished: its store may complete it anyway), so the counts it gives
+    // are what the target holds; a second run goes on from there.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = Arc::new(std::sync::Mutex::new(None));
+    let watcher = {
+        let (stop, signal) = (Arc::clone(&stop), Arc::clone(&signal));
+        tokio::spawn(async move {
+            let received = copy_interrupted().await;
+            if let Ok(mut slot) = signal.lock() {
+                *slot = Some(received);
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("{}: finishing the write in progress", received.0);
+        })
+    };
+    let result = copy_store_until(&*source, &*dest, &stop, |r| {
         if said.elapsed() >= Duration::from_secs(2) {
             said = std::time::Instant::now();
             eprintln!(
@@ -322,22 +342,22 @@ async fn copy(
                 r.already_there
             );
         }
-    });
-    // A signal ends the copy between or inside a batch; the batch in
-    // progress is rolled back (PostgreSQL) or finished (SQLite's writer),
-    // and a second run goes on from there either way.
-    let result = tokio::select! {
-        result = copying => result.map_err(anyhow::Error::from),
-        signal = copy_interrupted() => Err(anyhow::anyhow!(
-            "{signal}: stopped after {} events copied ({} were in the target already); run the same command again to go on",
-            last.copied.total(),
-            last.already_there
-        )),
-    };
+    })
+    .await;
+    watcher.abort();
     // Closed either way: SQLite's writer finishes and its lock is let go.
     drop(source);
     dest.close().await;
-    let report = result?;
+    let received = signal.lock().ok().and_then(|slot| *slot);
+    let report = match (result, received) {
+        (Err(stopped @ CopyError::Stopped { .. }), Some((name, number))) => {
+            return Err(anyhow::Error::new(Interrupted {
+                signal: number,
+                message: format!("{name}: {stopped}"),
+            }));
+        }
+        (result, _) => result?,
+    };
     writeln!(
         std::io::stdout(),
         "copied {} events ({}) in {:.1}s; {} were in the target already",
@@ -349,8 +369,8 @@ async fn copy(
     .context("writing the outcome to stdout")
 }
 
-/// Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP.
-async fn copy_interrupted() -> &'static str {
+/// Resolves with the signal's name and number on SIGINT, SIGTERM or SIGHUP.
+async fn copy_interrupted() -> (&'static str, u8) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -362,17 +382,34 @@ async fn copy_interrupted() -> &'static str {
             return std::future::pending().await;
         };
         tokio::select! {
-            _ = int.recv() => "interrupted (SIGINT)",
-            _ = term.recv() => "stopped (SIGTERM)",
-            _ = hup.recv() => "hung up (SIGHUP)",
+            _ = int.recv() => ("interrupted (SIGINT)", 2),
+            _ = term.recv() => ("stopped (SIGTERM)", 15),
+            _ = hup.recv() => ("hung up (SIGHUP)", 1),
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-        "interrupted"
+        ("interrupted", 2)
     }
 }
+
+/// A copy stopped by a signal: the process exits with 128 + its number,
+/// as a shell reports a process the signal ended, so a script can tell it
+/// from a failure (1).
+#[derive(Debug)]
+struct Interrupted {
+    signal: u8,
+    message: String,
+}
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref())?;

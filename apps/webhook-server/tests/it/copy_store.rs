@@ -266,6 +266,57 @@ async fn a_crashed_servers_wal_is_read_and_left_as_it_was() {
     assert!(after.1 == before.1, "the WAL changed");
 }
 
+/// Asked to stop (a signal, in the command), a copy finishes the write in
+/// progress and says exactly what the target holds; a second run copies
+/// the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_copy_counts_what_the_target_holds_and_goes_on() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use webhook_server::copy_store::{CopyError, copy_store_until};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let store = sqlite(&path);
+    for i in 0..40 {
+        let mut e = event(&format!("e{i}"), Some(&format!("p{}", i % 3)));
+        // 1 MB each: reads of 4, then of 8.
+        e.raw_body = Bytes::from(vec![b'x'; 1_000_000]);
+        store.insert(e).await.unwrap();
+    }
+    store.close().await;
+    drop(store);
+    let source = SqliteReader::open(&path).unwrap();
+    let target = sqlite(&dir.path().join("b.db"));
+    let stop = AtomicBool::new(false);
+    let stopped = copy_store_until(&source, &*target, &stop, |r| {
+        // The signal comes during the second write.
+        if r.copied.total() > 0 {
+            stop.store(true, Ordering::Relaxed);
+        }
+    })
+    .await
+    .unwrap_err();
+    let CopyError::Stopped {
+        copied,
+        already_there,
+    } = stopped
+    else {
+        panic!("{stopped}")
+    };
+    assert_eq!(already_there, 0);
+    assert!(copied > 0 && copied < 40, "{copied}");
+    let held = target
+        .list(&Default::default(), None, 100)
+        .await
+        .unwrap()
+        .events
+        .len();
+    assert_eq!(held as u64, copied, "the count is what the target holds");
+    let rest = copy_store(&source, &*target, |_| {}).await.unwrap();
+    assert_eq!(rest.already_there, copied);
+    assert_eq!(rest.copied.total(), 40 - copied);
+    target.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_a_stopped_servers_file_of_this_version_is_read() {
     let dir = tempfile::tempdir().unwrap();
