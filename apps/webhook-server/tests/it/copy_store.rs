@@ -429,6 +429,20 @@ async fn a_postgres_source_must_hold_a_store_and_is_not_migrated() {
     let replica = db.store().await;
     replica.insert(event("e1", Some("p"))).await.unwrap();
     replica.close().await;
+    // Without a schema setting, the first line names the one the
+    // search_path resolved to (here set in the URL).
+    let by_path = PostgresStore::connect(
+        &format!("{}?options=-c%20search_path%3D{}", db.url, db.schema),
+        PostgresOptions::new(1, None),
+    )
+    .await
+    .unwrap();
+    let shown = EventStore::describe(&by_path);
+    assert!(
+        shown.contains(&format!("(schema {}, from search_path", db.schema)),
+        "{shown}"
+    );
+    by_path.close().await;
     let source = PostgresStore::connect(&db.url, options).await.unwrap();
     assert_eq!(everything(&source).await.len(), 1);
     assert_eq!(
@@ -638,6 +652,10 @@ async fn the_copy_store_command_copies_and_refuses_what_it_cannot() {
             && stderr.contains("point --to at a new or empty file")
             && !stderr.contains("database.url"),
         "{stderr}"
+    );
+    assert!(
+        !dir.path().join("foreign.db.lock").exists(),
+        "a lock file left beside another program's file"
     );
 
     // The server itself refuses copy-store's options.

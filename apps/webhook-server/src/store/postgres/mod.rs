@@ -276,6 +276,9 @@ pub struct PostgresStore {
     /// The URL with its password redacted.
     shown_url: String,
     schema: Option<String>,
+    /// The schema the `search_path` resolved to at connect (`None` when it
+    /// names no existing schema).
+    current_schema: Option<String>,
     max_connections: u32,
     counters: Arc<Counters>,
     inserts: BatchQueue<NewEvent, InsertOutcome>,
@@ -479,7 +482,7 @@ impl PostgresStore {
                 } else {
                     check_current(&connect, schema.as_deref(), &shown).await?;
                 }
-                PgPoolOptions::new()
+                let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .min_connections(0)
                     .acquire_timeout(options.acquire_timeout)
@@ -487,11 +490,20 @@ impl PostgresStore {
                     .await
                     .map_err(|e| {
                         StoreError::Database(format!("cannot connect to {shown}: {}", describe(&e)))
-                    })
+                    })?;
+                // The schema `events` resolves to, for `describe` when none
+                // is configured: what an operator compares with the
+                // replicas' `database.schema`.
+                let current: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()
+                    .flatten();
+                Ok((pool, current))
             })
             .await;
-        let pool = match opened {
-            Ok(Ok(pool)) => pool,
+        let (pool, current_schema) = match opened {
+            Ok(Ok(opened)) => opened,
             Ok(Err(e)) => {
                 runtime.shutdown_background();
                 return Err(e);
@@ -524,6 +536,7 @@ impl PostgresStore {
             runtime: Mutex::new(Some(runtime)),
             shown_url,
             schema: options.schema,
+            current_schema,
             max_connections,
             counters,
             inserts,
@@ -643,11 +656,14 @@ fn delay_until(at: DateTime<Utc>) -> i64 {
 #[async_trait::async_trait]
 impl EventStore for PostgresStore {
     fn describe(&self) -> String {
+        let schema = match (&self.schema, &self.current_schema) {
+            (Some(configured), _) => configured.clone(),
+            (None, Some(current)) => format!("{current}, from search_path"),
+            (None, None) => "from search_path".to_owned(),
+        };
         format!(
-            "postgres {} (schema {}, pool {})",
-            self.shown_url,
-            self.schema.as_deref().unwrap_or("from search_path"),
-            self.max_connections
+            "postgres {} (schema {schema}, pool {})",
+            self.shown_url, self.max_connections
         )
     }
 

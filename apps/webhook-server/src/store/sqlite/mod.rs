@@ -174,9 +174,20 @@ impl SqliteStore {
                 StoreError::Database(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
+        let lock_path = ownership::lock_path(path);
+        let new_lock = !lock_path.exists();
         let (owner, lock) = take_ownership(path)?;
         let mut conn = Connection::open(path)?;
-        refuse_foreign_file(&conn)?;
+        if let Err(refused) = refuse_foreign_file(&conn) {
+            // Another program's file is left as it was, without a lock
+            // file of ours beside it (removed while still locked, so that
+            // nobody else takes it meanwhile).
+            if new_lock {
+                let _ = std::fs::remove_file(&lock_path);
+            }
+            drop(owner);
+            return Err(refused);
+        }
         configure(&conn, durability)?;
         migrate(&mut conn)?;
         release_dead_leases(&conn, lease_grace)?;

@@ -22,6 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::store::StoreError;
 
+/// The lock file of the store at `path`: `<resolved path>.lock`.
+pub(super) fn lock_path(path: &Path) -> PathBuf {
+    let mut lock_path = resolved(path).into_os_string();
+    lock_path.push(".lock");
+    PathBuf::from(lock_path)
+}
+
 /// Locks `<path>.lock` (created if needed) for this store, without waiting,
 /// and returns the locked file with what watches it.
 /// `path` is resolved first: a symbolic link to the file (or to a folder on
@@ -32,9 +39,7 @@ use crate::store::StoreError;
 /// [`StoreError::Database`] when the lock file cannot be opened or locked.
 pub(super) fn take_ownership(path: &Path) -> Result<(File, LockWatch), StoreError> {
     let real = resolved(path);
-    let mut lock_path = real.as_os_str().to_owned();
-    lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
+    let lock_path = lock_path(path);
     match lock(&lock_path) {
         Ok(file) => {
             let identity = FileId::of_open(&file, &lock_path)?;
