@@ -369,22 +369,24 @@ async fn copy(
     .context("writing the outcome to stdout")
 }
 
-/// Resolves with the signal's name and number on SIGINT, SIGTERM or SIGHUP.
+/// Resolves with the signal's name and number on SIGINT or SIGTERM.
+/// SIGHUP keeps its own disposition: a copy started under `nohup` (which
+/// ignores it) must survive the terminal going away, and one that was not
+/// has no terminal left to report to (a hangup mid-write loses nothing: the
+/// write's transaction does not commit, and a second run goes on).
 async fn copy_interrupted() -> (&'static str, u8) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        let (Ok(mut int), Ok(mut term)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
         ) else {
             return std::future::pending().await;
         };
         tokio::select! {
             _ = int.recv() => ("interrupted (SIGINT)", 2),
             _ = term.recv() => ("stopped (SIGTERM)", 15),
-            _ = hup.recv() => ("hung up (SIGHUP)", 1),
         }
     }
     #[cfg(not(unix))]
