@@ -63,3 +63,13 @@ pub use model::{
 pub use money::{CurrencyCode, Money, MoneyError};
 pub use page::{Cursor, Page, PageRequest, SkippedProduct};
 pub use webhook::{HeaderLookup, WebhookError, WebhookSource};
+
+/// The crates whose types this API takes and returns (`DateTime<Utc>` of
+/// [`webhook::receive`], `SecretString` of [`webhook::HmacVerifier::new`],
+/// `Decimal` of [`Money::amount`]), so that a user can name them without
+/// depending on a matching version of each.
+pub use chrono;
+/// See [`chrono`].
+pub use rust_decimal;
+/// See [`chrono`].
+pub use secrecy;

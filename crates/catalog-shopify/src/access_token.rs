@@ -17,13 +17,13 @@ use secrecy::SecretString;
 ///
 /// ```
 /// use catalog_shopify::AccessTokenSource;
-/// use secrecy::SecretString;
+/// use catalog_shopify::catalog_core::secrecy::SecretString;
 ///
 /// struct FromMyTokenStore;
 ///
-/// #[async_trait::async_trait]
+/// #[catalog_shopify::catalog_core::async_trait]
 /// impl AccessTokenSource for FromMyTokenStore {
-///     async fn access_token(&self) -> catalog_core::Result<SecretString> {
+///     async fn access_token(&self) -> catalog_shopify::catalog_core::Result<SecretString> {
 ///         // Read the shop's token, refreshing it first when it expires
 ///         // within a minute (and storing the new refresh token).
 ///         Ok(SecretString::from("shpua_…"))

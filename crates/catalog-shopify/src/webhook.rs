@@ -78,10 +78,9 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// the product fields left empty.
 ///
 /// ```
-/// use catalog_core::webhook::{receive, sign, Headers, HmacVerifier, Received};
-/// use catalog_core::Topic;
+/// use catalog_shopify::catalog_core::webhook::{receive, sign, Headers, HmacVerifier, Received};
+/// use catalog_shopify::catalog_core::{chrono, secrecy::SecretString, Topic};
 /// use catalog_shopify::webhook::*;
-/// use secrecy::SecretString;
 ///
 /// let body = br#"{"id": 788032119674292922}"#;
 /// let headers = Headers::new()
@@ -100,7 +99,7 @@ pub const DEFAULT_CURRENCY: &str = "USD";
 /// // The topic, the Event-Id and the body's XXH3-64.
 /// assert_eq!(event.event_id.as_str(), "products/delete:e-1:8d2818d5a129a51b");
 /// assert_eq!(event.product_id.as_deref(), Some("788032119674292922"));
-/// # Ok::<(), catalog_core::webhook::WebhookError>(())
+/// # Ok::<(), catalog_shopify::catalog_core::WebhookError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShopifyWebhookSource {

@@ -85,7 +85,7 @@ impl PageOrder {
 /// A WooCommerce wc/v3 catalog client. Cheap to clone (shared state).
 ///
 /// ```no_run
-/// use catalog_core::Catalog;
+/// use catalog_woocommerce::catalog_core::Catalog;
 /// use futures::TryStreamExt;
 /// # async fn run() -> catalog_core::Result<()> {
 /// let client = catalog_woocommerce::WooCommerceClient::builder()
