@@ -32,9 +32,22 @@
 //! assert!(verifier.verify(br#"{"id":788032119674292923}"#, &signature).is_err());
 //! # Ok::<(), catalog_core::webhook::WebhookError>(())
 //! ```
+//!
+//! ## Features
+//!
+//! - `catalog` (default): the catalog side, [`Catalog`], [`page`],
+//!   [`retry`] and [`body`], with `futures` and `rand`. A webhook-only
+//!   receiver leaves it out (`default-features = false`) and keeps the
+//!   model, the event model, [`webhook`] verification and [`inbox`]; the
+//!   platform crates ask for it only with their `client` feature.
 #![warn(missing_docs)]
+// Without the `catalog` feature the docs still name the catalog side,
+// unlinked rather than a warning in every webhook-only user's `cargo doc`.
+#![cfg_attr(not(feature = "catalog"), allow(rustdoc::broken_intra_doc_links))]
 
+#[cfg(feature = "catalog")]
 pub mod body;
+#[cfg(feature = "catalog")]
 pub mod catalog;
 pub mod error;
 pub mod event;
@@ -43,17 +56,21 @@ pub mod inbox;
 pub mod json;
 pub mod model;
 pub mod money;
+#[cfg(feature = "catalog")]
 pub mod page;
+#[cfg(feature = "catalog")]
 pub mod retry;
 pub mod webhook;
 
 pub use async_trait::async_trait;
+#[cfg(feature = "catalog")]
 pub use catalog::{Capabilities, Catalog};
 pub use error::{CatalogError, Result};
 pub use event::{CatalogEvent, EventId, Topic};
 /// The stream traits that consume [`Catalog::stream_products`]
 /// (`.next()`, `.try_collect()`), so callers need no `futures` dependency
 /// of their own.
+#[cfg(feature = "catalog")]
 pub use futures::{StreamExt, TryStreamExt};
 pub use inbox::{DedupKey, Inbox, InboxError, InsertOutcome, MemoryInbox};
 pub use model::{
@@ -61,6 +78,7 @@ pub use model::{
     Weight, WeightUnit,
 };
 pub use money::{CurrencyCode, Money, MoneyError};
+#[cfg(feature = "catalog")]
 pub use page::{Cursor, Page, PageRequest, SkippedProduct};
 pub use webhook::{HeaderLookup, WebhookError, WebhookSource};
 

@@ -36,6 +36,7 @@
 //! and with it the stream traits):
 //!
 //! ```no_run
+//! # #[cfg(feature = "client")]
 //! use catalog_shopify::catalog_core::{Catalog, TryStreamExt};
 //!
 //! # #[cfg(feature = "client")]
@@ -58,7 +59,7 @@
 //!   [`throttle`]), with reqwest and tokio. A service that only receives
 //!   webhooks leaves it out, `catalog-shopify = { version = "0.1",
 //!   default-features = false }`, and gets the webhook source alone:
-//!   verification and payload mapping, 87 packages in `cargo tree -e normal` against 123.
+//!   verification and payload mapping, 71 packages in `cargo tree -e normal` against 123.
 //!   Build the source and the verifier directly, as below: [`ShopifyConfig`]
 //!   is the client's and the server's configuration and asks for API
 //!   credentials.

@@ -22,6 +22,7 @@
 //!
 //! ```no_run
 //! // `catalog_core` is re-exported: this crate alone is enough.
+//! # #[cfg(feature = "client")]
 //! use catalog_woocommerce::catalog_core::Catalog;
 //! # #[cfg(feature = "client")]
 //! # async fn run() -> catalog_woocommerce::catalog_core::Result<()> {
@@ -41,7 +42,7 @@
 //!   [`pagination`]), with reqwest and tokio. A service that only receives
 //!   webhooks leaves it out, `catalog-woocommerce = { version = "0.1",
 //!   default-features = false }`, and gets the webhook source alone:
-//!   verification and payload mapping, 86 packages in `cargo tree -e normal` against 122.
+//!   verification and payload mapping, 70 packages in `cargo tree -e normal` against 122.
 //!   Build the source and the verifier directly, as below:
 //!   [`WooCommerceConfig`] is the client's and the server's configuration
 //!   and asks for API credentials.
