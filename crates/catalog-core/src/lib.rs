@@ -17,8 +17,8 @@
 //! can all be used.
 //!
 //! ```
-//! use catalog_core::webhook::{sign, Headers, HmacVerifier};
-//! use secrecy::SecretString;
+//! use catalog_core::secrecy::SecretString;
+//! use catalog_core::webhook::{sign, HmacVerifier};
 //!
 //! let body = br#"{"id":788032119674292922}"#;
 //! let signature = sign(b"old-secret", body);

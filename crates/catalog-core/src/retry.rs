@@ -37,7 +37,7 @@ pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
 /// use std::time::Duration;
 /// use catalog_core::retry::retry_after;
 ///
-/// let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z").unwrap().to_utc();
+/// let now = catalog_core::chrono::DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z").unwrap().to_utc();
 /// assert_eq!(retry_after("2.5", now), Some(Duration::from_millis(2500)));
 /// assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now), Some(Duration::from_secs(60)));
 /// assert_eq!(retry_after("soon", now), None);

@@ -103,7 +103,7 @@ impl fmt::Debug for HmacVerifier {
 /// ```
 /// use catalog_core::webhook::{sign, HmacVerifier};
 /// let sig = sign(b"secret", b"{}");
-/// HmacVerifier::new([secrecy::SecretString::from("secret")])?.verify(b"{}", &sig)?;
+/// HmacVerifier::new([catalog_core::secrecy::SecretString::from("secret")])?.verify(b"{}", &sig)?;
 /// # Ok::<(), catalog_core::webhook::WebhookError>(())
 /// ```
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
