@@ -966,60 +966,91 @@ impl ShopifyClient {
     async fn rest_of_variants(
         &self,
         id: &str,
-        mut cursor: String,
+        cursor: String,
         out: &mut Vec<VariantNode>,
     ) -> Result<()> {
-        let mut guard = FollowUp::new("variants", id, &cursor);
-        loop {
-            let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
-            let data: graphql::VariantsData = self
-                .graphql(op::PRODUCT_VARIANTS, graphql::PRODUCT_VARIANTS, vars, true)
-                .await
-                .map_err(|e| of_follow_up(e, id, "variants"))?;
-            let conn = data
-                .product
-                .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
-                .variants;
-            let next = conn
-                .next_cursor()
-                .map_err(|e| of_follow_up(e, id, "variants"))?
-                .map(str::to_owned);
-            out.extend(own_nodes(id, "variants", conn.nodes)?);
-            match guard.next(next)? {
-                Some(n) => cursor = n,
-                None => return Ok(()),
-            }
-        }
+        let pages = FollowUpPages {
+            what: "variants",
+            op: op::PRODUCT_VARIANTS,
+            query: graphql::PRODUCT_VARIANTS,
+        };
+        self.rest_of(
+            pages,
+            id,
+            cursor,
+            |d: graphql::VariantsData| d.product.map(|p| p.variants),
+            out,
+        )
+        .await
     }
 
     async fn rest_of_media(
         &self,
         id: &str,
-        mut cursor: String,
+        cursor: String,
         out: &mut Vec<MediaNode>,
     ) -> Result<()> {
-        let mut guard = FollowUp::new("media", id, &cursor);
+        let pages = FollowUpPages {
+            what: "media",
+            op: op::PRODUCT_MEDIA,
+            query: graphql::PRODUCT_MEDIA,
+        };
+        self.rest_of(
+            pages,
+            id,
+            cursor,
+            |d: graphql::MediaData| d.product.map(|p| p.media),
+            out,
+        )
+        .await
+    }
+
+    /// Follows one product's `pages` from `cursor` to the end (see
+    /// [`FollowUp`]), its nodes decoded one by one into `out`; `connection`
+    /// picks the connection out of a page's data (`None`: the product is
+    /// gone).
+    async fn rest_of<D, T>(
+        &self,
+        pages: FollowUpPages,
+        id: &str,
+        mut cursor: String,
+        connection: impl Fn(D) -> Option<graphql::Connection<Value>>,
+        out: &mut Vec<T>,
+    ) -> Result<()>
+    where
+        D: serde::de::DeserializeOwned,
+        T: serde::de::DeserializeOwned,
+    {
+        let what = pages.what;
+        let mut guard = FollowUp::new(what, id, &cursor);
         loop {
             let vars = json!({ "id": id, "first": FOLLOW_UP_PAGE, "after": cursor });
-            let data: graphql::MediaData = self
-                .graphql(op::PRODUCT_MEDIA, graphql::PRODUCT_MEDIA, vars, true)
+            let data: D = self
+                .graphql(pages.op, pages.query, vars, true)
                 .await
-                .map_err(|e| of_follow_up(e, id, "media"))?;
-            let conn = data
-                .product
-                .ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?
-                .media;
+                .map_err(|e| of_follow_up(e, id, what))?;
+            let conn =
+                connection(data).ok_or_else(|| CatalogError::NotFound(format!("product {id}")))?;
             let next = conn
                 .next_cursor()
-                .map_err(|e| of_follow_up(e, id, "media"))?
+                .map_err(|e| of_follow_up(e, id, what))?
                 .map(str::to_owned);
-            out.extend(own_nodes(id, "media", conn.nodes)?);
+            out.extend(own_nodes(id, what, conn.nodes)?);
             match guard.next(next)? {
                 Some(n) => cursor = n,
                 None => return Ok(()),
             }
         }
     }
+}
+
+/// One kind of a product's follow-up pages: its name in errors and paths,
+/// its GraphQL operation and query.
+#[derive(Clone, Copy)]
+struct FollowUpPages {
+    what: &'static str,
+    op: &'static str,
+    query: &'static str,
 }
 
 /// A follow-up request's failure, naming the product whose pages it was
