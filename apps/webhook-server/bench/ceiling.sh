@@ -9,7 +9,9 @@
 #   apps/webhook-server/bench/ceiling.sh
 #
 # Environment: DURATION (8s), ROUNDS (2), CONNECTIONS (32), SHARED (../shared),
-# STEPS (floor answer skim memory log log-nosync sqlite sqlite-normal server-memory server-sqlite server-sqlite-normal).
+# STEPS (floor answer skim memory log log-nosync sqlite sqlite-normal server-memory server-memory-nodispatch server-sqlite server-sqlite-normal).
+# server-memory-nodispatch is the memory store with the dispatcher off: the
+# request path alone, to set beside the `memory` step.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -17,7 +19,7 @@ SHARED="${SHARED:-$ROOT/../shared}"
 DURATION="${DURATION:-8s}"
 ROUNDS="${ROUNDS:-2}"
 CONNECTIONS="${CONNECTIONS:-32}"
-STEPS="${STEPS:-floor answer skim memory log log-nosync sqlite sqlite-normal server-memory server-sqlite server-sqlite-normal}"
+STEPS="${STEPS:-floor answer skim memory log log-nosync sqlite sqlite-normal server-memory server-memory-nodispatch server-sqlite server-sqlite-normal}"
 cd "$ROOT"
 command -v wrk >/dev/null || { echo "wrk not found: apt-get update && apt-get install -y wrk" >&2; exit 1; }
 
@@ -41,13 +43,14 @@ start() {
     PORT=$(free_port)
     rm -f "$WORK"/*.db*
     case "$step" in
-        server-memory|server-sqlite|server-sqlite-normal)
-            local url="memory://" durability=power_loss
+        server-memory|server-memory-nodispatch|server-sqlite|server-sqlite-normal)
+            local url="memory://" durability=power_loss dispatch=true
+            [[ "$step" == server-memory-nodispatch ]] && dispatch=false
             [[ "$step" == server-sqlite* ]] && url="sqlite://$WORK/server.db"
             [[ "$step" == server-sqlite-normal ]] && durability=process_crash
             env -i PATH="$PATH" APP_PORT="$PORT" SHOPIFY_WEBHOOK_SECRET=benchsecret \
                 CATALOG_DATABASE_URL="$url" CATALOG_DATABASE__DURABILITY="$durability" CATALOG_RATE_LIMIT__ENABLED=false \
-                CATALOG_LOG__LEVEL=warn target/release/webhook-server >"$WORK/log" 2>&1 &
+                CATALOG_DISPATCH__ENABLED="$dispatch" CATALOG_LOG__LEVEL=warn target/release/webhook-server >"$WORK/log" 2>&1 &
             ;;
         *)
             STEP="$step" DB="$WORK/ceiling.db" APP_PORT="$PORT" target/floor/release/ingest-ceiling >"$WORK/log" 2>&1 &
@@ -62,7 +65,7 @@ start() {
 }
 
 echo "== machine: $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-printf '%-6s %-14s %10s %7s %12s\n' round step "req/s" ratio "cpu us/req"
+printf '%-6s %-25s %10s %7s %12s\n' round step "req/s" ratio "cpu us/req"
 for round in $(seq 1 "$ROUNDS"); do
     floor=""
     for step in $STEPS; do
@@ -77,7 +80,7 @@ for round in $(seq 1 "$ROUNDS"); do
         [[ "$step" == floor ]] && floor=$rps
         ratio=$(awk -v a="$rps" -v b="${floor:-$rps}" 'BEGIN { printf "%.2fx", a / b }')
         cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
-        printf '%-6s %-14s %10s %7s %12s\n' "$round" "$step" "$rps" "$ratio" "$cpu"
+        printf '%-6s %-25s %10s %7s %12s\n' "$round" "$step" "$rps" "$ratio" "$cpu"
     done
 done
 echo "wrk -t1 -c$CONNECTIONS -d$DURATION, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
