@@ -109,6 +109,13 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+/// The single-event routes take no query parameters: one given is refused
+/// like a misspelt list filter, so that a caller who expects it to do
+/// something (`?include_body=false`, `?force=true`) learns it does not.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
 /// One event as the admin API shows it. The product is derived from the
 /// stored body (see [`crate::normalise`]): `null` when there is none or the
 /// body cannot be normalised (the event then is, or is about to be, `failed`).
@@ -283,13 +290,18 @@ fn topic_filter(topic: &str) -> String {
     topic.trim().to_owned()
 }
 
-async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+async fn get(
+    path: web::Path<String>,
+    _query: web::Query<NoQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
     let event = state.store.get(&path).await?.ok_or(Error::NotFound)?;
     Ok(HttpResponse::Ok().json(event_json(&event, true, &state.platforms)))
 }
 
 async fn replay(
     path: web::Path<String>,
+    _query: web::Query<NoQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     match state.store.replay(&path).await? {

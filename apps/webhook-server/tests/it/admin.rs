@@ -291,6 +291,35 @@ async fn list_parameters_are_checked_and_store_filters_normalised() {
         assert!(message.contains(names), "{q}: {body}");
         assert!(!message.contains("field"), "{q}: serde's wording: {body}");
     }
+    // The single-event routes take no parameters: one is refused, named.
+    let res = test::call_service(&app, get("/admin/events?limit=1")).await;
+    let page: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+    let id = page["events"][0]["id"].as_str().unwrap().to_owned();
+    for (method, uri) in [
+        ("GET", format!("/admin/events/{id}?include_body=false")),
+        ("POST", format!("/admin/events/{id}/replay?force=true")),
+    ] {
+        let req = test::TestRequest::default()
+            .method(actix_web::http::Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(&uri)
+            .insert_header(("Authorization", bearer.clone()))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let body: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("unknown query parameter")
+                && message.contains(if method == "GET" {
+                    "include_body"
+                } else {
+                    "force"
+                }),
+            "{uri}: {body}"
+        );
+    }
+    let res = test::call_service(&app, get(&format!("/admin/events/{id}"))).await;
+    assert_eq!(res.status(), StatusCode::OK, "without parameters");
     // Empty values are as good as absent (a form's empty field).
     for q in [
         "limit=1",
