@@ -13,8 +13,9 @@
 //! - Blank text (`""`, which GraphQL returns for an unset `sku`) is `None`.
 //! - Prices are exact decimals in the store currency (prices carry none).
 //! - Images are `MediaImage`s with their numeric media id (REST: the `media`
-//!   entries of type `IMAGE`; older payloads without `media` fall back to
-//!   `images`).
+//!   entries of type `IMAGE` that have a preview; payloads without `media`,
+//!   or whose media are all still processing, fall back to `images`, with
+//!   those entries' own ids).
 //! - A variant's options pair the product's option names with its values
 //!   (REST `option1..3` by position).
 //! - Variant weight is not read: it lives on `inventoryItem.measurement` in
@@ -442,6 +443,52 @@ struct RestImage {
     height: Option<u32>,
 }
 
+/// The product's images from a REST payload: its `media` entries that are
+/// images with a preview (keyed by media id, as GraphQL reads are), else its
+/// `images` (keyed by their own ids).
+///
+/// `images` also when `media` is there but has no image ready: a product
+/// created a moment ago has its `media` still `PROCESSING`, without a
+/// preview, while `images` already lists the uploaded files. Read from
+/// `media` alone, that product went downstream with no images at all, and a
+/// consumer that upserts it wiped them until the next update (an outside
+/// audit).
+fn images_from_rest(media: Option<Vec<RestMedia>>, images: Option<Vec<RestImage>>) -> Vec<Image> {
+    let from_media: Vec<Image> = media
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| {
+            m.media_content_type
+                .as_deref()
+                .is_none_or(|t| t.eq_ignore_ascii_case("image"))
+        })
+        .filter_map(|m| {
+            let preview = m.preview_image?;
+            Some(Image {
+                id: Some(m.id.0),
+                url: preview.src,
+                alt: non_blank(m.alt),
+                width: preview.width,
+                height: preview.height,
+            })
+        })
+        .collect();
+    if !from_media.is_empty() {
+        return from_media;
+    }
+    images
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| Image {
+            id: Some(i.id.0),
+            url: i.src,
+            alt: non_blank(i.alt),
+            width: i.width,
+            height: i.height,
+        })
+        .collect()
+}
+
 /// How many variants a product webhook carries in full; `variant_gids`
 /// lists the rest (NOTES §4, "records 101 and higher").
 const FULL_VARIANTS_IN_PAYLOAD: usize = 100;
@@ -473,39 +520,7 @@ pub(crate) fn product_from_rest(
         .enumerate()
         .map(|(i, v)| variant_from_rest(v, &option_names, ctx.currency, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let images = match p.media.into_option() {
-        Some(media) => media
-            .into_iter()
-            .filter(|m| {
-                m.media_content_type
-                    .as_deref()
-                    .is_none_or(|t| t.eq_ignore_ascii_case("image"))
-            })
-            .filter_map(|m| {
-                let preview = m.preview_image?;
-                Some(Image {
-                    id: Some(m.id.0),
-                    url: preview.src,
-                    alt: non_blank(m.alt),
-                    width: preview.width,
-                    height: preview.height,
-                })
-            })
-            .collect(),
-        None => p
-            .images
-            .into_option()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| Image {
-                id: Some(i.id.0),
-                url: i.src,
-                alt: non_blank(i.alt),
-                width: i.width,
-                height: i.height,
-            })
-            .collect(),
-    };
+    let images = images_from_rest(p.media.into_option(), p.images.into_option());
     Ok(Product {
         id: Product::unified_id(&PlatformId::SHOPIFY, ctx.store, &platform_id),
         global_id: p

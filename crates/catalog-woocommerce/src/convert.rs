@@ -197,12 +197,20 @@ fn money(amount: &str, currency: &CurrencyCode, path: &str, field: &str) -> Resu
     })
 }
 
-/// Stock is an integer, or a float when a plugin enables fractional stock:
-/// keep integral values only.
+/// Stock is an integer, or a number with a fraction when a plugin enables
+/// fractional stock (the REST schema's "number if non-integer stock
+/// enabled"). The model counts whole units, so a fraction is rounded down:
+/// 2.5 in stock can fill 2 orders of one unit, never 3, and -2.5 (on
+/// backorder) is 3 short. Dropping it instead read as "stock not tracked",
+/// which a consumer may take for "always available". The exact figure stays
+/// in `raw`.
 fn stock(n: &serde_json::Number) -> Option<i64> {
     n.as_i64().or_else(|| {
         n.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(f64::floor)
+            // Within what an f64 holds as an exact integer: a count past
+            // 2^53 is not stock but a broken plugin.
+            .filter(|f| f.is_finite() && f.abs() < 9.0e15)
             .map(|f| f as i64)
     })
 }
@@ -296,6 +304,22 @@ mod tests {
             "10.00"
         );
         assert_eq!(v.inventory_quantity, Some(7));
+        // Fractional stock (a plugin) counts whole units, rounded down.
+        for (json, want) in [
+            ("2.5", Some(2)),
+            ("2.0", Some(2)),
+            ("0.4", Some(0)),
+            ("-2.5", Some(-3)),
+            ("-4", Some(-4)),
+            ("1e300", None),
+            ("null", None),
+        ] {
+            let (p, raw) = wire(&format!(
+                r#"{{"id":9,"price":"1","stock_quantity":{json}}}"#
+            ));
+            let prod = product_from_wire("s", &usd(), p, raw, None).unwrap();
+            assert_eq!(prod.variants[0].inventory_quantity, want, "{json}");
+        }
         let (p, raw) = wire(r#"{"id":2,"price":"","regular_price":"","sale_price":""}"#);
         let prod = product_from_wire("s", &usd(), p, raw, None).unwrap();
         assert_eq!(prod.variants[0].price, None, "empty is no price, not zero");

@@ -725,3 +725,85 @@ fn another_topic_with_a_body_that_is_not_json_is_unparseable() {
         Received::Event(_)
     ));
 }
+
+/// Images come from `media` (keyed by media id, as GraphQL reads are) when
+/// it has an image ready, else from `images`: a new product's media are
+/// still `PROCESSING`, without a preview, while `images` lists the uploads
+/// (an outside audit: such a product went downstream with no images).
+#[test]
+fn images_come_from_media_when_ready_else_from_images() {
+    let sample: serde_json::Value = serde_json::from_slice(CREATE).unwrap();
+    let image = serde_json::json!({
+        "id": 850703190,
+        "src": "https://cdn.shopify.com/s/files/1/0005/4838/0009/products/ipod-nano.png?v=1",
+        "alt": "front",
+        "width": 123,
+        "height": 456
+    });
+    let ready = serde_json::json!({
+        "id": 20000000000000001u64,
+        "media_content_type": "IMAGE",
+        "alt": "front",
+        "status": "READY",
+        "preview_image": {"src": "https://cdn.shopify.com/media/front.png", "width": 1, "height": 2, "status": "READY"}
+    });
+    let processing = serde_json::json!({
+        "id": 20000000000000002u64,
+        "media_content_type": "IMAGE",
+        "alt": "back",
+        "status": "PROCESSING",
+        "preview_image": null
+    });
+    let video = serde_json::json!({
+        "id": 20000000000000003u64,
+        "media_content_type": "VIDEO",
+        "preview_image": {"src": "https://cdn.shopify.com/media/poster.png"}
+    });
+    let images_of = |media: Option<serde_json::Value>, images: serde_json::Value| {
+        let mut v = sample.clone();
+        let obj = v.as_object_mut().unwrap();
+        match media {
+            Some(m) => obj.insert("media".into(), m),
+            None => obj.remove("media"),
+        };
+        obj.insert("images".into(), images);
+        let body = serde_json::to_vec(&v).unwrap();
+        event(&headers("products/update", &body), &body)
+            .product
+            .expect("a product")
+            .images
+            .into_iter()
+            .map(|i| (i.id.unwrap_or_default(), i.url))
+            .collect::<Vec<_>>()
+    };
+    let from_images = vec![(
+        "850703190".to_owned(),
+        "https://cdn.shopify.com/s/files/1/0005/4838/0009/products/ipod-nano.png?v=1".to_owned(),
+    )];
+    // Ready media win (a video is not an image; one still processing waits).
+    assert_eq!(
+        images_of(
+            Some(serde_json::json!([ready, processing, video])),
+            serde_json::json!([image])
+        ),
+        vec![(
+            "20000000000000001".to_owned(),
+            "https://cdn.shopify.com/media/front.png".to_owned()
+        )]
+    );
+    // No image ready in `media`, or an empty or absent `media`: `images`.
+    for media in [
+        Some(serde_json::json!([processing])),
+        Some(serde_json::json!([processing, video])),
+        Some(serde_json::json!([])),
+        None,
+    ] {
+        assert_eq!(
+            images_of(media.clone(), serde_json::json!([image])),
+            from_images,
+            "{media:?}"
+        );
+    }
+    // Neither has any: no images.
+    assert!(images_of(Some(serde_json::json!([processing])), serde_json::json!([])).is_empty());
+}
