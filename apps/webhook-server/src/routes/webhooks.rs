@@ -17,41 +17,49 @@ use crate::{ActixHeaders, AppState};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, platforms: &Platforms) {
     // Static paths for the platforms compiled in: matched by string compare,
-    // where the patterns below need a regex per request.
-    for p in platforms.iter() {
-        let id = p.id().as_str().to_owned();
-        for action in p.actions {
-            let platform = id.clone();
-            cfg.service(
-                web::resource(format!("/{id}/products/{action}"))
-                    .route(
-                        web::post().to(
-                            move |req: HttpRequest,
-                                  payload: web::Payload,
-                                  state: web::Data<AppState>| {
-                                let platform = platform.clone();
-                                async move {
-                                    handle(&req, &platform, Some(action), payload, &state).await
-                                }
-                            },
-                        ),
-                    )
-                    .default_service(web::to(post_only)),
-            );
-        }
+    // where the patterns below need a regex per request. Each also with a
+    // trailing slash, after all of them (so the paths as documented match
+    // first): a slash pasted into a platform's webhook address is an easy
+    // mistake, and a 404 for every delivery costs the subscription (Shopify
+    // deletes one after 8 failed deliveries).
+    let static_paths = |slash: &'static str| {
+        platforms.iter().flat_map(move |p| {
+            let id = p.id().as_str().to_owned();
+            p.actions.iter().map(move |&action| {
+                (
+                    id.clone(),
+                    action,
+                    format!("/{id}/products/{action}{slash}"),
+                )
+            })
+        })
+    };
+    for (platform, action, path) in static_paths("").chain(static_paths("/")) {
+        cfg.service(
+            web::resource(path)
+                .route(web::post().to(
+                    move |req: HttpRequest, payload: web::Payload, state: web::Data<AppState>| {
+                        let platform = platform.clone();
+                        async move { handle(&req, &platform, Some(action), payload, &state).await }
+                    },
+                ))
+                .default_service(web::to(post_only)),
+        );
     }
     // Everything else (other platforms and actions: 404, whatever the
     // method) and the topic-from-header endpoint.
-    cfg.service(
-        web::resource("/{platform}")
-            .route(web::post().to(by_header))
-            .default_service(web::to(post_only_if_known)),
-    )
-    .service(
-        web::resource("/{platform}/products/{action}")
-            .route(web::post().to(by_route))
-            .default_service(web::to(not_found)),
-    );
+    for slash in ["", "/"] {
+        cfg.service(
+            web::resource(format!("/{{platform}}{slash}"))
+                .route(web::post().to(by_header))
+                .default_service(web::to(post_only_if_known)),
+        )
+        .service(
+            web::resource(format!("/{{platform}}/products/{{action}}{slash}"))
+                .route(web::post().to(by_route))
+                .default_service(web::to(not_found)),
+        );
+    }
 }
 
 /// Another method on `/webhooks/{platform}`: 405 for a platform this

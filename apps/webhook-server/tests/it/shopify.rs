@@ -339,3 +339,100 @@ async fn compliance_topics_reach_the_sinks_with_their_payload() {
     assert!(product["product"].is_object());
     assert!(product.get("payload").is_none(), "{product}");
 }
+
+/// A webhook address saved with a trailing slash is served like the one
+/// without (each delivery a 404 would cost the subscription); other paths
+/// and methods keep their answers.
+#[actix_web::test]
+async fn a_trailing_slash_on_a_webhook_address_is_served() {
+    let mut s = settings();
+    s.shopify = stores(&[("example-shop.myshopify.com", &["secret"])]);
+    let store = memory();
+    let state =
+        webhook_server::AppState::new(&s, Platforms::from_settings(&s).unwrap(), store.clone());
+    let app = test::init_service(App::new().configure(move |c| configure(c, state))).await;
+    for (path, topic, id) in [
+        (
+            "/webhooks/shopify/products/create/",
+            "products/create",
+            "s-1",
+        ),
+        (
+            "/webhooks/shopify/products/update/",
+            "products/update",
+            "s-2",
+        ),
+        ("/webhooks/shopify/", "products/update", "s-3"),
+    ] {
+        let res = test::call_service(
+            &app,
+            shopify(path, topic, id, SAMPLE, "secret").to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&test::read_body(res).await).unwrap();
+        assert_eq!(v["status"], "stored", "{path}: {v}");
+    }
+    // The route's topic still has to match the header's.
+    let res = test::call_service(
+        &app,
+        shopify(
+            "/webhooks/shopify/products/delete/",
+            "products/update",
+            "s-4",
+            SAMPLE,
+            "secret",
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A wrong signature is refused there as anywhere.
+    let res = test::call_service(
+        &app,
+        shopify(
+            "/webhooks/shopify/products/update/",
+            "products/update",
+            "s-5",
+            SAMPLE,
+            "wrong",
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Unknown platforms and actions stay 404, other methods 405.
+    for path in [
+        "/webhooks/bogus/",
+        "/webhooks/bogus/products/create/",
+        "/webhooks/shopify/products/rename/",
+        "/webhooks/shopify/products/create//",
+    ] {
+        let res = test::call_service(
+            &app,
+            shopify(path, "products/create", "s-6", SAMPLE, "secret").to_request(),
+        )
+        .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let res = test::call_service(
+        &app,
+        with_method(
+            actix_web::http::Method::GET,
+            "/webhooks/shopify/products/create/",
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let stored = store
+        .list(&EventFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(
+        stored.len(),
+        3,
+        "the three accepted deliveries, nothing else"
+    );
+}
