@@ -31,6 +31,7 @@
 //! the dispatcher), [`retention`] (deleting old finished events), [`routes`],
 //! [`metrics`], [`error`], [`redact`].
 
+pub mod answer_deadline;
 pub mod copy_store;
 pub mod dispatch;
 pub mod error;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::body::BoxBody;
-use actix_http::{HttpMessage as _, HttpService, Request, Response, StatusCode, header};
+use actix_http::{HttpMessage as _, HttpService, Protocol, Request, Response, StatusCode, header};
 use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
 use actix_web::App;
 use actix_web::dev::AppConfig;
@@ -17,6 +17,7 @@ use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt};
+use webhook_server::answer_deadline::AnswerDeadline;
 use webhook_server::dispatch::DispatchConfig;
 use webhook_server::metrics::{Metrics, Outcome};
 use webhook_server::platforms::Platforms;
@@ -522,6 +523,14 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
 
     let app_state = state.clone();
     let client_request_timeout = Duration::from_millis(settings.server.client_request_timeout_ms);
+    // The longest one request may take from its first byte to the start of
+    // its answer, by the server's own limits, plus a margin: past it the
+    // connection is closed (see answer_deadline: actix times only a
+    // connection's first head).
+    let answer_deadline = client_request_timeout
+        + Duration::from_millis(settings.server.body_timeout_ms)
+        + Duration::from_millis(settings.server.store_timeout_ms)
+        + Duration::from_secs(1);
     let body_limit = settings.server.body_limit;
     let metrics = Arc::clone(&state.metrics);
     // actix-web's HttpServer, taken apart for its one missing piece: the
@@ -531,7 +540,7 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
         let app_state = app_state.clone();
         let metrics = Arc::clone(&metrics);
         let app = App::new().configure(move |c| configure(c, app_state));
-        HttpService::build()
+        let http = HttpService::build()
             .client_request_timeout(client_request_timeout)
             .client_disconnect_timeout(Duration::from_secs(1))
             .expect(fn_service(move |req: Request| {
@@ -541,8 +550,17 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
                 app.into_factory()
                     .map_err(|err: actix_web::Error| err.error_response()),
                 |_| AppConfig::default(),
+            ));
+        // `HttpService::tcp`, with the stream under a deadline.
+        fn_service(move |io: tokio::net::TcpStream| async move {
+            let peer = io.peer_addr().ok();
+            Ok((
+                AnswerDeadline::new(io, answer_deadline),
+                Protocol::Http1,
+                peer,
             ))
-            .tcp()
+        })
+        .and_then(http)
     };
     let listen = (settings.server.host.as_str(), settings.server.port);
     let addrs: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&listen)

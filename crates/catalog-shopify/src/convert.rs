@@ -424,7 +424,11 @@ struct RestMedia {
 
 #[derive(Debug, Deserialize)]
 struct RestPreview {
-    src: String,
+    /// Absent or null while Shopify still processes the file (an outside
+    /// audit sent `{"status":"PROCESSING"}`): such a preview is no image
+    /// yet, not a reason to fail the whole payload.
+    #[serde(default)]
+    src: Option<String>,
     #[serde(default)]
     width: Option<u32>,
     #[serde(default)]
@@ -466,7 +470,7 @@ fn images_from_rest(media: Option<Vec<RestMedia>>, images: Option<Vec<RestImage>
             let preview = m.preview_image?;
             Some(Image {
                 id: Some(m.id.0),
-                url: preview.src,
+                url: preview.src.filter(|src| !src.trim().is_empty())?,
                 alt: non_blank(m.alt),
                 width: preview.width,
                 height: preview.height,

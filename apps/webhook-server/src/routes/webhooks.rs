@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
@@ -107,6 +107,11 @@ fn body_error(e: &actix_web::error::PayloadError) -> String {
     }
 }
 
+/// Why a request with both `Content-Length` and `Transfer-Encoding` is
+/// refused.
+const FRAMED_TWICE: &str =
+    "a request with both Content-Length and Transfer-Encoding is refused (RFC 9112 section 6.1)";
+
 /// The most [`read_body`] reserves before the bytes arrive: most product
 /// payloads fit (the documented Shopify sample is 2.2 KB), and a larger one
 /// grows the buffer by doubling as its bytes come in.
@@ -130,6 +135,12 @@ pub async fn read_body(
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
+    }
+    if declared.is_some() && req.headers().contains_key(TRANSFER_ENCODING) {
+        // Framed two ways: a proxy in front may have read it the other
+        // way (request smuggling). Refused, and the connection closed
+        // (`handle`), as RFC 9112 section 6.1 allows and requires.
+        return Err(Error::BadRequest(FRAMED_TWICE.to_owned()));
     }
     // The declared length is the sender's word, read before the signature
     // is checked: reserving all of it would let anyone hold `limit` bytes
@@ -158,7 +169,17 @@ pub async fn read_body(
                 buf.extend_from_slice(&chunk);
             }
         }
-        Ok(first.unwrap_or_else(|| buf.freeze()))
+        let body = first.unwrap_or_else(|| buf.freeze());
+        // A client that closes its side early ends the payload as if whole
+        // (actix ends it at the end of the stream): a body shorter than
+        // its Content-Length is cut off, not a delivery.
+        if declared.is_some_and(|n| n != body.len() as u64) {
+            return Err(Error::BadRequest(
+                "body: the body ended before it was complete (its Content-Length promises more)"
+                    .to_owned(),
+            ));
+        }
+        Ok(body)
     };
     tokio::time::timeout(timeout, read)
         .await
@@ -196,7 +217,13 @@ async fn handle(
         Ok(res) => res,
         Err(e) => actix_web::ResponseError::error_response(&e),
     };
-    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+    // After a request framed two ways, the connection's next bytes cannot
+    // be trusted to start a request: close it (RFC 9112 section 6.1).
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed)
+        || (res.status() == actix_web::http::StatusCode::BAD_REQUEST
+            && req.headers().contains_key(CONTENT_LENGTH)
+            && req.headers().contains_key(TRANSFER_ENCODING))
+    {
         res.head_mut()
             .set_connection_type(actix_web::http::ConnectionType::Close);
     }

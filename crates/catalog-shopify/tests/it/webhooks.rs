@@ -791,9 +791,16 @@ fn images_come_from_media_when_ready_else_from_images() {
             "https://cdn.shopify.com/media/front.png".to_owned()
         )]
     );
+    // A preview without its file yet (no `src`, or null) is no image
+    // either, and does not fail the payload.
+    let mut no_src = processing.clone();
+    no_src["preview_image"] = serde_json::json!({"status": "PROCESSING"});
+    let mut null_src = processing.clone();
+    null_src["preview_image"] = serde_json::json!({"src": null, "status": "FAILED"});
     // No image ready in `media`, or an empty or absent `media`: `images`.
     for media in [
         Some(serde_json::json!([processing])),
+        Some(serde_json::json!([no_src, null_src])),
         Some(serde_json::json!([processing, video])),
         Some(serde_json::json!([])),
         None,
