@@ -533,9 +533,10 @@ async fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
         + Duration::from_secs(1);
     let body_limit = settings.server.body_limit;
     let metrics = Arc::clone(&state.metrics);
-    // actix-web's HttpServer, taken apart for its one missing piece: the
+    // actix-web's HttpServer, taken apart for the two pieces it lacks: the
     // `Expect: 100-continue` hook, so that a body declared over the limit
-    // gets 413 before the client is invited to send it.
+    // gets 413 before the client is invited to send it, and the stream
+    // under an answer deadline (every request timed, not only the first).
     let http = move || {
         let app_state = app_state.clone();
         let metrics = Arc::clone(&metrics);
