@@ -117,6 +117,16 @@ fn client_of(limiter: &RateLimiter, peer: IpAddr, req: &ServiceRequest) -> IpAdd
     limiter.client(peer, &forwarded)
 }
 
+/// Whether a request may carry a body (a `Content-Length` other than 0, or
+/// a `Transfer-Encoding`).
+fn may_have_body(headers: &actix_web::http::header::HeaderMap) -> bool {
+    use actix_web::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().iter().any(|&b| b != b'0'))
+}
+
 /// Refuses requests over the per-address budget with 429.
 async fn rate_limit(
     req: ServiceRequest,
@@ -137,9 +147,16 @@ async fn rate_limit(
                 std::time::Duration::ZERO,
             );
         }
-        return Ok(req
-            .into_response(Error::RateLimited.error_response())
-            .map_into_right_body());
+        // The refused request's body is left unread: a client reusing the
+        // connection then had its next requests cut without a word (an
+        // outside audit: after some 40 answers of 429, a broken pipe).
+        // Closing says so, and the client reconnects after `Retry-After`.
+        let mut res = Error::RateLimited.error_response();
+        if may_have_body(req.headers()) {
+            res.head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+        }
+        return Ok(req.into_response(res).map_into_right_body());
     }
     next.call(req)
         .await

@@ -220,9 +220,25 @@ async fn rate_limit_per_client_address() {
         for (k, v) in shopify_headers(&format!("rl-{i}"), b.as_bytes(), SECRET) {
             req = req.header(k, v);
         }
-        statuses.push(req.body(b).send().await.unwrap().status().as_u16());
+        let res = req.body(b).send().await.unwrap();
+        let closes = res
+            .headers()
+            .get("connection")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        statuses.push((res.status().as_u16(), closes));
     }
-    assert_eq!(statuses, vec![200, 200, 200, 429, 429]);
+    // A refused delivery's body is left unread: its connection is closed
+    // (an outside audit's client reusing it was cut without a word).
+    assert_eq!(
+        statuses,
+        vec![
+            (200, false),
+            (200, false),
+            (200, false),
+            (429, true),
+            (429, true)
+        ]
+    );
     // Health checks are not limited.
     let res = client
         .get(format!("http://{addr}/healthz"))
@@ -239,6 +255,8 @@ async fn rate_limit_per_client_address() {
             .send()
             .await
             .unwrap();
+        // Without a body there is nothing unread: kept alive.
+        assert!(res.headers().get("connection").is_none(), "{res:?}");
         admin.push(res.status().as_u16());
     }
     assert!(admin.contains(&429), "{admin:?}");
