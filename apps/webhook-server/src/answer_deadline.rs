@@ -78,6 +78,13 @@ impl<S> AnswerDeadline<S> {
         timer.as_mut().poll(cx).is_ready()
     }
 
+    /// Bytes written are an answer begun: see [`Self::answered`].
+    fn after_write(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.answered();
+        }
+    }
+
     /// An answer has begun: the request is no longer timed, and the timer
     /// must not wake the task (see the module documentation).
     fn answered(&mut self) {
@@ -136,9 +143,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AnswerDeadline<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.answered();
-        }
+        this.after_write(&written);
         written
     }
 
@@ -149,9 +154,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AnswerDeadline<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.answered();
-        }
+        this.after_write(&written);
         written
     }
 

@@ -12,7 +12,15 @@ use webhook_server::settings::Settings;
 use crate::support::*;
 
 fn start(settings: &Settings) -> (SocketAddr, actix_web::dev::ServerHandle) {
-    let state = state_from(settings, memory(), &single_secret());
+    start_on(settings, memory())
+}
+
+/// [`start`] on the given store (to look at what was stored).
+fn start_on(
+    settings: &Settings,
+    store: std::sync::Arc<webhook_server::store::MemoryStore>,
+) -> (SocketAddr, actix_web::dev::ServerHandle) {
+    let state = state_from(settings, store, &single_secret());
     let server = HttpServer::new(move || App::new().configure(|c| configure(c, state.clone())))
         .workers(1)
         .bind(("127.0.0.1", 0))
@@ -107,15 +115,7 @@ async fn chunked_oversize_and_trickled_bodies_over_tcp() {
 #[actix_web::test]
 async fn a_short_body_and_a_body_framed_twice_are_refused() {
     let store = memory();
-    let state = state_from(&settings(), store.clone(), &single_secret());
-    let server = HttpServer::new(move || App::new().configure(|c| configure(c, state.clone())))
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    let (addr, handle) = start_on(&settings(), store.clone());
 
     let signed_head = |event_id: &str, body: &[u8], framing: &str| {
         let mut head =
