@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
@@ -112,6 +112,24 @@ fn body_error(e: &actix_web::error::PayloadError) -> String {
 const FRAMED_TWICE: &str =
     "a request with both Content-Length and Transfer-Encoding is refused (RFC 9112 section 6.1)";
 
+/// Why a request asking for a WebSocket is refused.
+const WEBSOCKET: &str = "a webhook delivery does not upgrade its connection (Upgrade: websocket)";
+
+/// Whether the request asks for a WebSocket: actix then reads its body to
+/// the end of the stream, whatever its `Content-Length` says.
+fn asks_for_websocket(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Whether the request's framing leaves the connection's next bytes in
+/// doubt: framed two ways, or read to the end of the stream.
+fn framed_unsafely(headers: &actix_web::http::header::HeaderMap) -> bool {
+    (headers.contains_key(CONTENT_LENGTH) && headers.contains_key(TRANSFER_ENCODING))
+        || asks_for_websocket(headers)
+}
+
 /// The most [`read_body`] reserves before the bytes arrive: most product
 /// payloads fit (the documented Shopify sample is 2.2 KB), and a larger one
 /// grows the buffer by doubling as its bytes come in.
@@ -141,6 +159,11 @@ pub async fn read_body(
         // way (request smuggling). Refused, and the connection closed
         // (`handle`), as RFC 9112 section 6.1 allows and requires.
         return Err(Error::BadRequest(FRAMED_TWICE.to_owned()));
+    }
+    if asks_for_websocket(req.headers()) {
+        // Its body would be read until the client closes: a delivery
+        // whose end only the sender decides (an outside audit).
+        return Err(Error::BadRequest(WEBSOCKET.to_owned()));
     }
     // The declared length is the sender's word, read before the signature
     // is checked: reserving all of it would let anyone hold `limit` bytes
@@ -217,12 +240,12 @@ async fn handle(
         Ok(res) => res,
         Err(e) => actix_web::ResponseError::error_response(&e),
     };
-    // After a request framed two ways, the connection's next bytes cannot
-    // be trusted to start a request: close it (RFC 9112 section 6.1).
+    // After a request framed two ways (or as a WebSocket), the
+    // connection's next bytes cannot be trusted to start a request: close
+    // it (RFC 9112 section 6.1).
     if state.draining.load(std::sync::atomic::Ordering::Relaxed)
         || (res.status() == actix_web::http::StatusCode::BAD_REQUEST
-            && req.headers().contains_key(CONTENT_LENGTH)
-            && req.headers().contains_key(TRANSFER_ENCODING))
+            && framed_unsafely(req.headers()))
     {
         res.head_mut()
             .set_connection_type(actix_web::http::ConnectionType::Close);
