@@ -155,29 +155,30 @@ async fn a_short_body_and_a_body_framed_twice_are_refused() {
     // Both framings: 400, and the connection closed by the server. (A
     // request pipelined behind it, already read, is still answered by
     // actix, which does not stop at `Connection: close`.)
-    let chunked = format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len());
-    let answer = tokio::task::spawn_blocking({
-        let mut request = signed_head(
-            "twice-1",
-            b.as_bytes(),
-            &format!(
-                "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
-                chunked.len()
-            ),
-        );
-        request.extend_from_slice(chunked.as_bytes());
-        move || {
+    // Writes `request`, then reads to the end of the stream: the server
+    // must close it within 5 s (under the 10 s body timeout, which the
+    // answer may not wait for).
+    let answer_then_close = |request: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
             let mut s = TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             s.write_all(&request).unwrap();
             let mut answer = String::new();
-            // To the end of the stream: the server closed it.
             s.read_to_string(&mut answer).expect("closed by the server");
             answer
-        }
-    })
-    .await
-    .unwrap();
+        })
+    };
+    let chunked = format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len());
+    let mut request = signed_head(
+        "twice-1",
+        b.as_bytes(),
+        &format!(
+            "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+            chunked.len()
+        ),
+    );
+    request.extend_from_slice(chunked.as_bytes());
+    let answer = answer_then_close(request).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("Transfer-Encoding"), "{answer}");
     assert!(
@@ -187,28 +188,16 @@ async fn a_short_body_and_a_body_framed_twice_are_refused() {
 
     // Asking for a WebSocket (actix would read the body to the end of the
     // stream, whatever Content-Length says): 400 at once, connection closed.
-    let answer = tokio::task::spawn_blocking({
-        let mut request = signed_head(
-            "ws-1",
-            b.as_bytes(),
-            &format!(
-                "Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: {}\r\n",
-                b.len()
-            ),
-        );
-        request.extend_from_slice(b.as_bytes());
-        move || {
-            let mut s = TcpStream::connect(addr).unwrap();
-            // Under the body timeout (10 s): the answer may not wait for it.
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(&request).unwrap();
-            let mut answer = String::new();
-            s.read_to_string(&mut answer).expect("closed by the server");
-            answer
-        }
-    })
-    .await
-    .unwrap();
+    let mut request = signed_head(
+        "ws-1",
+        b.as_bytes(),
+        &format!(
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+    );
+    request.extend_from_slice(b.as_bytes());
+    let answer = answer_then_close(request).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("websocket"), "{answer}");
 
